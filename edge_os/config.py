@@ -1,0 +1,55 @@
+"""The one place where edge-os reads environment variables.
+
+Each variable is declared once in ``ENV_VARS`` (name, default, meaning); ``--help`` prints the
+table and the README documents it. Code asks for values through ``settings()``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    default: str
+    meaning: str
+
+
+ENV_VARS: tuple[EnvVar, ...] = (
+    EnvVar("EDGE_OS_HOME", "~/.cache/edge-os", "cache for packed models (the default model is packed here once)"),
+    EnvVar("EDGE_OS_THREADS", "all cores", "threads the engine uses when --threads is not given"),
+    EnvVar("EDGE_OS_LOG_LEVEL", "INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
+    EnvVar("EDGE_OS_TARGET", "host", "target descriptor used by `pack` when --target is not given"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    threads: int
+    log_level: str
+    target: str
+
+
+def settings() -> Settings:
+    """Read the environment now (tests may change it between calls)."""
+    env = os.environ
+    threads_text = env.get("EDGE_OS_THREADS", "")
+    threads = int(threads_text) if threads_text.strip().isdigit() else (os.cpu_count() or 1)
+    return Settings(
+        home=Path(env.get("EDGE_OS_HOME", "~/.cache/edge-os")).expanduser(),
+        threads=max(1, threads),
+        log_level=env.get("EDGE_OS_LOG_LEVEL", "INFO").upper(),
+        target=env.get("EDGE_OS_TARGET", "host"),
+    )
+
+
+def env_help() -> str:
+    """The environment-variable table shown at the end of ``edge-os --help``."""
+    width = max(len(v.name) for v in ENV_VARS)
+    lines = ["environment variables:"]
+    lines += [f"  {v.name:<{width}}  {v.meaning} (default: {v.default})" for v in ENV_VARS]
+    return "\n".join(lines)

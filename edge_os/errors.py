@@ -1,0 +1,35 @@
+"""The exceptions edge-os raises for bad input.
+
+Every error carries a one-line message that says what is wrong and how to fix it; the CLI prints
+it and exits non-zero, the HTTP API answers 4xx, the MQTT bridge sends an ``error`` message.
+"""
+
+
+class EdgeOSError(Exception):
+    """Base class: a problem the user can fix. ``code`` is a stable machine-readable name."""
+
+    code = "error"
+
+
+class InputError(EdgeOSError):
+    """A request or argument is invalid (sampling parameters, prompt too long, ...)."""
+
+    code = "invalid_request"
+
+
+class ModelSourceError(EdgeOSError):
+    """A model to import (GGUF file, Hugging Face folder) is missing, corrupt or unsupported."""
+
+    code = "bad_model_source"
+
+
+class PackageError(EdgeOSError):
+    """A model package is missing a file, fails verification, or does not fit this runtime."""
+
+    code = "bad_package"
+
+
+class TargetError(EdgeOSError):
+    """An unknown target, or a package compiled for a different target."""
+
+    code = "bad_target"

@@ -1,0 +1,1 @@
+"""Model packages: a self-describing, hashed, signed directory with everything a device needs."""

@@ -1,0 +1,1 @@
+"""On-device engine: load a verified package and generate text with TVM."""
