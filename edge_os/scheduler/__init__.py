@@ -1,0 +1,1 @@
+"""The on-device scheduler: admission, eviction, KV pages and thermal throttling."""
