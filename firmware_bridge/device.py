@@ -180,6 +180,8 @@ class Device:
 
     def ping(self, data: bytes = b"edge-os") -> float:
         """Round-trip time in seconds of a PING whose PONG must echo ``data``."""
+        if len(data) > self._caps().max_payload:
+            raise InputError(f"PING data of {len(data)} bytes exceeds the device's {self._caps().max_payload}")
         start = time.monotonic()
         answer = self._call(MsgType.PING, data, MsgType.PONG, "PING")
         if answer.payload != data:

@@ -8,9 +8,14 @@
 #define EBP_HEADER_LEN 7u
 #define EBP_CRC_LEN 4u
 
-/* Largest payload this build accepts and sends; a board may lower it to save RAM (>= 64). */
+/* Largest payload this build accepts and sends (announced in HELLO); a board may lower it to
+ * save RAM, as long as its HELLO still fits. */
 #ifndef EBP_MAX_PAYLOAD
+#if defined(__AVR__) /* 2 KB of RAM on an Uno: each buffer is about one payload */
+#define EBP_MAX_PAYLOAD 192u
+#else
 #define EBP_MAX_PAYLOAD 240u
+#endif
 #endif
 
 /* A decoded frame: header, payload, CRC. */
