@@ -61,7 +61,7 @@ def test_fuzz_frame_decoder_briefly() -> None:
     corpus = BUILD / "corpus-ci"
     corpus.mkdir(exist_ok=True)
     result = subprocess.run(
-        [str(BUILD / "fuzz-frame"), "-max_total_time=30", "-print_final_stats=1", str(corpus)],
+        [str(BUILD / "fuzz-frame"), "-max_total_time=30", "-max_len=1024", "-print_final_stats=1", str(corpus)],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
