@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -156,8 +155,16 @@ class Device:
         if period_ms < MIN_PERIOD_MS:
             raise InputError(f"period {period_s} s is too short: the shortest is {MIN_PERIOD_MS / 1000} s")
         subscription = Subscription(self, info, period_ms, on_reading)
-        self._subscriptions[info.id] = subscription
-        self._call(MsgType.SUBSCRIBE, SUBSCRIBE.pack(info.id, period_ms), MsgType.ACK, f"SUBSCRIBE {sensor}")
+        previous = self._subscriptions.get(info.id)
+        self._subscriptions[info.id] = subscription  # before sending: the first reading may be quick
+        try:
+            self._call(MsgType.SUBSCRIBE, SUBSCRIBE.pack(info.id, period_ms), MsgType.ACK, f"SUBSCRIBE {sensor}")
+        except DeviceError:
+            if previous is None:
+                del self._subscriptions[info.id]
+            else:
+                self._subscriptions[info.id] = previous
+            raise
         return subscription
 
     def stream(self, sensor: str, period_s: float) -> ReadingStream:

@@ -55,11 +55,17 @@ class Survey:
             reading = self.readings[s.name]
             live = {"value": reading.value} if isinstance(reading, Reading) else {"error": str(reading)}
             sensors.append({"name": s.name, "unit": s.unit, "min": s.min, "max": s.max, **live})
-        actuators = [
-            {"name": a.name, "unit": a.unit, **({"values": list(a.values)} if a.values is not None else {"min": a.min, "max": a.max})}
-            for a in caps.actuators
-        ]
-        return {"port": self.url, "firmware": caps.firmware, "version": caps.version, "sensors": sensors, "actuators": actuators}
+        actuators = []
+        for a in caps.actuators:
+            allowed = {"values": list(a.values)} if a.values is not None else {"min": a.min, "max": a.max}
+            actuators.append({"name": a.name, "unit": a.unit, **allowed})
+        return {
+            "port": self.url,
+            "firmware": caps.firmware,
+            "version": caps.version,
+            "sensors": sensors,
+            "actuators": actuators,
+        }
 
 
 def survey(device: Device) -> Survey:

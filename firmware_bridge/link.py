@@ -222,4 +222,3 @@ class Link:
         self._last_unsolicited = frame.seq
         if self.on_unsolicited is not None:
             self.on_unsolicited(frame)
-

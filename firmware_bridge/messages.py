@@ -133,7 +133,8 @@ def _text(s: str) -> bytes:
 
 def encode_hello(caps: Capabilities) -> bytes:
     """The payload a device sends in answer to HELLO (the simulator's C code writes the same)."""
-    out = bytearray(_text(caps.firmware) + _text(caps.version) + struct.pack("<HB", caps.max_payload, len(caps.sensors)))
+    out = bytearray(_text(caps.firmware) + _text(caps.version))
+    out += struct.pack("<HB", caps.max_payload, len(caps.sensors))
     for s in caps.sensors:
         out += bytes([s.id]) + _text(s.name) + _text(s.unit) + struct.pack("<ff", s.min, s.max)
     out.append(len(caps.actuators))

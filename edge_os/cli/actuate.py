@@ -37,8 +37,14 @@ def run(args: argparse.Namespace) -> int:
         retries = device.stats.retries - retries_before
         name = device.name
     if args.json:
-        report = {"port": args.port, "actuator": args.name, "value": value, "ack": True,
-                  "retries": retries, "round_trip_ms": round(elapsed_ms, 3)}
+        report = {
+            "port": args.port,
+            "actuator": args.name,
+            "value": value,
+            "ack": True,
+            "retries": retries,
+            "round_trip_ms": round(elapsed_ms, 3),
+        }
         print(json.dumps(report))
     else:
         print(f"{args.name} = {value}: acknowledged by {name} ({elapsed_ms:.1f} ms, {retries} retransmissions)")

@@ -57,6 +57,7 @@ class CorruptingProxy:
         self._slave = slave  # held open so the host may close and reopen its side
         self.host_path = os.ttyname(slave)
         self.to_device, self.to_host = Direction(), Direction()
+        self.cut_to_host = threading.Event()  # while set, nothing reaches the host (unaccounted)
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._pump, args=(self._host, self._device, self.to_device), daemon=True),
@@ -79,6 +80,8 @@ class CorruptingProxy:
             if not ready:
                 continue
             data = os.read(src, 4096)
+            if books is self.to_host and self.cut_to_host.is_set():
+                continue
             books.sent += books._decoder.feed(data)
             with self._lock:
                 out = b"".join(self._corrupt(b, books) for b in data)

@@ -22,7 +22,10 @@ def test_handshake_reports_capabilities(sim: Simulator) -> None:
         caps = dev.capabilities
         assert caps.firmware == "edge-bridge-sim" and caps.version == "1.0.0"
         assert [(s.name, s.unit) for s in caps.sensors] == [
-            ("temperature", "°C"), ("humidity", "%RH"), ("light", "lx"), ("button", "")
+            ("temperature", "°C"),
+            ("humidity", "%RH"),
+            ("light", "lx"),
+            ("button", ""),
         ]
         assert {a.name: a.values for a in caps.actuators} == {"led": (0, 1), "relay": (0, 1), "fan": None}
         fan = dev.actuator("fan")
@@ -52,7 +55,7 @@ def test_subscription_streams_at_the_period(sim: Simulator) -> None:
     with Device.open(sim.path) as dev:
         with dev.stream("humidity", period_s=0.02) as stream:
             readings = [stream.get(timeout=2) for _ in range(10)]
-        gaps = [b.device_ms - a.device_ms for a, b in zip(readings, readings[1:])]
+        gaps = [b.device_ms - a.device_ms for a, b in zip(readings, readings[1:], strict=False)]
         assert all(15 <= g <= 60 for g in gaps), gaps
         assert dev.stats.drops == 0
         time.sleep(0.1)  # the stream stopped: nothing more arrives

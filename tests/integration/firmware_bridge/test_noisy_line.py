@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import pytest
 
-from firmware_bridge import Device, DeviceError
+from firmware_bridge import Device, DeviceError, NotAnswering
 from firmware_bridge.framing import Frame
 from firmware_bridge.link import LinkConfig
 from firmware_bridge.messages import COMMAND, MsgType
@@ -67,7 +67,7 @@ def run_noisy_session(sim: Simulator, operations: int, seed: int) -> dict:
     for entry in sim.commands():
         assert entry["actuator"] == "fan" and commands.get(entry["seq"]) == entry["value"], entry
         executed[entry["seq"]] = executed.get(entry["seq"], 0) + 1
-    for seq, acknowledged in zip(commands, outcomes):
+    for seq, acknowledged in zip(commands, outcomes, strict=True):
         assert executed.get(seq, 0) == 1 if acknowledged else executed.get(seq, 0) <= 1
 
     figures = {
@@ -86,6 +86,24 @@ def run_noisy_session(sim: Simulator, operations: int, seed: int) -> dict:
     }
     print(json.dumps(figures, indent=1))
     return figures
+
+
+def test_failed_command_ran_at_most_once(sim: Simulator) -> None:
+    """Every answer is lost: the command is reported failed, and the device, which received every
+    retransmission, ran it once."""
+    proxy = CorruptingProxy(sim.path, Noise(ber=0, drop=0, insert=0, burst=0), seed=1)
+    try:
+        with Device.open(proxy.host_path, LinkConfig(timeout=0.05, retries=5)) as dev:
+            proxy.cut_to_host.set()
+            with pytest.raises(NotAnswering):
+                dev.command("fan", 42)
+            proxy.cut_to_host.clear()
+            dev.command("fan", 43)
+            assert (dev.stats.retries, dev.stats.failures) == (5, 1)
+    finally:
+        proxy.close()
+    assert sim.stop()["duplicates"] == 5
+    assert [c["value"] for c in sim.commands()] == [42, 43]
 
 
 def test_noisy_line(sim: Simulator) -> None:

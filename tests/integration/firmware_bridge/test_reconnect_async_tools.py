@@ -72,8 +72,16 @@ def test_tools_from_capabilities(sim: Simulator) -> None:
     with Device.open(sim.path) as dev:
         tools = {t.name: t for t in device_tools(dev, prefix="bench_")}
         assert sorted(tools) == sorted(
-            f"bench_{n}" for n in ["read_temperature", "read_humidity", "read_light", "read_button",
-                                   "set_led", "set_relay", "set_fan"]
+            f"bench_{n}"
+            for n in [
+                "read_temperature",
+                "read_humidity",
+                "read_light",
+                "read_button",
+                "set_led",
+                "set_relay",
+                "set_fan",
+            ]
         )
         fan, led = tools["bench_set_fan"], tools["bench_set_led"]
         assert fan.parameters["properties"]["value"] == {"type": "integer", "minimum": 0, "maximum": 255}

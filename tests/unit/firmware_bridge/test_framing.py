@@ -5,8 +5,8 @@ import zlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_bridge.framing import MAX_ENCODED, MAX_PAYLOAD, Frame, FrameDecoder, Reject, decode_frame, encode_frame
 from firmware_bridge import cobs
+from firmware_bridge.framing import MAX_ENCODED, MAX_PAYLOAD, Frame, FrameDecoder, Reject, decode_frame, encode_frame
 
 frames = st.builds(
     Frame,
