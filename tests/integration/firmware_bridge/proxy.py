@@ -91,7 +91,9 @@ class CorruptingProxy:
         rng, noise = self._rng, self.noise
         out = bytearray()
         if rng.random() < noise.insert:
-            out.append(rng.randrange(256))
+            # Never 0x00: one inserted at a frame boundary would harm nothing, yet count as damage.
+            # Zeros inside frames still come from bit flips and bursts.
+            out.append(rng.randrange(1, 256))
             books.inserts += 1
         if books._burst_left == 0 and rng.random() < noise.burst:
             books._burst_left = rng.randint(*noise.burst_len)
