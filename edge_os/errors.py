@@ -33,3 +33,9 @@ class TargetError(EdgeOSError):
     """An unknown target, or a package compiled for a different target."""
 
     code = "bad_target"
+
+
+class DeviceError(EdgeOSError):
+    """A serial device cannot be opened, does not answer, or refuses a request."""
+
+    code = "device_error"
