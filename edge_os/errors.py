@@ -33,3 +33,9 @@ class TargetError(EdgeOSError):
     """An unknown target, or a package compiled for a different target."""
 
     code = "bad_target"
+
+
+class SchedulerError(EdgeOSError):
+    """The scheduler cannot start or be reached: a bad budget, a busy or missing socket, ..."""
+
+    code = "scheduler_error"
