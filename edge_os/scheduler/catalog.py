@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+from edge_os.package.manifest import Manifest
 from edge_os.package.memory import MemoryFigures
 from edge_os.runtime.api import EngineAPI
+from edge_os.scheduler.policy import PAGE_TOKENS
+
+# Context window a package is served with unless told otherwise (also capped by its manifest).
+DEFAULT_CONTEXT = 2048
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Enough to decide whether a model fits before loading it (from its package manifest)."""
+    """Enough to decide whether a model fits before loading it (from its package manifest).
+
+    ``kv_pool_tokens`` is the KV cache an engine allocates when it loads, shared by all its
+    sequences (0 for an engine that allocates pages per request); ``max_batch`` is how many
+    sequences it can hold at once (None: no limit).
+    """
 
     name: str
     memory: MemoryFigures
     context_length: int
+    kv_pool_tokens: int = 0
+    max_batch: int | None = None
 
     @property
     def resident_bytes(self) -> int:
-        """Weights and workspace: what the model holds while loaded, before any request."""
-        return self.memory.weight_bytes + self.memory.workspace_bytes
+        """What the model holds while loaded, before any request: weights, workspace, KV pool."""
+        m = self.memory
+        return m.weight_bytes + m.workspace_bytes + self.kv_pool_tokens * m.kv_bytes_per_token
 
 
 @dataclass(frozen=True)
@@ -67,3 +81,29 @@ class Catalog:
 
     def __iter__(self):
         return iter(self._entries.values())
+
+
+def package_entry(
+    path: str | Path,
+    context_tokens: int | None = None,
+    max_batch: int = 8,
+    keep_alive_s: float = 300.0,
+    preload: bool = False,
+    pinned: bool = False,
+) -> ModelEntry:
+    """A model package directory as a catalog entry; reads only its manifest until it is loaded.
+
+    The engine verifies every file's hash when it loads, so a corrupt package is refused then.
+    """
+    path = Path(path)
+    manifest = Manifest.read(path)
+    context = min(context_tokens or DEFAULT_CONTEXT, manifest.context_length)
+    # Engine.load sizes its paged KV cache to the context plus one page per sequence.
+    info = ModelInfo(manifest.name, manifest.memory, context, context + PAGE_TOKENS * max_batch, max_batch)
+
+    def load(threads: int) -> EngineAPI:
+        from edge_os.runtime.engine import Engine  # imports TVM: only when a model really loads
+
+        return Engine.load(path, threads=threads, context_tokens=context, max_batch=max_batch)
+
+    return ModelEntry(info, load, keep_alive_s=keep_alive_s, preload=preload, pinned=pinned)

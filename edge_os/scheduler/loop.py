@@ -81,7 +81,16 @@ class _Job:
 
     @property
     def kv_bytes(self) -> int:
-        return self.kv_tokens * self.entry.info.memory.kv_bytes_per_token
+        """KV bytes this request adds to the budget (none when the engine's pool holds them)."""
+        info = self.entry.info
+        return 0 if info.kv_pool_tokens else self.kv_tokens * info.memory.kv_bytes_per_token
+
+    @property
+    def unbacked_bytes(self) -> int:
+        """Reserved KV bytes not allocated yet (an engine with a pool allocated them at load)."""
+        if self.entry.info.kv_pool_tokens or self.seq is None:
+            return 0
+        return max(0, self.kv_tokens - self.seq.kv_tokens) * self.entry.info.memory.kv_bytes_per_token
 
 
 class _Loaded:
@@ -91,9 +100,21 @@ class _Loaded:
         self.entry = entry
         self.engine = engine
         self.threads = threads
-        self.resident = engine.memory.weight_bytes + engine.memory.workspace_bytes
+        memory, pool = engine.memory, entry.info.kv_pool_tokens
+        self.resident = memory.weight_bytes + memory.workspace_bytes + pool * memory.kv_bytes_per_token
         self.jobs: list[_Job] = []
         self.last_used = now
+
+    def has_room(self, job: _Job) -> bool:
+        """Whether the engine itself can take ``job``: a free batch slot and pages in its KV pool."""
+        info = self.entry.info
+        if info.max_batch is not None and len(self.jobs) >= info.max_batch:
+            return False
+        return not info.kv_pool_tokens or self.reserved_tokens + job.kv_tokens <= info.kv_pool_tokens
+
+    @property
+    def reserved_tokens(self) -> int:
+        return sum(j.kv_tokens for j in self.jobs)
 
     def view(self) -> ModelView:
         return ModelView(
@@ -335,6 +356,8 @@ class Scheduler:
             loaded = self._models.get(name)
             if job.arrival > drain.get(name, job.arrival) or (blocked and loaded is None):
                 continue
+            if loaded is not None and not loaded.has_room(job):
+                continue  # waits for a sequence of its own model to finish
             plan = self._plan(job)
             if isinstance(plan, Refuse):
                 self._refuse(job, plan.code, plan.reason, True)
@@ -490,11 +513,7 @@ class Scheduler:
 
     def _memory_state(self) -> MemoryState:
         accounted = sum(v.bytes for v in self._views())
-        unbacked = sum(
-            max(0, j.kv_tokens - j.seq.kv_tokens) * j.entry.info.memory.kv_bytes_per_token
-            for m in self._models.values()
-            for j in m.jobs
-        )
+        unbacked = sum(j.unbacked_bytes for m in self._models.values() for j in m.jobs)
         if not self.config.pooled_memory:
             return MemoryState(budget=self.budget, accounted=accounted)
         reserve = int(self.config.reserve_fraction * self._memory.total_bytes)
@@ -529,6 +548,7 @@ class Scheduler:
             if loaded is not None:
                 view = loaded.view()
                 row.update(resident_bytes=view.resident, kv_bytes=view.kv, active=view.active,
+                           kv_reserved_tokens=loaded.reserved_tokens, kv_pool_tokens=entry.info.kv_pool_tokens,
                            threads=loaded.threads, idle_s=0.0 if view.active else now - view.last_used)
             models.append(row)
         status = {

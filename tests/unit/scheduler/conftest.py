@@ -62,10 +62,13 @@ def last(events: list[Event]) -> Event:
 
 @pytest.fixture
 def harness(tmp_path):
-    """``harness(models={"a": (weight, kv_per_token, workspace)}, budget=..., **config)``."""
+    """``harness(models={"a": (weight, kv_per_token, workspace)}, budget=..., **config)``.
+
+    ``pool=(tokens, max_batch)`` makes every model an engine with a KV pool allocated at load.
+    """
 
     def make(models, budget=4 * G, mem_total=16 * G, mem_available=12 * G, keep_alive_s=300.0,
-             pinned=(), preload=(), allocate=False, context_length=2048, fail_load=(), **config):
+             pinned=(), preload=(), allocate=False, context_length=2048, fail_load=(), pool=(0, None), **config):
         device = SimulatedDevice(tmp_path, mem_total=mem_total, mem_available=mem_available)
         clock = SimClock()
         h = Harness(scheduler=None, clock=clock, device=device)
@@ -95,7 +98,7 @@ def harness(tmp_path):
 
         catalog = Catalog()
         for name, (weights, kv, workspace) in models.items():
-            info = ModelInfo(name, MemoryFigures(weights, kv, workspace), context_length)
+            info = ModelInfo(name, MemoryFigures(weights, kv, workspace), context_length, *pool)
             catalog.add(ModelEntry(info, loader(info), keep_alive_s=keep_alive_s,
                                    pinned=name in pinned, preload=name in preload))
         config.setdefault("pooled_memory", False)

@@ -242,3 +242,31 @@ def test_close_ends_everything(harness):
     assert last(list(running.events(timeout=0))).finish_reason == FinishReason.CANCELLED
     assert last(list(queued.events(timeout=0))).code == "shutting_down"
     assert h.engine("a").closed
+
+
+def test_an_engine_with_a_kv_pool_is_accounted_at_load_and_admits_within_it(harness):
+    # Pool of 64 tokens; each request reserves 10 + 20 -> 32 tokens, so two fit at a time.
+    h = harness({"a": (1 * G, 1 * M, 0)}, budget=2 * G, pool=(64, 4))
+    handles = [h.submit(prompt="x" * 10, max_tokens=20) for _ in range(3)]
+    h.run(2)
+    status = h.scheduler.status()
+    row = status["models"][0]
+    assert row["resident_bytes"] == 1 * G + 64 * M  # the pool is counted when the model loads
+    assert row["active"] == 2 and row["kv_reserved_tokens"] == 64 and status["queue"]["waiting"] == 1
+    assert status["memory"]["accounted_bytes"] == 1 * G + 64 * M  # requests add nothing beyond it
+    got = h.run_until_done(handles)
+    assert all(isinstance(last(e), Finished) for e in got.values())
+    assert max(h.engine("a").steps) == 2
+
+
+def test_an_engine_takes_at_most_max_batch_sequences(harness):
+    h = harness({"a": (1 * G, 1 * M, 0)}, budget=2 * G, pool=(1000, 1))
+    handles = [h.submit(max_tokens=3) for _ in range(3)]
+    h.run_until_done(handles)
+    assert max(h.engine("a").steps) == 1
+
+
+def test_a_pool_engine_that_can_never_fit_is_refused(harness):
+    h = harness({"a": (1 * G, 1 * M, 0)}, budget=1 * G + 32 * M, pool=(64, 2))
+    handle = h.submit()
+    assert last(h.run_until_done([handle])[handle.request_id]).code == "over_memory"
