@@ -543,8 +543,9 @@ class Scheduler:
         models = []
         for entry in self.catalog:
             loaded = self._models.get(entry.name)
+            keep_alive = None if math.isinf(entry.keep_alive_s) else entry.keep_alive_s  # None: forever
             row = {"name": entry.name, "loaded": loaded is not None, "pinned": entry.pinned,
-                   "keep_alive_s": entry.keep_alive_s, "context_length": entry.info.context_length}
+                   "keep_alive_s": keep_alive, "context_length": entry.info.context_length}
             if loaded is not None:
                 view = loaded.view()
                 row.update(resident_bytes=view.resident, kv_bytes=view.kv, active=view.active,
