@@ -164,7 +164,8 @@ class Scheduler:
         self._last_arrival = -1
         self._next_probe = -math.inf
         self._resume_at = -math.inf
-        self._tokens: deque[tuple[float, int]] = deque()
+        self._tokens: deque[tuple[float, int]] = deque()  # (when, how many) in the tok/s window
+        self._window_tokens = 0
         self._started_at = clock()
         self._preloaded = False
         self._closed = False
@@ -476,6 +477,7 @@ class Scheduler:
             if event.token_ids:
                 job.first_token_at = job.first_token_at or now
                 self._tokens.append((now, len(event.token_ids)))
+                self._window_tokens += len(event.token_ids)
         job.handle.put(event)
 
     # ---- endings -----------------------------------------------------------------------------
@@ -533,9 +535,9 @@ class Scheduler:
 
     def _tok_s(self, now: float) -> float:
         while self._tokens and self._tokens[0][0] < now - TOK_S_WINDOW_S:
-            self._tokens.popleft()
+            self._window_tokens -= self._tokens.popleft()[1]
         window = min(TOK_S_WINDOW_S, now - self._started_at)
-        return sum(n for _, n in self._tokens) / window if window > 0 else 0.0
+        return self._window_tokens / window if window > 0 else 0.0
 
     def _publish(self) -> None:
         now = self._clock()

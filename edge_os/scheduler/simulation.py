@@ -8,6 +8,9 @@ governor and loop.
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 from edge_os.errors import InputError
@@ -17,12 +20,18 @@ from edge_os.runtime.request import (
     FinishReason,
     Finished,
     GenerationRequest,
+    Refused,
     TextDelta,
     Timings,
     Usage,
 )
+from edge_os.scheduler.catalog import Catalog, ModelEntry, ModelInfo
+from edge_os.scheduler.config import SchedulerConfig
+from edge_os.scheduler.governor import GovernorConfig
+from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.policy import prompt_token_bound
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice
+from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
+from edge_os.scheduler.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
 
 
 class SimClock:
@@ -153,3 +162,84 @@ def drive(scheduler, clock: SimClock, until: float) -> None:
             clock.idle(min(wake, until) - clock.now)
         elif clock.now == before:  # nothing took simulated time (no work or an engine without a clock)
             clock.idle(1e-3)
+
+
+@dataclass
+class SustainedRun:
+    """What ``sustained_run`` measured, one sample per simulated second."""
+
+    governed: bool
+    setpoint_c: float
+    trip_c: float
+    times: list[float] = field(default_factory=list)
+    temps_c: list[float] = field(default_factory=list)
+    tok_s: list[float] = field(default_factory=list)
+    levels: list[str] = field(default_factory=list)
+    tokens: int = 0
+
+    @property
+    def max_temp_c(self) -> float:
+        return max(self.temps_c)
+
+    @property
+    def mean_tok_s(self) -> float:
+        return self.tokens / self.times[-1] if self.times else 0.0
+
+
+def sustained_run(
+    root: Path,
+    governed: bool,
+    seconds: float = 240.0,
+    concurrent: int = 4,
+    setpoint_c: float = 75.0,
+    hysteresis_c: float = 5.0,
+) -> SustainedRun:
+    """Keep ``concurrent`` requests of 256 tokens in flight for ``seconds`` on a simulated device
+    at ``root`` (a finished one is replaced at once).
+
+    The real probes read the tree the simulator writes, and the real governor and loop decide;
+    only the engine, the clock and the physics are simulated.
+    """
+    device = SimulatedDevice(root, zones=(SimZone("cpu-thermal"),), model=ThermalModel())
+    clock = SimClock(device)
+    memory = MemoryFigures(weight_bytes=100 << 20, kv_bytes_per_token=16 << 10, workspace_bytes=16 << 20)
+    engine = SimulatedEngine("sim", memory, clock)
+    catalog = Catalog([ModelEntry(ModelInfo("sim", memory, engine.context_length), lambda threads: engine)])
+    config = SchedulerConfig(
+        budget_bytes=1 << 30,
+        pooled_memory=False,
+        governor=GovernorConfig(setpoint_c=setpoint_c, hysteresis_c=hysteresis_c, enabled=governed),
+    )
+    scheduler = Scheduler(catalog, config, MemoryProbe(device.meminfo_path), ThermalProbe(device.thermal_dir),
+                          PowerProbe(device.power_dir), clock=clock)
+    result = SustainedRun(governed, scheduler._governor.setpoint_c, device.passive_trip_c)
+    submitted = itertools.count()
+
+    def new_request():
+        return scheduler.submit(GenerationRequest(prompt=f"load {next(submitted)}", max_tokens=256))
+
+    handles = [new_request() for _ in range(concurrent)]
+    start, produced, next_sample = clock.now, 0, clock.now + 1.0
+    while clock.now - start < seconds:
+        wake = scheduler.tick()
+        for i, handle in enumerate(handles):
+            try:
+                for event in handle.events(timeout=0):
+                    produced += len(event.token_ids) if isinstance(event, TextDelta) else 0
+                    if isinstance(event, (Finished, Refused)):
+                        handles[i] = new_request()
+            except TimeoutError:
+                pass
+        if wake > clock.now:
+            clock.idle(min(wake, next_sample) - clock.now)
+        if clock.now >= next_sample:
+            status = scheduler.status()
+            result.times.append(clock.now - start)
+            result.temps_c.append(device.model.temp_c)
+            result.tok_s.append(produced)
+            result.levels.append(status["governor"]["level"])
+            result.setpoint_c = status["governor"]["setpoint_c"]
+            result.tokens += produced
+            produced, next_sample = 0, next_sample + 1.0
+    scheduler.close()
+    return result
