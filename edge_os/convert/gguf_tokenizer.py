@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge_os.convert.source import END_OF_TURN_TOKENS
 from edge_os.errors import ModelSourceError
 
 TOKEN_TYPE_CONTROL = 3
@@ -112,8 +113,6 @@ def _spm_tokenizer(tokens, types, scores, add_space_prefix: bool) -> dict:
     }
 
 
-_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "</s>")
-
 
 def tokenizer_json_from_gguf(reader, path: Path) -> tuple[str, int | None, list[int], bool]:
     """``(tokenizer JSON, bos id, end-of-generation ids, add BOS?)`` for a GGUF reader."""
@@ -136,6 +135,6 @@ def tokenizer_json_from_gguf(reader, path: Path) -> tuple[str, int | None, list[
     eos = _field(reader, "tokenizer.ggml.eos_token_id")
     ends = [] if eos is None else [int(eos)]
     control = {tok: i for i, tok in enumerate(tokens) if types and types[i] == TOKEN_TYPE_CONTROL}
-    ends += [control[t] for t in _END_TOKENS if t in control and control[t] not in ends]
+    ends += [control[t] for t in END_OF_TURN_TOKENS if t in control and control[t] not in ends]
     add_bos = bool(_field(reader, "tokenizer.ggml.add_bos_token", kind == "llama"))
     return json.dumps(doc), (None if bos is None else int(bos)), ends, add_bos

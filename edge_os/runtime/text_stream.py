@@ -24,7 +24,9 @@ class TextStream:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def push(self, token_id: int) -> str:
-        """Add a token; return the text that can be shown now ('' while held back)."""
+        """Add a token; return the text that can be shown now ('' while held back or after a stop)."""
+        if self.stopped:
+            return ""
         self.ids.append(token_id)
         prefix_text = self._decode(self.ids[self._prefix:self._read])
         new_text = self._decode(self.ids[self._prefix:])
