@@ -22,7 +22,9 @@ class ModelInfo:
 
     ``kv_pool_tokens`` is the KV cache an engine allocates when it loads, shared by all its
     sequences (0 for an engine that allocates pages per request); ``max_batch`` is how many
-    sequences it can hold at once (None: no limit).
+    sequences it can hold at once (None: no limit). ``code_bytes`` is what loading maps besides
+    weights: the compiled library and the tokenizer (small next to real weights, not next to tiny
+    ones).
     """
 
     name: str
@@ -30,12 +32,13 @@ class ModelInfo:
     context_length: int
     kv_pool_tokens: int = 0
     max_batch: int | None = None
+    code_bytes: int = 0
 
     @property
     def resident_bytes(self) -> int:
-        """What the model holds while loaded, before any request: weights, workspace, KV pool."""
+        """What the model holds while loaded, before any request: weights, workspace, KV pool, code."""
         m = self.memory
-        return m.weight_bytes + m.workspace_bytes + self.kv_pool_tokens * m.kv_bytes_per_token
+        return m.weight_bytes + m.workspace_bytes + self.kv_pool_tokens * m.kv_bytes_per_token + self.code_bytes
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,11 @@ def package_entry(
     path = Path(path)
     manifest = Manifest.read(path)
     context = min(context_tokens or DEFAULT_CONTEXT, manifest.context_length)
-    # Engine.load sizes its paged KV cache to the context plus one page per sequence.
-    info = ModelInfo(manifest.name, manifest.memory, context, context + PAGE_TOKENS * max_batch, max_batch)
+    # Engine.load sizes its paged KV cache to the context plus a page per sequence, and TVM's cache
+    # adds one page of its own (tests/integration/test_scheduler_engine.py checks this figure).
+    pool = context + PAGE_TOKENS * (max_batch + 1)
+    code = sum(manifest.files.get(f, {}).get("size", 0) for f in (manifest.library, manifest.tokenizer["file"]))
+    info = ModelInfo(manifest.name, manifest.memory, context, pool, max_batch, code)
 
     def load(threads: int) -> EngineAPI:
         from edge_os.runtime.engine import Engine  # imports TVM: only when a model really loads

@@ -100,8 +100,9 @@ class _Loaded:
         self.entry = entry
         self.engine = engine
         self.threads = threads
-        memory, pool = engine.memory, entry.info.kv_pool_tokens
-        self.resident = memory.weight_bytes + memory.workspace_bytes + pool * memory.kv_bytes_per_token
+        memory, info = engine.memory, entry.info
+        self.resident = (memory.weight_bytes + memory.workspace_bytes + info.code_bytes
+                         + info.kv_pool_tokens * memory.kv_bytes_per_token)
         self.jobs: list[_Job] = []
         self.last_used = now
 
@@ -173,6 +174,7 @@ class Scheduler:
         self._status: dict = {}
         self.loads = 0  # engines loaded so far (tests check there is no evict/reload loop)
         self.evictions = 0  # models unloaded to make room
+        self.peak_accounted = 0  # the most ever accounted at once (never above the budget)
         pinned = sum(e.info.resident_bytes for e in catalog if e.pinned)
         if pinned > self._memory_state().ceiling:
             raise SchedulerError(
@@ -542,6 +544,7 @@ class Scheduler:
     def _publish(self) -> None:
         now = self._clock()
         mem = self._memory_state()
+        self.peak_accounted = max(self.peak_accounted, mem.accounted)
         models = []
         for entry in self.catalog:
             loaded = self._models.get(entry.name)
@@ -559,6 +562,7 @@ class Scheduler:
             "memory": {
                 "budget_bytes": self.budget,
                 "accounted_bytes": mem.accounted,
+                "peak_accounted_bytes": self.peak_accounted,
                 "headroom_bytes": mem.headroom,
                 "device_total_bytes": self._memory.total_bytes,
                 "device_available_bytes": self._memory.available_bytes,
