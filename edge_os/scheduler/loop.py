@@ -573,6 +573,7 @@ class Scheduler:
                            "trips_c": [t.temp_c for t in z.trips]} for z in self._thermal.zones],
                 "cooling": [{"name": c.name, "state": c.cur_state, "max_state": c.max_state}
                             for c in self._thermal.cooling],
+                "kernel_throttling": self._thermal.throttled_by_os,
             },
             "power": {"on_battery": self._power.on_battery,
                       "battery_pct": self._power.battery.capacity if self._power.battery else None},

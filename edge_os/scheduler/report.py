@@ -33,7 +33,8 @@ def format_status(status: dict) -> str:
 
     gov = status["governor"]
     zones = ", ".join(f"{z['name']} {_temp(z['temp_c'])}" for z in status["thermal"]["zones"]) or "no sensors"
-    lines.append(f"thermal:  {zones} (setpoint {gov['setpoint_c']:.1f} C)")
+    kernel = "; the kernel is throttling" if status["thermal"]["kernel_throttling"] else ""
+    lines.append(f"thermal:  {zones} (setpoint {gov['setpoint_c']:.1f} C){kernel}")
     lines.append(f"governor: {gov['level']} - {gov['reason']}; duty {gov['duty']:.0%}")
     power = status["power"]
     battery = f"battery {power['battery_pct']}%" if power["battery_pct"] is not None else "no battery"

@@ -153,17 +153,6 @@ class SimulatedEngine:
         self.live.clear()
 
 
-def drive(scheduler, clock: SimClock, until: float) -> None:
-    """Run ``scheduler.tick()`` on simulated time until ``clock`` reaches ``until``."""
-    while clock.now < until:
-        before = clock.now
-        wake = scheduler.tick()
-        if wake > clock.now:
-            clock.idle(min(wake, until) - clock.now)
-        elif clock.now == before:  # nothing took simulated time (no work or an engine without a clock)
-            clock.idle(1e-3)
-
-
 @dataclass
 class SustainedRun:
     """What ``sustained_run`` measured, one sample per simulated second."""
