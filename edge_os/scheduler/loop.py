@@ -17,19 +17,19 @@ import time
 from collections import deque
 from typing import Callable
 
-from edge_os.errors import EdgeOSError, InputError, SchedulerError
-from edge_os.runtime.api import EngineAPI, Sequence
+from edge_os.errors import InputError, SchedulerError
 from edge_os.runtime.request import (
     Event,
     FinishReason,
     Finished,
     GenerationRequest,
-    Priority,
     Refused,
     TextDelta,
     Timings,
     Usage,
 )
+from edge_os.scheduler import _status
+from edge_os.scheduler._table import Job, LoadedModel
 from edge_os.scheduler.catalog import Catalog, ModelEntry
 from edge_os.scheduler.config import SchedulerConfig
 from edge_os.scheduler.governor import Governor, Throttle
@@ -52,81 +52,6 @@ from edge_os.scheduler.sizes import format_size
 log = logging.getLogger(__name__)
 
 TOK_S_WINDOW_S = 10.0
-
-
-class _Job:
-    """One request's life in the scheduler: queued, then running on a loaded model."""
-
-    def __init__(self, request: GenerationRequest, handle: Handle, arrival: int, now: float):
-        self.request = request
-        self.handle = handle
-        self.arrival = arrival
-        self.submitted_at = now
-        self.entry: ModelEntry | None = None
-        self.kv_tokens = 0  # reserved, in whole pages
-        self.seq: Sequence | None = None
-        self.text: list[str] = []
-        self.token_ids: list[int] = []
-        self.first_token_at: float | None = None
-        self.wait_reason: str | None = None
-        self.blocked_after: int | None = None  # the last arrival when it first had to wait
-
-    @property
-    def order(self) -> tuple[int, int]:
-        return (int(self.request.priority), self.arrival)
-
-    @property
-    def background(self) -> bool:
-        return self.request.priority == Priority.BACKGROUND
-
-    @property
-    def kv_bytes(self) -> int:
-        """KV bytes this request adds to the budget (none when the engine's pool holds them)."""
-        info = self.entry.info
-        return 0 if info.kv_pool_tokens else self.kv_tokens * info.memory.kv_bytes_per_token
-
-    @property
-    def unbacked_bytes(self) -> int:
-        """Reserved KV bytes not allocated yet (an engine with a pool allocated them at load)."""
-        if self.entry.info.kv_pool_tokens or self.seq is None:
-            return 0
-        return max(0, self.kv_tokens - self.seq.kv_tokens) * self.entry.info.memory.kv_bytes_per_token
-
-
-class _Loaded:
-    """A loaded model and the requests it is serving."""
-
-    def __init__(self, entry: ModelEntry, engine: EngineAPI, threads: int, now: float):
-        self.entry = entry
-        self.engine = engine
-        self.threads = threads
-        memory, info = engine.memory, entry.info
-        self.resident = (memory.weight_bytes + memory.workspace_bytes + info.code_bytes
-                         + info.kv_pool_tokens * memory.kv_bytes_per_token)
-        self.jobs: list[_Job] = []
-        self.last_used = now
-
-    def has_room(self, job: _Job) -> bool:
-        """Whether the engine itself can take ``job``: a free batch slot and pages in its KV pool."""
-        info = self.entry.info
-        if info.max_batch is not None and len(self.jobs) >= info.max_batch:
-            return False
-        return not info.kv_pool_tokens or self.reserved_tokens + job.kv_tokens <= info.kv_pool_tokens
-
-    @property
-    def reserved_tokens(self) -> int:
-        return sum(j.kv_tokens for j in self.jobs)
-
-    def view(self) -> ModelView:
-        return ModelView(
-            name=self.entry.name,
-            resident=self.resident,
-            kv=sum(j.kv_bytes for j in self.jobs),
-            active=len(self.jobs),
-            pinned=self.entry.pinned,
-            last_used=self.last_used,
-            keep_alive_s=self.entry.keep_alive_s,
-        )
 
 
 class Scheduler:
@@ -157,8 +82,8 @@ class Scheduler:
         self._throttle = Throttle()
         self._thermal = ThermalReading((), ())
         self._power = PowerReading(())
-        self._queue: list[_Job] = []
-        self._models: dict[str, _Loaded] = {}
+        self._queue: list[Job] = []
+        self._models: dict[str, LoadedModel] = {}
         self._inbox: deque[tuple[str, object]] = deque()
         self._cond = threading.Condition()
         self._arrivals = itertools.count()
@@ -188,7 +113,7 @@ class Scheduler:
     def submit(self, request: GenerationRequest) -> Handle:
         """Queue a request; never blocks on generation."""
         handle = Handle(request.request_id, self._post_cancel)
-        self._post("submit", _Job(request, handle, next(self._arrivals), self._clock()))
+        self._post("submit", Job(request, handle, next(self._arrivals), self._clock()))
         return handle
 
     def status(self) -> dict:
@@ -282,7 +207,7 @@ class Scheduler:
             else:
                 self._cancel(payload)
 
-    def _accept(self, job: _Job, now: float) -> None:
+    def _accept(self, job: Job, now: float) -> None:
         request = job.request
         entry = self.catalog.get(request.model)
         if entry is None:
@@ -387,7 +312,7 @@ class Scheduler:
             job = max(self._queue, key=lambda j: j.order)
             self._refuse(job, "queue_full", f"{self.config.max_queue} requests are already waiting", True)
 
-    def _plan(self, job: _Job) -> Admit | Wait | Refuse:
+    def _plan(self, job: Job) -> Admit | Wait | Refuse:
         name = job.entry.name
         loaded = self._models.get(name)
         model_bytes = loaded.resident if loaded else job.entry.info.resident_bytes
@@ -395,7 +320,7 @@ class Scheduler:
         what = f"{name} ({job.kv_tokens} KV tokens)"
         return plan_memory(what, job.kv_bytes, model_bytes, loaded is not None, self._memory_state(), others)
 
-    def _load(self, entry: ModelEntry) -> _Loaded | None:
+    def _load(self, entry: ModelEntry) -> LoadedModel | None:
         threads = max(1, round(self.config.threads * self._throttle.thread_fraction))
         try:
             engine = entry.load(threads)
@@ -405,7 +330,7 @@ class Scheduler:
                 self._refuse(job, "model_absent", f"cannot load {entry.name}: {exc}", True)
             return None
         now = self._clock()
-        loaded = self._models[entry.name] = _Loaded(entry, engine, threads, now)
+        loaded = self._models[entry.name] = LoadedModel(entry, engine, threads, now)
         self.loads += 1
         if loaded.resident > entry.info.resident_bytes:
             log.warning("%s holds %s, more than its manifest's %s", entry.name,
@@ -420,7 +345,7 @@ class Scheduler:
         log.info("unloaded %s: %s", name, reason)
         self._memory = self._memory_probe.read()
 
-    def _start(self, job: _Job, loaded: _Loaded) -> None:
+    def _start(self, job: Job, loaded: LoadedModel) -> None:
         self._queue.remove(job)
         try:
             job.seq = loaded.engine.start(job.request)
@@ -449,7 +374,7 @@ class Scheduler:
             busy = self._clock() - began
             self._resume_at = self._clock() + busy * (1 - self._throttle.duty) / self._throttle.duty
 
-    def _step(self, loaded: _Loaded, jobs: list[_Job]) -> None:
+    def _step(self, loaded: LoadedModel, jobs: list[Job]) -> None:
         try:
             events = loaded.engine.step([j.seq for j in jobs])
         except Exception as exc:
@@ -472,7 +397,7 @@ class Scheduler:
                 # The prompt bound was short (an unusual chat template): account what is real.
                 job.kv_tokens = round_to_pages(job.seq.kv_tokens)
 
-    def _deliver(self, job: _Job, event: Event, now: float) -> None:
+    def _deliver(self, job: Job, event: Event, now: float) -> None:
         if isinstance(event, TextDelta):
             job.text.append(event.text)
             job.token_ids.extend(event.token_ids)
@@ -484,20 +409,20 @@ class Scheduler:
 
     # ---- endings -----------------------------------------------------------------------------
 
-    def _refuse(self, job: _Job, code: str, reason: str, fallback: bool) -> None:
+    def _refuse(self, job: Job, code: str, reason: str, fallback: bool) -> None:
         if job in self._queue:
             self._queue.remove(job)
         log.info("refused %s: %s (%s)", job.request.request_id, code, reason)
         job.handle.put(Refused(code=code, reason=reason, fallback=fallback))
 
-    def _finish(self, job: _Job, reason: FinishReason) -> None:
+    def _finish(self, job: Job, reason: FinishReason) -> None:
         """End a running request now: its KV pages are released before this returns."""
         loaded = self._models[job.entry.name]
         loaded.engine.release(job.seq)
         loaded.jobs.remove(job)
         self._emit_finished(job, reason)
 
-    def _emit_finished(self, job: _Job, reason: FinishReason) -> None:
+    def _emit_finished(self, job: Job, reason: FinishReason) -> None:
         now = self._clock()
         completion = len(job.token_ids)
         prompt = max(0, job.seq.kv_tokens - completion) if job.seq is not None else 0
@@ -545,46 +470,15 @@ class Scheduler:
         now = self._clock()
         mem = self._memory_state()
         self.peak_accounted = max(self.peak_accounted, mem.accounted)
-        models = []
-        for entry in self.catalog:
-            loaded = self._models.get(entry.name)
-            keep_alive = None if math.isinf(entry.keep_alive_s) else entry.keep_alive_s  # None: forever
-            row = {"name": entry.name, "loaded": loaded is not None, "pinned": entry.pinned,
-                   "keep_alive_s": keep_alive, "context_length": entry.info.context_length}
-            if loaded is not None:
-                view = loaded.view()
-                row.update(resident_bytes=view.resident, kv_bytes=view.kv, active=view.active,
-                           kv_reserved_tokens=loaded.reserved_tokens, kv_pool_tokens=entry.info.kv_pool_tokens,
-                           threads=loaded.threads, idle_s=0.0 if view.active else now - view.last_used)
-            models.append(row)
+        models = self._models.values()
         status = {
-            "models": models,
-            "memory": {
-                "budget_bytes": self.budget,
-                "accounted_bytes": mem.accounted,
-                "peak_accounted_bytes": self.peak_accounted,
-                "headroom_bytes": mem.headroom,
-                "device_total_bytes": self._memory.total_bytes,
-                "device_available_bytes": self._memory.available_bytes,
-                "pooled": self.config.pooled_memory,
-            },
-            "thermal": {
-                "zones": [{"name": z.name, "temp_c": z.temp_c,
-                           "trips_c": [t.temp_c for t in z.trips]} for z in self._thermal.zones],
-                "cooling": [{"name": c.name, "state": c.cur_state, "max_state": c.max_state}
-                            for c in self._thermal.cooling],
-                "kernel_throttling": self._thermal.throttled_by_os,
-            },
-            "power": {"on_battery": self._power.on_battery,
-                      "battery_pct": self._power.battery.capacity if self._power.battery else None},
+            "models": _status.model_rows(self.catalog, self._models, now),
+            "memory": _status.memory_section(mem, self._memory, self.config.pooled_memory, self.peak_accounted),
+            "thermal": _status.thermal_section(self._thermal),
+            "power": _status.power_section(self._power),
             "governor": self._governor.status(),
-            "queue": {
-                "waiting": len(self._queue),
-                "interactive": sum(1 for j in self._queue if not j.background),
-                "background": sum(1 for j in self._queue if j.background),
-                "max": self.config.max_queue,
-            },
-            "running": sum(len(m.jobs) for m in self._models.values()),
+            "queue": _status.queue_section(self._queue, self.config.max_queue),
+            "running": sum(len(m.jobs) for m in models),
             "tok_s": round(self._tok_s(now), 2),
             "loads": self.loads,
             "evictions": self.evictions,

@@ -62,7 +62,6 @@ def test_cancel_frees_the_pages_at_once(harness):
 
 
 def test_cancel_a_queued_request(harness):
-    h = harness({"a": SMALL}, budget=1 * G)  # too small for anything: never fits, so use a waiting one instead
     h = harness({"a": (1 * G, 1 * M, 0)}, budget=3 * G)
     running = h.submit(max_tokens=1500)
     h.run()
@@ -196,7 +195,7 @@ def test_pooled_memory_counts_our_models_once(harness):
     """8 GB unified board: MemAvailable already excludes a loaded model; B must still load."""
     h = harness({"a": (2 * G, 1024, 0), "b": (2 * G, 1024, 0)}, budget=int(4.8 * G),
                 mem_total=8 * G, mem_available=5 * G, pooled_memory=True, allocate=True)
-    got = h.run_until_done([h.submit(model="a", max_tokens=2)])
+    h.run_until_done([h.submit(model="a", max_tokens=2)])
     assert h.scheduler.status()["memory"]["device_available_bytes"] == 3 * G
     b = h.submit(model="b", max_tokens=2)
     assert isinstance(last(h.run_until_done([b])[b.request_id]), Finished)
