@@ -9,6 +9,7 @@ the clock) are injected, so tests drive ``tick`` by hand with a fake clock and f
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -380,7 +381,8 @@ class Scheduler:
         except Exception as exc:
             log.exception("%s failed in a step; unloading it", loaded.entry.name)
             for job in list(loaded.jobs):
-                loaded.engine.release(job.seq)
+                with contextlib.suppress(Exception):  # the engine is broken; it is unloaded below
+                    loaded.engine.release(job.seq)
                 loaded.jobs.remove(job)
                 job.handle.put(Refused("engine_error", f"{loaded.entry.name} failed: {exc}", True))
             self._unload(loaded.entry.name, "engine failure")

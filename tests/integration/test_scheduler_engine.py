@@ -140,3 +140,18 @@ def test_a_third_model_evicts_the_lru_idle_one_and_never_fit_is_refused(tmp_path
         too_long = GenerationRequest(prompt="x" * 10_000, model=c.name, max_tokens=2)
         end = list(scheduler.submit(too_long).events(120))[-1]
         assert isinstance(end, Refused) and end.code == "invalid_request"
+
+
+def test_serve_options_pin_a_real_package(tmp_path, packages):
+    from edge_os.scheduler.service import ServeOptions, build_scheduler
+
+    device = SimulatedDevice(tmp_path / "dev")
+    name = package_entry(packages[0]).name
+    options = ServeOptions(models=packages, memory_budget="64M", pin=(name,), context=CONTEXT,
+                           thermal_root=device.thermal_dir, power_root=device.power_dir)
+    scheduler = build_scheduler(options)
+    scheduler.tick()  # the first pass loads pinned models
+    rows = {m["name"]: m for m in scheduler.status()["models"]}
+    assert rows[name]["loaded"] and rows[name]["pinned"] and rows[name]["keep_alive_s"] is None
+    assert not [m for m in rows.values() if m["loaded"] and not m["pinned"]]
+    scheduler.close()

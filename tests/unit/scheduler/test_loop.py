@@ -269,3 +269,21 @@ def test_a_pool_engine_that_can_never_fit_is_refused(harness):
     h = harness({"a": (1 * G, 1 * M, 0)}, budget=1 * G + 32 * M, pool=(64, 2))
     handle = h.submit()
     assert last(h.run_until_done([handle])[handle.request_id]).code == "over_memory"
+
+
+def test_an_engine_that_fails_mid_step_is_unloaded_and_its_requests_refused(harness):
+    h = harness({"a": SMALL})
+    handles = [h.submit(max_tokens=50) for _ in range(2)]
+    h.run(3)
+    engine = h.engine("a")
+
+    def broken(sequences):
+        raise RuntimeError("kernel fault")
+
+    engine.step = broken
+    got = h.run_until_done(handles)
+    for events in got.values():
+        assert last(events).code == "engine_error" and "kernel fault" in last(events).reason
+    assert engine.closed and not h.scheduler.status()["models"][0]["loaded"]
+    again = h.submit(max_tokens=2)
+    assert isinstance(last(h.run_until_done([again])[again.request_id]), Finished)  # reloads cleanly
