@@ -35,6 +35,12 @@ class TargetError(EdgeOSError):
     code = "bad_target"
 
 
+class DeviceError(EdgeOSError):
+    """A serial device cannot be opened, does not answer, or refuses a request."""
+
+    code = "device_error"
+
+
 class SchedulerError(EdgeOSError):
     """The scheduler cannot start or be reached: a bad budget, a busy or missing socket, ..."""
 
