@@ -39,3 +39,9 @@ class DeviceError(EdgeOSError):
     """A serial device cannot be opened, does not answer, or refuses a request."""
 
     code = "device_error"
+
+
+class SchedulerError(EdgeOSError):
+    """The scheduler cannot start or be reached: a bad budget, a busy or missing socket, ..."""
+
+    code = "scheduler_error"
