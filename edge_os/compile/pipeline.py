@@ -10,6 +10,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+import edge_os.compile.kernels.library  # noqa: F401  (registers the kernel families)
 from edge_os.compile.kernels import select_kernels
 from edge_os.compile.schedule import schedule_cpu_functions
 
