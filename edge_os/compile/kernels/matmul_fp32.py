@@ -28,6 +28,9 @@ from edge_os.compile.kernels.weights import WeightLayout
 from edge_os.quantize.formats import GROUP_SIZE
 
 LANES = 8
+# Set on kernels whose decode path rounds activations to int8: calls with fewer rows than this
+# are exact only to that rounding (see ``avx2_int8``).
+INT8_ROWS_ATTR = "edge_os.int8_activation_rows"
 WORDS_PER_GROUP = GROUP_SIZE // LANES
 
 
@@ -44,8 +47,12 @@ def supports(layout: WeightLayout, tiling: MatmulTiling) -> bool:
             and layout.n % tiling.tile_rows == 0 and tiling.tile_rows % LANES == 0)
 
 
-def build_matmul(layout: WeightLayout, tiling: MatmulTiling = MatmulTiling()) -> tirx.PrimFunc:
-    """The PrimFunc ``(x, *weights, y)`` with the reference kernel's signature."""
+def build_matmul(layout: WeightLayout, tiling: MatmulTiling = MatmulTiling(), decode=None) -> tirx.PrimFunc:
+    """The PrimFunc ``(x, *weights, y)`` with the reference kernel's signature.
+
+    ``decode`` replaces the FP32 decode path (same arguments as ``decode_fp32``), e.g. with an
+    integer dot-product one for an instruction set that has it.
+    """
     with IRBuilder() as ib:
         with T.prim_func():
             T.func_attr({"tir.noalias": True, "tir.is_scheduled": True})
@@ -57,13 +64,13 @@ def build_matmul(layout: WeightLayout, tiling: MatmulTiling = MatmulTiling()) ->
             y = T.match_buffer(y_handle, (m, layout.n), "float32")
             with T.If(m < tiling.gemm_from):
                 with T.Then():
-                    _decode(layout, tiling, x, weights, y, m)
+                    (decode or decode_fp32)(layout, tiling, x, weights, y, m)
                 with T.Else():
                     _prefill(layout, tiling, x, weights, y, m)
     return ib.get()
 
 
-def _decode(layout: WeightLayout, tiling: MatmulTiling, x, weights, y, m) -> None:
+def decode_fp32(layout: WeightLayout, tiling: MatmulTiling, x, weights, y, m) -> None:
     rows = tiling.rows
     with T.parallel(0, layout.n // rows) as block:
         # A few hundred bytes: stays a stack array, which LLVM turns into registers.

@@ -1,17 +1,18 @@
 """Kernels for x86-64 CPUs with AVX2 and FMA (Haswell and later, every Zen).
 
-16 vector registers of 8 float32: the decode path keeps 4 row accumulators, 4 activation vectors
-and their sum live; the prefill micro-kernel 6 x 2 accumulators plus 2 weight vectors and one
-broadcast.
+Decode uses int8 activations with ``vpmaddubsw`` (``avx2_int8``) where the format allows it,
+prefill the FP32 register-tiled path. 16 vector registers: the decode path keeps 4 row
+accumulators and 4 shared activation vectors live; the prefill micro-kernel 6 x 2 accumulators,
+2 weight vectors and a broadcast.
 """
 
 from __future__ import annotations
 
 import tvm
 
-from edge_os.compile.kernels import register
+from edge_os.compile.kernels import avx2_int8, register
 from edge_os.compile.kernels.features import arch, has
-from edge_os.compile.kernels.matmul_fp32 import MatmulTiling, build_matmul, supports
+from edge_os.compile.kernels.matmul_fp32 import INT8_ROWS_ATTR, MatmulTiling, build_matmul, supports
 from edge_os.compile.kernels.weights import WeightLayout
 
 TILING = MatmulTiling(rows=4, tile_rows=16, tile_tokens=6, gemm_from=8)
@@ -25,7 +26,12 @@ def build(info: dict, target: tvm.target.Target):
     if info["op"] != "matmul":
         return None
     layout = WeightLayout.from_info(info)
-    return build_matmul(layout, TILING) if supports(layout, TILING) else None
+    if not supports(layout, TILING):
+        return None
+    if not avx2_int8.supports(layout):
+        return build_matmul(layout, TILING)
+    func = build_matmul(layout, TILING, avx2_int8.decode)
+    return func.with_attr(INT8_ROWS_ATTR, TILING.gemm_from)
 
 
 register(applies, build)

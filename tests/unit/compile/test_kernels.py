@@ -13,12 +13,13 @@ import tvm
 import edge_os.compile.kernels.library  # noqa: F401
 from edge_os.compile.kernels import _LIBRARIES, select_kernels
 from edge_os.compile.kernels.features import arch, has
+from edge_os.compile.kernels.matmul_fp32 import INT8_ROWS_ATTR
 from edge_os.quantize import reference
 from edge_os.quantize.formats import FORMATS
 from edge_os.quantize.tir import KERNEL_ATTR, matmul_kernel
 
 HOST = tvm.target.Target({"kind": "llvm", "mcpu": tvm.get_global_func("target.llvm_get_system_cpu")()})
-N, K = 48, 96  # three 16-row prefill tiles, three groups of 32
+N, K = 48, 128  # three 16-row prefill tiles, two 64-value spans of int4
 CASES = [(fmt, sd) for fmt in FORMATS for sd in ("float32", "float16") if FORMATS[fmt].quantized or sd == "float32"]
 
 
@@ -30,10 +31,23 @@ def _host_builders():
 
 
 def _build(builder, fmt: str, scale_dtype: str):
+    """The compiled kernel and the row count below which it rounds activations to int8."""
     info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": scale_dtype}
     func = builder(info, HOST)
     assert func is not None
-    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST)["main"]
+    int8_rows = int(func.attrs.get(INT8_ROWS_ATTR, 0))
+    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST)["main"], int8_rows
+
+
+def _bound(x: np.ndarray, dense: np.ndarray, int8_activations: bool) -> np.ndarray:
+    """Allowed |error|: float rounding, plus with int8 activations half a rounding step of each
+    activation (max|x_g| / 254) times the group's |W| sum."""
+    bound = 1e-5 * (np.abs(x) @ np.abs(dense).T) + 1e-6
+    if int8_activations:
+        m, groups = x.shape[0], K // 32
+        x_step = np.abs(x).reshape(m, groups, 32).max(-1) / 254
+        bound += x_step @ np.abs(dense).reshape(N, groups, 32).sum(-1).T
+    return bound
 
 
 def _weight(fmt: str, scale_dtype: str, rng) -> reference.QuantizedWeight:
@@ -46,13 +60,13 @@ def test_matmul_matches_the_numpy_oracle(fmt, scale_dtype):
     weight = _weight(fmt, scale_dtype, rng)
     dense = weight.dequantize().astype(np.float64)
     for family, builder in _host_builders():
-        kernel = _build(builder, fmt, scale_dtype)
+        kernel, int8_rows = _build(builder, fmt, scale_dtype)
         for m in (1, 3, 64):
             x = rng.standard_normal((m, K)).astype(np.float32)
             y = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
             kernel(tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in weight.arrays.values()], y)
             expected = x.astype(np.float64) @ dense.T
-            bound = 1e-5 * (np.abs(x) @ np.abs(dense).T) + 1e-6
+            bound = _bound(x, dense, int8_activations=m < int8_rows)
             assert np.all(np.abs(y.numpy() - expected) <= bound), f"{family} {fmt} m={m}"
 
 
