@@ -34,8 +34,8 @@ class ModelRunner:
 
     def __init__(self, library: Path, params: list[np.ndarray], cache: CacheShape, threads: int | None = None):
         if threads:
+            # TVM sizes its thread pool once, at the first parallel kernel of the process.
             os.environ["TVM_NUM_THREADS"] = str(threads)
-            _set_threads(threads)
         self.device = tvm.cpu()
         self.cache_shape = cache
         lib = runtime.load_module(str(library))
@@ -107,10 +107,3 @@ class ModelRunner:
         self._end(self.kv)
         return logits.numpy()[:, 0, :]
 
-
-def _set_threads(threads: int) -> None:
-    """Tell TVM's thread pool how many workers to use (also after it started)."""
-    try:
-        tvm.get_global_func("runtime.config_threadpool")(1, threads)
-    except (AttributeError, ValueError, tvm.error.TVMError):
-        pass
