@@ -55,7 +55,7 @@ def build_matmul(layout: WeightLayout, tiling: MatmulTiling = MatmulTiling(), de
     """
     with IRBuilder() as ib:
         with T.prim_func():
-            T.func_attr({"tir.noalias": True, "tir.is_scheduled": True})
+            T.func_attr({"tir.noalias": True, "tirx.is_scheduled": True})
             x_handle = T.arg("x", T.handle())
             weights = layout.declare()
             y_handle = T.arg("y", T.handle())

@@ -58,3 +58,10 @@ def tree_sum(values: list[tirx.PrimExpr]) -> tirx.PrimExpr:
         values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
                   for i in range(0, len(values), 2)]
     return values[0]
+
+
+def prefetch(buf: tirx.Buffer, *index) -> tirx.PrimExpr:
+    """Hint the CPU to bring the cache line of ``buf[index]`` in (read, keep in all levels)."""
+    address = tirx.address_of(tirx.BufferLoad(buf, list(index)))
+    i32 = lambda v: tirx.const(v, "int32")  # noqa: E731
+    return tirx.call_llvm_intrin("void", "llvm.prefetch.p0", address, i32(0), i32(3), i32(1))

@@ -36,6 +36,10 @@ class WeightLayout:
         """Whether a group's sum of activations enters its result (minimum or zero point)."""
         return self.fmt.bits == 4
 
+    def row_bytes(self) -> int:
+        """Bytes of the quantized values of one row (without scales)."""
+        return self.k * self.fmt.bits // 8
+
     def storage_bytes(self) -> int:
         scale_bytes = 2 if self.scale_dtype == "float16" else 4
         return self.fmt.storage_bytes(self.n, self.k, scale_bytes)

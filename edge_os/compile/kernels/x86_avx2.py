@@ -1,9 +1,9 @@
 """Kernels for x86-64 CPUs with AVX2 and FMA (Haswell and later, every Zen).
 
-Decode uses int8 activations with ``vpmaddubsw`` (``avx2_int8``) where the format allows it,
-prefill the FP32 register-tiled path. 16 vector registers: the decode path keeps 4 row
-accumulators and 4 shared activation vectors live; the prefill micro-kernel 6 x 2 accumulators,
-2 weight vectors and a broadcast.
+Decode and prefill use the FP32 paths of ``matmul_fp32``; with ``activations="int8"`` decode
+rounds activations to int8 and uses ``vpmaddubsw`` (``avx2_int8``) where the format allows it.
+16 vector registers: the decode path keeps 4 row accumulators and 4 shared activation vectors
+live; the prefill micro-kernel 6 x 2 accumulators, 2 weight vectors and a broadcast.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def build(info: dict, target: tvm.target.Target):
     layout = WeightLayout.from_info(info)
     if not supports(layout, TILING):
         return None
-    if not avx2_int8.supports(layout):
+    if info.get("activations") != "int8" or not avx2_int8.supports(layout):
         return build_matmul(layout, TILING)
     func = build_matmul(layout, TILING, avx2_int8.decode)
     return func.with_attr(INT8_ROWS_ATTR, TILING.gemm_from)

@@ -11,7 +11,7 @@ import pytest
 import tvm
 
 import edge_os.compile.kernels.library  # noqa: F401
-from edge_os.compile.kernels import _LIBRARIES, select_kernels
+from edge_os.compile.kernels import families, select_kernels
 from edge_os.compile.kernels.features import arch, has
 from edge_os.compile.kernels.matmul_fp32 import INT8_ROWS_ATTR
 from edge_os.quantize import reference
@@ -24,15 +24,15 @@ CASES = [(fmt, sd) for fmt in FORMATS for sd in ("float32", "float16") if FORMAT
 
 
 def _host_builders():
-    builders = [(b.__module__.rsplit(".", 1)[-1], b) for applies, b in _LIBRARIES if applies(HOST)]
+    builders = families(HOST)
     if not builders:
         pytest.skip(f"no kernel family for this CPU ({HOST})")
     return builders
 
 
-def _build(builder, fmt: str, scale_dtype: str):
+def _build(builder, fmt: str, scale_dtype: str, activations: str):
     """The compiled kernel and the row count below which it rounds activations to int8."""
-    info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": scale_dtype}
+    info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": scale_dtype, "activations": activations}
     func = builder(info, HOST)
     assert func is not None
     int8_rows = int(func.attrs.get(INT8_ROWS_ATTR, 0))
@@ -54,13 +54,15 @@ def _weight(fmt: str, scale_dtype: str, rng) -> reference.QuantizedWeight:
     return reference.quantize(rng.standard_normal((N, K)).astype(np.float32), fmt, scale_dtype)
 
 
+@pytest.mark.parametrize("activations", ["float32", "int8"])
 @pytest.mark.parametrize("fmt,scale_dtype", CASES)
-def test_matmul_matches_the_numpy_oracle(fmt, scale_dtype):
+def test_matmul_matches_the_numpy_oracle(fmt, scale_dtype, activations):
     rng = np.random.default_rng(7)
     weight = _weight(fmt, scale_dtype, rng)
     dense = weight.dequantize().astype(np.float64)
     for family, builder in _host_builders():
-        kernel, int8_rows = _build(builder, fmt, scale_dtype)
+        kernel, int8_rows = _build(builder, fmt, scale_dtype, activations)
+        assert activations == "int8" or not int8_rows
         for m in (1, 3, 64):
             x = rng.standard_normal((m, K)).astype(np.float32)
             y = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
