@@ -1,7 +1,7 @@
 """The Relax compilation pipeline: one flat sequence of numbered phases.
 
-Phase 1 picks kernels for the target (tagged reference kernels may be replaced by faster ones),
-phase 2 legalizes and fuses, phase 3 schedules what is still unscheduled for the CPU, phase 4
+Phase 1 picks kernels for the target (tagged reference kernels may be replaced by faster ones)
+and, on CPUs, gives SiLU a vectorizable exponential; phase 2 legalizes and fuses, phase 3 schedules what is still unscheduled for the CPU, phase 4
 lowers to the VM. Model code never sees any of this.
 """
 
@@ -10,18 +10,24 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+import edge_os.compile.kernels.library  # noqa: F401  (registers the kernel families)
+from edge_os.compile.fast_math import fast_silu
 from edge_os.compile.kernels import select_kernels
 from edge_os.compile.schedule import schedule_cpu_functions
 
 
-def build_pipeline(tvm_target: tvm.target.Target):
+def build_pipeline(tvm_target: tvm.target.Target, activations: str = "float32"):
+    """The pipeline for ``tvm_target``; ``activations="int8"`` picks int8-activation decode kernels
+    where a target has them (see ``edge_os.compile.kernels``)."""
     @tvm.transform.module_pass(opt_level=0, name="edge_os.pipeline")
     def _pipeline(mod: tvm.ir.IRModule, _ctx: tvm.transform.PassContext) -> tvm.ir.IRModule:
         with tvm_target:
             # 1. kernels and libraries
             mod = relax.backend.DispatchSampling()(mod)
             mod = relax.backend.DispatchSortScan()(mod)
-            mod = select_kernels(mod, tvm_target)
+            mod = select_kernels(mod, tvm_target, activations)
+            if tvm_target.kind.name == "llvm":
+                mod = fast_silu(mod)
             # 2. legalize and fuse the small operators into few kernels
             mod = tvm.transform.Sequential([
                 relax.transform.LegalizeOps(),

@@ -1,0 +1,67 @@
+"""Small helpers that build TIR vector expressions (loads, broadcasts, casts, lane sums).
+
+Kernels here are written lane by lane in TIR rather than scheduled from TE: the loop nest, the
+accumulators and the vector width are chosen by hand, and LLVM only allocates registers.
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+
+
+def const(value, dtype: str = "float32") -> tirx.PrimExpr:
+    return tirx.const(value, dtype)
+
+
+def load(buf: tirx.Buffer, *index) -> tirx.PrimExpr:
+    """The scalar ``buf[index]`` as a plain expression (IRBuilder indexing yields a wrapper)."""
+    return tirx.BufferLoad(buf, list(index))
+
+
+def vload(buf: tirx.Buffer, *index, lanes: int) -> tirx.PrimExpr:
+    """``lanes`` consecutive elements of ``buf`` starting at ``index`` (last axis contiguous)."""
+    *lead, start = index
+    return tirx.BufferLoad(buf, [*lead, tirx.Ramp(start, 1, lanes)])
+
+
+def vstore_index(*index, lanes: int) -> list:
+    """The index list of a vector store of ``lanes`` elements starting at ``index``."""
+    *lead, start = index
+    return [*lead, tirx.Ramp(start, 1, lanes)]
+
+
+def bcast(value, lanes: int) -> tirx.PrimExpr:
+    return tirx.Broadcast(value, lanes)
+
+
+def to_f32(value: tirx.PrimExpr, lanes: int = 1) -> tirx.PrimExpr:
+    """Cast to float32 (``lanes`` wide); a no-op for float32."""
+    dtype = "float32" if lanes == 1 else f"float32x{lanes}"
+    return value if str(value.ty) == dtype else tirx.Cast(dtype, value)
+
+
+def nibbles(word: tirx.PrimExpr, first: int, lanes: int) -> tirx.PrimExpr:
+    """float32 vector of nibbles ``first .. first+lanes-1`` of a uint32 ``word`` (values 0..15).
+
+    The word is broadcast and shifted per lane (one variable shift), masked, and converted through
+    int32 because AVX2 has no unsigned-to-float conversion.
+    """
+    shifts = tirx.Ramp(tirx.const(4 * first, "uint32"), tirx.const(4, "uint32"), lanes)
+    q = tirx.bitwise_and(tirx.shift_right(tirx.Broadcast(word, lanes), shifts),
+                         tirx.Broadcast(tirx.const(0xF, "uint32"), lanes))
+    return tirx.Cast(f"float32x{lanes}", tirx.reinterpret(f"int32x{lanes}", q))
+
+
+def tree_sum(values: list[tirx.PrimExpr]) -> tirx.PrimExpr:
+    """Sum as a balanced tree: independent additions instead of one long dependency chain."""
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def prefetch(buf: tirx.Buffer, *index) -> tirx.PrimExpr:
+    """Hint the CPU to bring the cache line of ``buf[index]`` in (read, keep in all levels)."""
+    address = tirx.address_of(tirx.BufferLoad(buf, list(index)))
+    i32 = lambda v: tirx.const(v, "int32")  # noqa: E731
+    return tirx.call_llvm_intrin("void", "llvm.prefetch.p0", address, i32(0), i32(3), i32(1))

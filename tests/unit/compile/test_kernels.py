@@ -1,0 +1,88 @@
+"""Fast kernels against the numpy oracle (``edge_os.quantize.reference``), on tiny shapes.
+
+Every kernel family that accepts this machine's CPU is checked for every weight format and scale
+dtype, for one activation row (decode), three (batched decode) and 64 (the prefill path).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+
+import edge_os.compile.kernels.library  # noqa: F401
+from edge_os.compile.kernels import families, select_kernels
+from edge_os.compile.kernels.features import arch, has
+from edge_os.compile.kernels.matmul_fp32 import INT8_ROWS_ATTR
+from edge_os.quantize import reference
+from edge_os.quantize.formats import FORMATS
+from edge_os.quantize.tir import KERNEL_ATTR, matmul_kernel
+
+HOST = tvm.target.Target({"kind": "llvm", "mcpu": tvm.get_global_func("target.llvm_get_system_cpu")()})
+N, K = 48, 128  # three 16-row prefill tiles, two 64-value spans of int4
+CASES = [(fmt, sd) for fmt in FORMATS for sd in ("float32", "float16") if FORMATS[fmt].quantized or sd == "float32"]
+
+
+def _host_builders():
+    builders = families(HOST)
+    if not builders:
+        pytest.skip(f"no kernel family for this CPU ({HOST})")
+    return builders
+
+
+def _build(builder, fmt: str, scale_dtype: str, activations: str):
+    """The compiled kernel and the row count below which it rounds activations to int8."""
+    info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": scale_dtype, "activations": activations}
+    func = builder(info, HOST)
+    assert func is not None
+    int8_rows = int(func.attrs.get(INT8_ROWS_ATTR, 0))
+    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST)["main"], int8_rows
+
+
+def _bound(x: np.ndarray, dense: np.ndarray, int8_activations: bool) -> np.ndarray:
+    """Allowed |error|: float rounding, plus with int8 activations half a rounding step of each
+    activation (max|x_g| / 254) times the group's |W| sum."""
+    bound = 1e-5 * (np.abs(x) @ np.abs(dense).T) + 1e-6
+    if int8_activations:
+        m, groups = x.shape[0], K // 32
+        x_step = np.abs(x).reshape(m, groups, 32).max(-1) / 254
+        bound += x_step @ np.abs(dense).reshape(N, groups, 32).sum(-1).T
+    return bound
+
+
+def _weight(fmt: str, scale_dtype: str, rng) -> reference.QuantizedWeight:
+    return reference.quantize(rng.standard_normal((N, K)).astype(np.float32), fmt, scale_dtype)
+
+
+@pytest.mark.parametrize("activations", ["float32", "int8"])
+@pytest.mark.parametrize("fmt,scale_dtype", CASES)
+def test_matmul_matches_the_numpy_oracle(fmt, scale_dtype, activations):
+    rng = np.random.default_rng(7)
+    weight = _weight(fmt, scale_dtype, rng)
+    dense = weight.dequantize().astype(np.float64)
+    for family, builder in _host_builders():
+        kernel, int8_rows = _build(builder, fmt, scale_dtype, activations)
+        assert activations == "int8" or not int8_rows
+        for m in (1, 3, 64):
+            x = rng.standard_normal((m, K)).astype(np.float32)
+            y = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
+            kernel(tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in weight.arrays.values()], y)
+            expected = x.astype(np.float64) @ dense.T
+            bound = _bound(x, dense, int8_activations=m < int8_rows)
+            assert np.all(np.abs(y.numpy() - expected) <= bound), f"{family} {fmt} m={m}"
+
+
+def test_the_pipeline_swaps_tagged_kernels_for_fast_ones():
+    _host_builders()
+    ref = matmul_kernel(FORMATS["q4_1"], N, K)
+    mod = tvm.IRModule({"q4_1_matmul": ref.with_attr("global_symbol", "q4_1_matmul")})
+    fast = select_kernels(mod, HOST)["q4_1_matmul"]
+    assert fast.attrs["edge_os.kernel_impl"]
+    assert dict(fast.attrs[KERNEL_ATTR])["format"] == "q4_1"
+
+
+def test_features_follow_the_target_not_the_machine():
+    rpi5 = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76",
+                              "mattr": ["+neon", "+dotprod"]})
+    assert arch(rpi5) == "aarch64" and has(rpi5, "neon", "dotprod") and not has(rpi5, "avx2")
+    assert not has(tvm.target.Target({"kind": "llvm", "mcpu": "znver3", "mattr": ["-avx2"]}), "avx2")

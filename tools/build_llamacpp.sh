@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Build llama-cpp-python from its PyPI sdist into the project's venv, for tools/bench_llamacpp.py.
+#
+# Benchmark-only: never a runtime dependency of edge-os. The build is a native CPU build
+# (GGML_NATIVE: -march=native, so it uses AVX2/FMA here and AVX-512/VNNI where the CPU has them),
+# OpenMP threading, no BLAS, no GPU back-end: the same CPU the edge-os kernels run on.
+#
+#   bash tools/build_llamacpp.sh            # into .venv
+#   LLAMACPP_NO_AMX=1 bash tools/build_llamacpp.sh   # where the native build crashes on AMX code
+#   LLAMACPP_VERSION=0.3.36 ...             # pin another version
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+VERSION=${LLAMACPP_VERSION:-0.3.36}
+FLAGS=""
+if [[ "${LLAMACPP_NO_AMX:-0}" == "1" ]]; then
+    FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+fi
+export CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=ON -DGGML_BLAS=OFF -DLLAMA_CURL=OFF \
+-DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS='${FLAGS}' -DCMAKE_CXX_FLAGS='${FLAGS}'"
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+"$VENV/bin/pip" install --no-binary llama-cpp-python --no-cache-dir "llama-cpp-python==${VERSION}"
+"$VENV/bin/python" -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, 'built')"
