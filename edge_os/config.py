@@ -7,6 +7,7 @@ table and the README documents it. Code asks for values through ``settings()``.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_THREADS", "all cores", "threads the engine uses when --threads is not given"),
     EnvVar("EDGE_OS_LOG_LEVEL", "INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
     EnvVar("EDGE_OS_TARGET", "host", "target descriptor used by `pack` when --target is not given"),
+    EnvVar("EDGE_OS_DEVICE_ID", "host name", "device id in the MQTT topic tree when --device-id is not given"),
+    EnvVar("EDGE_OS_MQTT_PASSWORD", "unset", "MQTT password (kept off the command line; the user name is --mqtt-username)"),
+    EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token the cloud worker sends to its OpenAI-compatible server"),
 )
 
 
@@ -32,6 +36,9 @@ class Settings:
     threads: int
     log_level: str
     target: str
+    device_id: str
+    mqtt_password: str | None
+    openai_api_key: str | None
 
 
 def settings() -> Settings:
@@ -44,6 +51,9 @@ def settings() -> Settings:
         threads=max(1, threads),
         log_level=env.get("EDGE_OS_LOG_LEVEL", "INFO").upper(),
         target=env.get("EDGE_OS_TARGET", "host"),
+        device_id=env.get("EDGE_OS_DEVICE_ID") or socket.gethostname(),
+        mqtt_password=env.get("EDGE_OS_MQTT_PASSWORD") or None,
+        openai_api_key=env.get("EDGE_OS_OPENAI_API_KEY") or None,
     )
 
 

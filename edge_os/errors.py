@@ -33,3 +33,9 @@ class TargetError(EdgeOSError):
     """An unknown target, or a package compiled for a different target."""
 
     code = "bad_target"
+
+
+class MqttError(EdgeOSError):
+    """The MQTT broker URL, credentials or TLS files are wrong, or the broker cannot be used."""
+
+    code = "mqtt"
