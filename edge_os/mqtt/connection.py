@@ -59,7 +59,7 @@ class Handlers:
     message: Callable[[Inbound], None]
     connected: Callable[[], None] = lambda: None
     disconnected: Callable[[], None] = lambda: None
-    acked: Callable[[int, bool], None] = lambda mid, ok: None
+    acked: Callable[[int, int], None] = lambda mid, reason_code: None  # PUBACK reason code
 
 
 class Connection:
@@ -236,6 +236,7 @@ class Connection:
         self._ready()
 
     def _ready(self) -> None:
+        log.info("MQTT session ready on %s, subscribed to %s", self.broker.url, list(self._subscriptions))
         self.connects += 1
         self._connected.set()
         self._handlers.connected()
@@ -258,7 +259,7 @@ class Connection:
         client.ack(msg.mid, msg.qos)
 
     def _on_publish(self, _client, _userdata, mid: int, reason, _props) -> None:
-        self._handlers.acked(mid, not reason.is_failure)
+        self._handlers.acked(mid, reason.value)
 
     def _say_goodbye(self, client: paho.Client) -> None:
         if self._farewell is not None:
