@@ -84,7 +84,7 @@ def parse_request(
             raise RequestRejected("invalid_request", '"stop" must be a string or a list of non-empty strings')
         fields["stop"] = stops
     priority = data.get("priority", "interactive")
-    if priority not in _PRIORITIES:
+    if not isinstance(priority, str) or priority not in _PRIORITIES:
         raise RequestRejected("invalid_request", f'"priority" must be one of {sorted(_PRIORITIES)}')
     fields["priority"] = priority
     if "fallback" in data:

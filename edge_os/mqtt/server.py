@@ -143,6 +143,11 @@ class RequestServer:
             self.stats.rejected += 1
             self._answers.reject(record, exc.code, str(exc))
             return
+        except Exception as exc:  # a validator bug must not make a poison message redelivered forever
+            log.exception("validating request %s failed", key)
+            self.stats.rejected += 1
+            self._answers.reject(record, "internal", f"could not validate the request: {type(exc).__name__}")
+            return
         if self._requests.admit(record):
             self._queue.put(record)
 
