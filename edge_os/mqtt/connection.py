@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 from dataclasses import dataclass
 from typing import Callable
@@ -155,6 +156,8 @@ class Connection:
                 self._connect(client)
             except MqttError as exc:
                 log.error("%s", exc)
+            except ssl.SSLError as exc:
+                log.error("TLS handshake with %s failed: %s", self.broker.url, exc)
             except (OSError, ValueError) as exc:
                 log.info("MQTT broker %s unreachable: %s", self.broker.url, exc)
             else:

@@ -113,7 +113,7 @@ class Requester:
     reconnect) and reconnects by itself, as an IoT hub's client would.
     """
 
-    def __init__(self, port: int, name: str, subscribe: tuple[str, ...] = ()) -> None:
+    def __init__(self, port: int, name: str, subscribe: tuple[str, ...] = (), tls: dict | None = None, auth: tuple[str, str] | None = None) -> None:
         self.name = name
         self.response_topic = f"test/{name}/res"
         self.received: list[tuple[str, bytes | None, dict]] = []  # (topic, correlation, body)
@@ -125,6 +125,10 @@ class Requester:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self._connected.clear()
         self.client.on_message = self._on_message
+        if tls is not None:
+            self.client.tls_set(**tls)
+        if auth is not None:
+            self.client.username_pw_set(*auth)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.connect_async("127.0.0.1", port, keepalive=10, clean_start=False, properties=props)
