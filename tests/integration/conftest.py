@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from integration.echo_scheduler import EchoScheduler
-from integration.mqtt_harness import Mosquitto, Requester
+from tests.integration.echo_scheduler import EchoScheduler
+from tests.integration.mqtt_harness import Mosquitto, Requester
 
 from edge_os.mqtt import Backoff, BridgeConfig, BrokerConfig, MqttBridge
 

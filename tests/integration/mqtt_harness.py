@@ -191,8 +191,8 @@ class Requester:
 
 
 def run_env() -> dict[str, str]:
-    """Environment for edge-os subprocesses: this checkout importable, plus the test helpers."""
-    here = Path(__file__).resolve().parent
+    """Environment for edge-os subprocesses: this checkout importable, test helpers included."""
+    root = Path(__file__).resolve().parent.parent.parent
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(here.parent.parent), str(here.parent), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     return env

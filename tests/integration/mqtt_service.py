@@ -1,7 +1,7 @@
 """A device service process for tests: the MQTT bridge serving an ``EchoScheduler``.
 
 Parses the same options `edge-os serve --mqtt` takes (``edge_os.cli.mqtt_options``) plus a few
-that shape the stand-in scheduler. Run as ``python -m integration.mqtt_service`` with
+that shape the stand-in scheduler. Run as ``python -m tests.integration.mqtt_service`` with
 ``mqtt_harness.run_env()``.
 """
 
@@ -12,7 +12,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from integration.echo_scheduler import EchoScheduler
+from tests.integration.echo_scheduler import EchoScheduler
 
 from edge_os.cli.mqtt_options import add_bridge_options, bridge_config_from_args, wait_for_signal
 from edge_os.mqtt import Backoff, MqttBridge

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from integration.echo_scheduler import EchoScheduler, expected_answer
-from integration.mqtt_harness import Requester, wait_until
+from tests.integration.echo_scheduler import EchoScheduler, expected_answer
+from tests.integration.mqtt_harness import Requester, wait_until
 
 REQ = "edge-os/dev1/req"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 import time
 
-from integration.echo_scheduler import EchoScheduler, expected_answer
-from integration.mqtt_harness import Mosquitto, Requester
+from tests.integration.echo_scheduler import EchoScheduler, expected_answer
+from tests.integration.mqtt_harness import Mosquitto, Requester
 
 N_REQUESTS = 200
 N_KILLS = 5

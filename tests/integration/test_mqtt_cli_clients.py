@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from integration.echo_scheduler import EchoScheduler, expected_answer
-from integration.mqtt_cli import ask_with_mosquitto_clients
+from tests.integration.echo_scheduler import EchoScheduler, expected_answer
+from tests.integration.mqtt_cli import ask_with_mosquitto_clients
 
 
 def test_mosquitto_pub_asks_and_mosquitto_sub_reads_the_answer(start_bridge, mosquitto):

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from integration.echo_scheduler import EchoScheduler, prompt_text
-from integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
-from integration.openai_stub import OpenAIStub, cloud_answer
+from tests.integration.echo_scheduler import EchoScheduler, prompt_text
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.openai_stub import OpenAIStub, cloud_answer
 
 from edge_os.mqtt import RedactionConfig
 from edge_os.runtime.request import Refused

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from integration.mqtt_cli import ask_with_mosquitto_clients
-from integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.mqtt_cli import ask_with_mosquitto_clients
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
 
 from edge_os.cli.main import COMMANDS
 

@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from integration.echo_scheduler import expected_answer
-from integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.echo_scheduler import expected_answer
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
 
 
 class Service:
@@ -23,7 +23,7 @@ class Service:
         self.runs_log = tmp / "runs.log"
         self.log = tmp / "service.log"
         self.args = [
-            sys.executable, "-m", "integration.mqtt_service",
+            sys.executable, "-m", "tests.integration.mqtt_service",
             "--mqtt", broker.url, "--device-id", device_id, "--mqtt-state-dir", str(self.state_dir),
             "--runs-log", str(self.runs_log), "--token-delay", str(token_delay), "--telemetry-interval", "3600",
         ]  # fmt: skip

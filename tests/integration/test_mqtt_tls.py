@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from integration.echo_scheduler import EchoScheduler, expected_answer
-from integration.mqtt_harness import Mosquitto, Requester, free_port, wait_until
+from tests.integration.echo_scheduler import EchoScheduler, expected_answer
+from tests.integration.mqtt_harness import Mosquitto, Requester, free_port, wait_until
 
 from edge_os.mqtt import BridgeConfig, BrokerConfig, MqttBridge
 from edge_os.mqtt.config import Backoff

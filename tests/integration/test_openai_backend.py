@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from integration.openai_stub import OpenAIStub, cloud_answer
+from tests.integration.openai_stub import OpenAIStub, cloud_answer
 
 from edge_os.errors import MqttError
 from edge_os.mqtt.openai_backend import OpenAIBackend

@@ -1,0 +1,37 @@
+"""edge-os pack SOURCE --out DIR"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    from edge_os.quantize.formats import SCHEMES
+    from edge_os.targets import available_targets
+
+    p = subparsers.add_parser(
+        "pack", help="quantize and compile a model into a package",
+        description="Import a GGUF file or a Hugging Face folder, quantize it, compile it with TVM for a "
+                    "target and write a self-describing package directory.",
+        epilog="quantization schemes:\n" + "\n".join(f"  {s.name:<8} {s.description}" for s in SCHEMES.values()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", type=Path, help="a .gguf file or a Hugging Face model folder")
+    p.add_argument("--out", type=Path, required=True, help="package directory to create")
+    p.add_argument("--quant", default="auto", choices=list(SCHEMES), help="quantization scheme (default: auto)")
+    p.add_argument("--target", default=None, help=f"target: {', '.join(available_targets())} (default: host)")
+    p.add_argument("--name", default=None, help="model name recorded in the manifest")
+    p.add_argument("--force", action="store_true", help="replace an existing package at --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edge_os.config import settings
+    from edge_os.package.pack import PackOptions, pack
+
+    out = pack(PackOptions(args.source, args.out, quant=args.quant, target=args.target or settings().target,
+                           name=args.name, force=args.force, progress=not args.no_progress))
+    print(out)
+    return 0

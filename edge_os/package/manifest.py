@@ -1,0 +1,87 @@
+"""``manifest.json``: everything a device needs to decide about a package without loading it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edge_os.errors import PackageError
+from edge_os.package.memory import MemoryFigures
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ParamEntry:
+    """One parameter array: where it lies in which shard."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    shard: str
+    offset: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    name: str
+    arch: str  # x86_64, aarch64
+    tvm_target: dict  # resolved (mcpu filled in)
+    cpu_features: tuple[str, ...] = ()  # /proc/cpuinfo flags the compiled code needs
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    architecture: str
+    config: dict
+    quantization: dict  # {"scheme": str, "scale_dtype": str, "tensors": {param base name: format}}
+    target: TargetInfo
+    tvm_version: str
+    runtime_version: str
+    library: str
+    tokenizer: dict  # {"file": "tokenizer.json", "bos_token_id": int|None, "add_bos_token": bool}
+    chat_template: str | None
+    stop_token_ids: tuple[int, ...]
+    context_length: int
+    memory: MemoryFigures
+    params: tuple[ParamEntry, ...]
+    files: dict = field(default_factory=dict)  # relative path -> {"sha256": hex, "size": bytes}
+    source: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["memory"] = self.memory.to_json()
+        return json.dumps(data, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = MANIFEST) -> "Manifest":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PackageError(f"{where} is not valid JSON ({exc}); re-pack or re-flash the package") from exc
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise PackageError(
+                f"{where} has schema version {version}, this edge-os reads version {SCHEMA_VERSION}; "
+                "re-pack the model with this edge-os version"
+            )
+        try:
+            data["target"] = TargetInfo(**{**data["target"], "cpu_features": tuple(data["target"]["cpu_features"])})
+            data["memory"] = MemoryFigures.from_json(data["memory"])
+            data["params"] = tuple(ParamEntry(**{**p, "shape": tuple(p["shape"])}) for p in data["params"])
+            data["stop_token_ids"] = tuple(data["stop_token_ids"])
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise PackageError(f"{where} is missing or has a malformed field ({exc}); re-pack the model") from exc
+
+    @classmethod
+    def read(cls, package_dir: Path) -> "Manifest":
+        path = Path(package_dir) / MANIFEST
+        if not path.is_file():
+            raise PackageError(f"{package_dir} is not a model package (no {MANIFEST}); pack one with `edge-os pack`")
+        return cls.from_json(path.read_text(), str(path))

@@ -1,0 +1,164 @@
+"""``edge-os pack``: import a model, quantize it, compile it for a target, write a package."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_os import __version__
+from edge_os.convert.source import open_source
+from edge_os.errors import ModelSourceError, TargetError
+from edge_os.models.registry import get_architecture
+from edge_os.package.manifest import Manifest, TargetInfo
+from edge_os.package.memory import MemoryFigures
+from edge_os.package.reader import host_cpu_flags
+from edge_os.package.writer import PackageWriter
+from edge_os.quantize.formats import GROUP_SIZE, Scheme, get_scheme
+from edge_os.quantize.reference import QuantizedWeight, quantize
+from edge_os.targets import Target, load_target
+
+log = logging.getLogger(__name__)
+
+# x86 ISA extensions that code compiled for "native" may use, by their /proc/cpuinfo names.
+_X86_ISA = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni",
+            "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+_ARM_MATTR = {"+neon": "asimd", "+dotprod": "asimddp", "+i8mm": "i8mm", "+sve": "sve"}
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    source: Path
+    out: Path
+    quant: str = "auto"
+    target: str = "host"
+    name: str | None = None
+    force: bool = False
+    progress: bool = True
+
+
+def _to_format(value, scheme: Scheme):
+    """Float 2-D weights are quantized to the scheme's format; vectors stay float32."""
+    if isinstance(value, QuantizedWeight):
+        return value
+    if value.ndim == 1:
+        return value.astype(np.float32, copy=False)
+    fmt = scheme.weight_format if value.shape[1] % GROUP_SIZE == 0 else "f32"
+    return quantize(value, fmt, scheme.scale_dtype)
+
+
+def _required_cpu_features(target: Target, tvm_target: dict) -> tuple[str, ...]:
+    if target.arch == "x86_64" and target.tvm_target.get("mcpu") == "native":
+        return tuple(f for f in _X86_ISA if f in host_cpu_flags())
+    return tuple(_ARM_MATTR[m] for m in tvm_target.get("mattr", []) if m in _ARM_MATTR)
+
+
+def _workspace_bytes(config, prefill_chunk: int = 256, max_batch: int = 8) -> int:
+    """Activations of the largest prefill chunk plus logits: a planning figure, not a measurement."""
+    per_token = 4 * (4 * config.hidden_size + 3 * config.intermediate_size
+                     + (config.num_attention_heads + 2 * config.num_key_value_heads) * config.head_dim)
+    return prefill_chunk * per_token + 4 * config.vocab_size * max(max_batch, 2)
+
+
+def pack(options: PackOptions) -> Path:
+    """Pack ``options.source`` into a package directory at ``options.out`` and return it."""
+    from edge_os.compile.build import compile_model, resolve_tvm_target
+
+    started = time.monotonic()
+    scheme = get_scheme(options.quant)
+    target = load_target(options.target)
+    source = open_source(options.source)
+    arch = get_architecture(source.architecture)
+    config = arch.config_from_hf(source.hf_config)
+    tvm_target = resolve_tvm_target(target.tvm_target)
+    log.info("packing %s (%s, %d layers) as %s for %s", source.path.name, source.architecture,
+             config.num_hidden_layers, scheme.name, target.name)
+
+    with PackageWriter(options.out, overwrite=options.force) as writer:
+        formats = _write_weights(source, arch, scheme, writer, options.progress)
+        log.info("compiling for %s with TVM (this takes a minute)", tvm_target.get("mcpu", target.name))
+        library = "model.so"
+        try:
+            specs = compile_model(arch.model_class, config, formats, scheme.scale_dtype, tvm_target,
+                                  writer.path(library), cross_cc=target.cross_cc)
+        except RuntimeError as exc:
+            if target.cross_cc and "not found" in str(exc).lower():
+                raise TargetError(f"cross-compiling for {target.name} needs {target.cross_cc}; install it") from exc
+            raise
+        _order_params(writer, specs)
+        writer.path("tokenizer.json").write_text(source.tokenizer_json)
+        import tvm
+
+        manifest = Manifest(
+            name=options.name or source.path.stem,
+            architecture=source.architecture,
+            config=config.to_json(),
+            quantization={"scheme": scheme.name, "scale_dtype": scheme.scale_dtype, "tensors": formats},
+            target=TargetInfo(target.name, target.arch, tvm_target, _required_cpu_features(target, tvm_target)),
+            tvm_version=tvm.__version__,
+            runtime_version=__version__,
+            library=library,
+            tokenizer={"file": "tokenizer.json", "bos_token_id": source.bos_token_id,
+                       "add_bos_token": source.add_bos_token},
+            chat_template=source.chat_template,
+            stop_token_ids=tuple(source.eos_token_ids),
+            context_length=config.max_position_embeddings,
+            memory=MemoryFigures(
+                weight_bytes=sum(p.nbytes for p in writer.params),
+                kv_bytes_per_token=config.kv_bytes_per_token,
+                workspace_bytes=_workspace_bytes(config),
+            ),
+            params=(),
+            source={"file": source.path.name},
+        )
+        dest = writer.commit(manifest)
+    log.info("packed %s in %.1f s", dest, time.monotonic() - started)
+    return dest
+
+
+def _write_weights(source, arch, scheme: Scheme, writer: PackageWriter, progress: bool) -> dict[str, str]:
+    """Stream tensors: load one, give it its format, fuse, write. Returns name -> format."""
+    formats: dict[str, str] = {}
+    fuser = arch.fuser(scheme.weight_format, scheme.scale_dtype)
+    tensors = source.tensors()
+    if progress:
+        from tqdm import tqdm
+
+        tensors = tqdm(tensors, total=len(source.tensor_names), unit="tensor", desc="quantizing")
+    for tensor in tensors:
+        value = _to_format(tensor.load(keep_blocks=scheme.carry_over), scheme)
+        for name, fused in fuser.push(tensor.name, value):
+            if isinstance(fused, QuantizedWeight):
+                base = name.removesuffix(".weight")
+                formats[name] = fused.fmt.name
+                if fused.fmt.quantized:
+                    for key, array in fused.arrays.items():
+                        writer.add_param(f"{base}.{key}", array)
+                else:
+                    writer.add_param(name, fused.arrays["qweight"])
+            else:
+                writer.add_param(name, fused)
+    fuser.finish()
+    return formats
+
+
+def _order_params(writer: PackageWriter, specs) -> None:
+    """Put the written parameters in the order the compiled library takes them, checking each."""
+    written = {p.name: p for p in writer.params}
+    ordered = []
+    for spec in specs:
+        entry = written.pop(spec.name, None)
+        if entry is None:
+            raise ModelSourceError(f"the model needs tensor {spec.name}, which the source does not provide")
+        if tuple(entry.shape) != tuple(spec.shape) or entry.dtype != spec.dtype:
+            raise ModelSourceError(
+                f"tensor {spec.name} is {entry.dtype}{list(entry.shape)} in the source but the model "
+                f"expects {spec.dtype}{list(spec.shape)}; the config does not match the weights"
+            )
+        ordered.append(entry)
+    if written:
+        log.warning("ignoring %d source tensors the model does not use: %s", len(written), ", ".join(sorted(written)[:5]))
+    writer.params = ordered

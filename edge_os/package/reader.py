@@ -1,0 +1,81 @@
+"""Opens a package: checks the manifest, every file's hash and the CPU, then maps the weights."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from edge_os import __version__
+from edge_os.errors import PackageError, TargetError
+from edge_os.package.manifest import Manifest
+from edge_os.package.writer import sha256_file
+
+
+def verify_files(package_dir: Path, manifest: Manifest) -> None:
+    """Every file listed in the manifest exists with its size and sha256."""
+    for rel, info in manifest.files.items():
+        path = package_dir / rel
+        if not path.is_file():
+            raise PackageError(f"package {package_dir} is missing {rel}; re-pack or re-flash it")
+        if path.stat().st_size != info["size"] or sha256_file(path) != info["sha256"]:
+            raise PackageError(
+                f"package {package_dir}: {rel} does not match its sha256 in the manifest "
+                "(edited or corrupted); re-pack or re-flash it"
+            )
+
+
+def host_cpu_flags() -> set[str]:
+    """ISA flags of this CPU as /proc/cpuinfo names them (empty where unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def check_target(package_dir: Path, manifest: Manifest) -> None:
+    """The package was compiled for this kind of machine and this CPU has its instructions."""
+    machine = platform.machine().replace("arm64", "aarch64").replace("AMD64", "x86_64")
+    if manifest.target.arch != machine:
+        raise TargetError(
+            f"package {package_dir} was compiled for {manifest.target.name} ({manifest.target.arch}), "
+            f"this machine is {machine}; pack it with --target for this device"
+        )
+    flags = host_cpu_flags()
+    missing = [f for f in manifest.target.cpu_features if flags and f not in flags]
+    if missing:
+        raise TargetError(
+            f"package {package_dir} needs CPU instructions this CPU lacks ({', '.join(missing)}; compiled for "
+            f"{manifest.target.tvm_target.get('mcpu', '?')}); re-pack it on this machine with --target host"
+        )
+
+
+def open_package(package_dir: Path, verify: bool = True) -> Manifest:
+    package_dir = Path(package_dir)
+    manifest = Manifest.read(package_dir)
+    if verify:
+        verify_files(package_dir, manifest)
+    check_target(package_dir, manifest)
+    if manifest.runtime_version.split(".")[0] != __version__.split(".")[0]:
+        raise PackageError(
+            f"package {package_dir} was made by edge-os {manifest.runtime_version}, this is {__version__}; re-pack it"
+        )
+    return manifest
+
+
+def read_params(package_dir: Path, manifest: Manifest) -> list[np.ndarray]:
+    """The parameter arrays in manifest order, memory-mapped from the shards (read-only)."""
+    maps: dict[str, np.memmap] = {}
+    arrays = []
+    for p in manifest.params:
+        if p.shard not in maps:
+            maps[p.shard] = np.memmap(package_dir / p.shard, dtype=np.uint8, mode="r")
+        raw = maps[p.shard][p.offset:p.offset + p.nbytes]
+        arrays.append(raw.view(p.dtype).reshape(p.shape))
+    return arrays

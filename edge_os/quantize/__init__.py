@@ -1,0 +1,1 @@
+"""Group-wise quantization: formats, a numpy reference, and the TVM model rewrite."""

@@ -1,0 +1,266 @@
+"""The engine: a verified package, its tokenizer and template, and generation on the paged KV cache.
+
+``Engine.load(path)`` verifies the package and loads it. ``generate(request)`` streams events for
+one request; ``start``/``step``/``release`` let the scheduler advance several sequences together
+(new ones are prefilled, running ones decode in one batch). ``chat()`` opens a session that keeps
+its KV cache between turns, so each turn only prefills what is new.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from edge_os.config import settings
+from edge_os.errors import InputError
+from edge_os.package.manifest import Manifest
+from edge_os.package.reader import open_package, read_params
+from edge_os.runtime.chat_template import ChatTemplate
+from edge_os.runtime.request import (
+    Event, Finished, FinishReason, GenerationRequest, TextDelta, Timings, Usage,
+)
+from edge_os.runtime.runner import CacheShape, ModelRunner
+from edge_os.runtime.sampler import Sampler
+from edge_os.runtime.text_stream import TextStream
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTEXT = 2048
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request in flight: its ids, what the KV cache holds for it, and its timings."""
+
+    seq_id: int
+    request: GenerationRequest
+    prompt_ids: list[int]
+    sampler: Sampler
+    stream: TextStream
+    cached_ids: list[int] = field(default_factory=list)  # tokens whose K/V are in the cache
+    generated: list[int] = field(default_factory=list)
+    pending: int | None = None  # sampled, not yet fed to the model
+    finished: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    first_token_at: float = 0.0
+    prefill_s: float = 0.0
+    prefilled_tokens: int = 0
+    decode_s: float = 0.0
+
+    @property
+    def kv_tokens(self) -> int:
+        return len(self.cached_ids)
+
+
+class Engine:
+    """A loaded model package. Not thread-safe: one owner (the scheduler loop or one caller)."""
+
+    def __init__(self, package_dir: Path, manifest: Manifest, runner: ModelRunner, context_tokens: int):
+        self.package_dir = package_dir
+        self.manifest = manifest
+        self.name = manifest.name
+        self.memory = manifest.memory
+        self.runner = runner
+        self.context_length = context_tokens
+        self.tokenizer = Tokenizer.from_file(str(package_dir / manifest.tokenizer["file"]))
+        bos_id = manifest.tokenizer.get("bos_token_id")
+        self.bos_id = bos_id if manifest.tokenizer.get("add_bos_token") else None
+        token = lambda i: self.tokenizer.id_to_token(i) or "" if i is not None else ""  # noqa: E731
+        eos = manifest.stop_token_ids[0] if manifest.stop_token_ids else None
+        self.template = ChatTemplate(manifest.chat_template, token(bos_id), token(eos))
+        self.stop_ids = set(manifest.stop_token_ids)
+        self._ids = itertools.count()
+
+    @classmethod
+    def load(cls, package_dir: str | Path, threads: int | None = None, context_tokens: int | None = None,
+             max_batch: int = 8, verify: bool = True) -> "Engine":
+        """Verify and load a package. ``context_tokens`` sizes the KV cache shared by all sequences."""
+        package_dir = Path(package_dir)
+        started = time.perf_counter()
+        manifest = open_package(package_dir, verify=verify)
+        context = min(context_tokens or DEFAULT_CONTEXT, manifest.context_length)
+        if context < 16:
+            raise InputError(f"context of {context} tokens is too small; use at least 16")
+        shape = CacheShape(max_batch_size=max_batch, max_total_tokens=context + 16 * max_batch,
+                           prefill_chunk=min(256, context))
+        params = read_params(package_dir, manifest)
+        runner = ModelRunner(package_dir / manifest.library, params, shape, threads or settings().threads)
+        engine = cls(package_dir, manifest, runner, context)
+        engine.load_s = time.perf_counter() - started
+        log.info("loaded %s in %.2f s (%d MiB of weights, %d-token context)", manifest.name, engine.load_s,
+                 manifest.memory.weight_bytes >> 20, context)
+        return engine
+
+    # --- prompts ---------------------------------------------------------------------------------
+    def render(self, request: GenerationRequest) -> str:
+        if request.messages is not None:
+            return self.template.render(list(request.messages))
+        if request.raw:
+            return request.prompt
+        return self.template.render([{"role": "user", "content": request.prompt}])
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        if self.bos_id is not None and (not ids or ids[0] != self.bos_id):
+            ids = [self.bos_id] + ids
+        return ids
+
+    # --- the step interface ------------------------------------------------------------------------
+    def start(self, request: GenerationRequest, reuse: Sequence | None = None) -> Sequence:
+        """Admit a request. ``reuse`` continues a finished sequence, keeping the shared prefix cached."""
+        prompt_ids = self.encode(self.render(request))
+        if not prompt_ids:
+            raise InputError("the prompt is empty")
+        if len(prompt_ids) >= self.context_length:
+            raise InputError(
+                f"the prompt is {len(prompt_ids)} tokens but the context window holds {self.context_length}; "
+                "shorten it or load the model with a larger context"
+            )
+        sampler = Sampler(request.sampling)
+        stream = TextStream(self.tokenizer, request.stop)
+        if reuse is not None:
+            seq = reuse
+            common = _common_prefix(seq.cached_ids, prompt_ids[:-1])
+            self.runner.truncate(seq.seq_id, len(seq.cached_ids) - common)
+            del seq.cached_ids[common:]
+            seq.__init__(seq.seq_id, request, prompt_ids, sampler, stream, cached_ids=seq.cached_ids)
+            return seq
+        seq = Sequence(next(self._ids), request, prompt_ids, sampler, stream)
+        self.runner.add_sequence(seq.seq_id)
+        return seq
+
+    def step(self, sequences: list[Sequence]) -> dict[Sequence, list[Event]]:
+        """Prefill new sequences, then decode one token for all running ones in one batch."""
+        events: dict[Sequence, list[Event]] = {s: [] for s in sequences}
+        running = []
+        for seq in sequences:
+            if seq.finished:
+                continue
+            if seq.request.deadline is not None and time.monotonic() > seq.request.deadline:
+                self._finish(seq, FinishReason.DEADLINE, events[seq])
+            elif seq.pending is None:
+                self._prefill(seq, events[seq])
+            else:
+                running.append(seq)
+        if running:
+            started = time.perf_counter()
+            logits = self.runner.decode([s.seq_id for s in running], [s.pending for s in running])
+            elapsed = time.perf_counter() - started
+            for row, seq in enumerate(running):
+                seq.cached_ids.append(seq.pending)
+                seq.decode_s += elapsed
+                self._accept(seq, logits[row], events[seq])
+        return events
+
+    def _prefill(self, seq: Sequence, out: list[Event]) -> None:
+        new_ids = seq.prompt_ids[len(seq.cached_ids):]
+        started = time.perf_counter()
+        logits = self.runner.prefill(seq.seq_id, new_ids)
+        seq.prefill_s = time.perf_counter() - started
+        seq.prefilled_tokens = len(new_ids)
+        seq.cached_ids.extend(new_ids)
+        self._accept(seq, logits, out)
+        seq.first_token_at = time.perf_counter()
+
+    def _accept(self, seq: Sequence, logits: np.ndarray, out: list[Event]) -> None:
+        """Sample the next token and decide whether the sequence goes on."""
+        seen = np.asarray(seq.prompt_ids + seq.generated, dtype=np.int64)
+        token = seq.sampler.sample(logits, seen)
+        if token in self.stop_ids and not seq.request.ignore_eos:
+            self._finish(seq, FinishReason.STOP, out)
+            return
+        seq.generated.append(token)
+        seq.pending = token
+        text = seq.stream.push(token)
+        out.append(TextDelta(text, (token,)))
+        if seq.stream.stopped:
+            self._finish(seq, FinishReason.STOP, out)
+        elif len(seq.generated) >= seq.request.max_tokens or len(seq.cached_ids) + 1 >= self.context_length:
+            self._finish(seq, FinishReason.LENGTH, out)
+
+    def _finish(self, seq: Sequence, reason: FinishReason, out: list[Event]) -> None:
+        """Emit text held back for a stop string that never came, then the Finished event."""
+        tail = seq.stream.flush()
+        if tail:
+            out.append(TextDelta(tail, ()))
+        seq.finished = True
+        now = time.perf_counter()
+        first = seq.first_token_at or now
+        decoded = max(len(seq.generated) - 1, 0)
+        timings = Timings(
+            ttft_s=first - seq.started,
+            prefill_tok_s=seq.prefilled_tokens / seq.prefill_s if seq.prefill_s else 0.0,
+            decode_tok_s=decoded / seq.decode_s if seq.decode_s else 0.0,
+        )
+        out.append(Finished(seq.stream.text, tuple(seq.generated), reason,
+                            Usage(len(seq.prompt_ids), len(seq.generated)), timings))
+
+    def release(self, seq: Sequence) -> None:
+        """Free the sequence's KV pages now."""
+        if seq.seq_id is not None:
+            self.runner.remove_sequence(seq.seq_id)
+            seq.seq_id = None
+            seq.finished = True
+
+    def run(self, seq: Sequence) -> Iterator[Event]:
+        """Step one sequence to its end, yielding its events."""
+        while not seq.finished:
+            yield from self.step([seq])[seq]
+
+    def generate(self, request: GenerationRequest) -> Iterator[Event]:
+        seq = self.start(request)
+        try:
+            yield from self.run(seq)
+        finally:
+            self.release(seq)
+
+    def chat(self) -> "ChatSession":
+        return ChatSession(self)
+
+    def close(self) -> None:
+        self.runner = None
+
+
+class ChatSession:
+    """A conversation whose KV cache survives between turns."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.messages: list[dict] = []
+        self._seq: Sequence | None = None
+
+    def send(self, text: str, **request_args) -> Iterator[Event]:
+        """Add a user message and stream the assistant's answer (kept for the next turn)."""
+        self.messages.append({"role": "user", "content": text})
+        request = GenerationRequest(messages=tuple(self.messages), **request_args)
+        if self._seq is None:
+            self._seq = self.engine.start(request)
+        else:
+            self.engine.start(request, reuse=self._seq)
+        reply = []
+        for event in self.engine.run(self._seq):
+            if isinstance(event, TextDelta):
+                reply.append(event.text)
+            yield event
+        self.messages.append({"role": "assistant", "content": "".join(reply)})
+
+    def close(self) -> None:
+        if self._seq is not None:
+            self.engine.release(self._seq)
+            self._seq = None
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,0 +1,156 @@
+"""The engine on tiny packed models against the independent numpy forward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_os.package.manifest import Manifest
+from edge_os.package.reader import read_params
+from edge_os.quantize.formats import FORMATS
+from edge_os.quantize.reference import QuantizedWeight
+from edge_os.runtime.engine import Engine
+from edge_os.runtime.request import Finished, FinishReason, GenerationRequest, SamplingParams, TextDelta
+from tests import reference_llama
+from tests.tiny_model import tiny_config
+
+GREEDY = SamplingParams(temperature=0)
+
+
+def package_weights(package) -> dict[str, np.ndarray]:
+    """The package's weights dequantized and split back into Hugging Face tensors."""
+    manifest = Manifest.read(package)
+    arrays = {p.name: a for p, a in zip(manifest.params, read_params(package, manifest))}
+    weights = {}
+    for name, fmt in manifest.quantization["tensors"].items():
+        base = name.removesuffix(".weight")
+        keys = ("qweight", "scale", "minimum") if FORMATS[fmt].quantized else ("weight",)
+        parts = {k if k != "weight" else "qweight": arrays[f"{base}.{k}"] for k in keys if f"{base}.{k}" in arrays}
+        n = parts["scale"].shape[0] if "scale" in parts else parts["qweight"].shape[0]
+        k = parts["qweight"].shape[1] * (8 if FORMATS[fmt].bits == 4 else 1)
+        weights[name] = QuantizedWeight(FORMATS[fmt], (n, k), parts).dequantize()
+    for name, a in arrays.items():
+        if a.ndim == 1:
+            weights[name] = np.asarray(a, dtype=np.float32)
+    cfg = manifest.config
+    d = cfg["head_dim"]
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{layer}."
+        for suffix in ("weight", "bias"):
+            qkv = weights.pop(f"{p}self_attn.qkv_proj.{suffix}", None)
+            if qkv is not None:
+                q, k, v = np.split(qkv, [cfg["num_attention_heads"] * d, (cfg["num_attention_heads"] + cfg["num_key_value_heads"]) * d])
+                weights |= {f"{p}self_attn.q_proj.{suffix}": q, f"{p}self_attn.k_proj.{suffix}": k, f"{p}self_attn.v_proj.{suffix}": v}
+        gate, up = np.split(weights.pop(f"{p}mlp.gate_up_proj.weight"), 2)
+        weights |= {f"{p}mlp.gate_proj.weight": gate, f"{p}mlp.up_proj.weight": up}
+    return weights
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_package):
+    return Engine.load(tiny_package, threads=2, context_tokens=256)
+
+
+@pytest.mark.parametrize("quant", ["f32", "q4f32", "q4f32_1", "q8f32"])
+def test_prefill_logits_match_numpy_forward(tiny_package_factory, quant):
+    package = tiny_package_factory(quant)
+    engine = Engine.load(package, context_tokens=128)
+    ids = list(np.random.default_rng(1).integers(3, 259, 40))
+    engine.runner.add_sequence(7)
+    got = engine.runner.prefill(7, ids, all_logits=True)
+    want = reference_llama.forward(tiny_config(), package_weights(package), ids)
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-3)
+
+
+def test_incremental_decode_equals_full_recompute(engine):
+    ids = list(np.random.default_rng(2).integers(3, 259, 60))
+    runner = engine.runner
+    runner.add_sequence(100)
+    runner.prefill(100, ids[:5])
+    steps = [runner.decode([100], [t])[0] for t in ids[5:]]
+    runner.remove_sequence(100)
+    runner.add_sequence(101)
+    full = runner.prefill(101, ids, all_logits=True)
+    runner.remove_sequence(101)
+    np.testing.assert_allclose(np.stack(steps), full[5:], atol=1e-4)
+
+
+def test_batched_decode_equals_one_by_one(engine):
+    rng = np.random.default_rng(3)
+    prompts = [list(rng.integers(3, 259, n)) for n in (5, 17, 33)]
+    nexts = [int(x) for x in rng.integers(3, 259, 3)]
+    runner = engine.runner
+    for i, p in enumerate(prompts):
+        runner.add_sequence(200 + i)
+        runner.prefill(200 + i, p)
+    batched = runner.decode([200, 201, 202], nexts)
+    for i, p in enumerate(prompts):
+        runner.add_sequence(300 + i)
+        full = runner.prefill(300 + i, p + [nexts[i]], all_logits=True)
+        runner.remove_sequence(300 + i)
+        runner.remove_sequence(200 + i)
+        np.testing.assert_allclose(batched[i], full[-1], atol=1e-4)
+
+
+def run(engine, **kwargs):
+    events = list(engine.generate(GenerationRequest(**kwargs)))
+    final = events[-1]
+    assert isinstance(final, Finished)
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == final.text
+    return final
+
+
+def test_greedy_generation_is_deterministic_and_counts_tokens(engine):
+    a = run(engine, prompt="hello", sampling=GREEDY, max_tokens=12, ignore_eos=True)
+    b = run(engine, prompt="hello", sampling=GREEDY, max_tokens=12, ignore_eos=True)
+    assert a.token_ids == b.token_ids
+    assert a.finish_reason == FinishReason.LENGTH and a.usage.completion_tokens == 12
+    assert a.usage.prompt_tokens == len(engine.encode(engine.render(GenerationRequest(prompt="hello"))))
+
+
+def test_seeded_sampling_repeats_and_seeds_differ(engine):
+    hot = lambda seed: SamplingParams(temperature=1.5, top_k=0, top_p=1.0, seed=seed)  # noqa: E731
+    a = run(engine, prompt="x", sampling=hot(1), max_tokens=16, ignore_eos=True)
+    b = run(engine, prompt="x", sampling=hot(1), max_tokens=16, ignore_eos=True)
+    c = run(engine, prompt="x", sampling=hot(2), max_tokens=16, ignore_eos=True)
+    assert a.token_ids == b.token_ids
+    assert a.token_ids != c.token_ids
+
+
+def test_stop_string_cuts_the_text(engine):
+    free = run(engine, prompt="abc", sampling=GREEDY, max_tokens=24, ignore_eos=True)
+    stop = free.text[5:8]
+    assert len(stop) == 3
+    stopped = run(engine, prompt="abc", sampling=GREEDY, max_tokens=24, ignore_eos=True, stop=(stop,))
+    assert stopped.finish_reason == FinishReason.STOP
+    assert stopped.text == free.text[: free.text.find(stop)]
+
+
+def test_prompt_longer_than_context_is_refused(engine):
+    from edge_os.errors import InputError
+
+    with pytest.raises(InputError, match="context window holds 256"):
+        run(engine, prompt="y" * 400, raw=True)
+
+
+def test_chat_session_reuses_the_cache_and_matches_a_fresh_run(engine):
+    session = engine.chat()
+    list(session.send("hi", sampling=GREEDY, max_tokens=6))
+    cached_before = session._seq.kv_tokens
+    second = [e for e in session.send("more", sampling=GREEDY, max_tokens=6)][-1]
+    # Only the new turn was prefilled, not the whole conversation.
+    assert second.usage.prompt_tokens > cached_before
+    assert session._seq.prefilled_tokens < second.usage.prompt_tokens
+    fresh = run(engine, messages=tuple(session.messages[:-1]), sampling=GREEDY, max_tokens=6)
+    assert second.token_ids == fresh.token_ids
+    session.close()
+
+
+def test_release_frees_kv_pages(engine):
+    free = engine.runner.free_tokens()
+    seq = engine.start(GenerationRequest(prompt="z" * 100, raw=True, sampling=GREEDY, max_tokens=4))
+    engine.step([seq])
+    assert engine.runner.free_tokens() < free
+    engine.release(seq)
+    assert engine.runner.free_tokens() == free

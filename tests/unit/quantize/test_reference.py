@@ -1,0 +1,60 @@
+"""The numpy reference of the weight formats (the oracle every kernel is checked against)."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+
+from edge_os.quantize.reference import from_gguf_blocks, pack_int4, quantize, unpack_int4
+
+RNG = np.random.default_rng(0)
+
+
+def test_int4_packing_round_trips():
+    q = RNG.integers(0, 16, (5, 64)).astype(np.uint8)
+    packed = pack_int4(q)
+    assert packed.dtype == np.uint32 and packed.shape == (5, 8)
+    np.testing.assert_array_equal(unpack_int4(packed), q)
+    # element 8j+i lives in bits 4i of word j
+    assert (packed[0, 0] >> 4) & 0xF == q[0, 1]
+
+
+@pytest.mark.parametrize("fmt,bound", [("q4", 1 / 7.5), ("q4_1", 1 / 14), ("q8", 1 / 126), ("f32", 0)])
+def test_rounding_error_is_within_half_a_step(fmt, bound):
+    w = RNG.standard_normal((16, 128)).astype(np.float32)
+    err = np.abs(quantize(w, fmt).dequantize() - w).reshape(16, 4, 32)
+    span = np.abs(w).reshape(16, 4, 32).max(axis=2, keepdims=True)
+    if fmt == "q4_1":
+        g = w.reshape(16, 4, 32)
+        span = g.max(axis=2, keepdims=True) - g.min(axis=2, keepdims=True)
+    assert np.all(err <= span * bound + 1e-6)
+
+
+def test_f16_scales_are_rounded_before_use():
+    w = RNG.standard_normal((4, 64)).astype(np.float32)
+    qw = quantize(w, "q4", "float16")
+    assert qw.arrays["scale"].dtype == np.float16
+    assert np.abs(qw.dequantize() - w).max() < 0.35
+
+
+def test_zero_groups_stay_zero():
+    w = np.zeros((2, 32), np.float32)
+    for fmt in ("q4", "q4_1", "q8"):
+        np.testing.assert_array_equal(quantize(w, fmt).dequantize(), w)
+
+
+@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q4_1", "Q8_0"])
+def test_gguf_blocks_are_carried_over_exactly(ggml_type):
+    w = RNG.standard_normal((6, 96)).astype(np.float32)
+    kind = getattr(gguf.GGMLQuantizationType, ggml_type)
+    blocks = gguf.quants.quantize(w, kind)
+    carried = from_gguf_blocks(blocks, ggml_type, 6, 96)
+    np.testing.assert_array_equal(carried.dequantize(), gguf.quants.dequantize(blocks, kind))
+
+
+def test_row_permutation_keeps_blocks_exact():
+    w = RNG.standard_normal((8, 64)).astype(np.float32)
+    qw = quantize(w, "q4_1")
+    rows = np.array([3, 1, 7, 0, 2, 6, 5, 4])
+    np.testing.assert_array_equal(qw.take_rows(rows).dequantize(), qw.dequantize()[rows])
