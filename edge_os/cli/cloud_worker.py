@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 from edge_os.cli.mqtt_options import add_broker_options, broker_from_args, wait_for_signal
 from edge_os.config import settings
-from edge_os.errors import MqttError
 from edge_os.mqtt import CloudWorker, WorkerConfig
 from edge_os.mqtt.backends import EngineBackend
 from edge_os.mqtt.openai_backend import OpenAIBackend
@@ -39,15 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if args.openai_url:
         backend = OpenAIBackend(args.openai_url, api_key=settings().openai_api_key, model=args.openai_model)
     else:
-        backend = EngineBackend(_load_engine(args.model))
+        from edge_os.runtime.engine import Engine  # TVM loads only when a package is served
+
+        backend = EngineBackend(Engine.load(args.model))
     with CloudWorker(backend, config):
         wait_for_signal()
     return 0
-
-
-def _load_engine(package: Path):
-    try:
-        engine_module = importlib.import_module("edge_os.runtime.engine")
-    except ModuleNotFoundError:
-        raise MqttError("this build has no on-device engine yet; use --openai-url") from None
-    return engine_module.Engine.load(package)

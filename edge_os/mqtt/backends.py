@@ -10,8 +10,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from contextlib import closing
 from typing import Callable, Iterator
 
+from edge_os.errors import InputError
 from edge_os.runtime.api import EngineAPI
 from edge_os.runtime.request import Event, FinishReason, Finished, GenerationRequest, Refused, Timings, Usage
 
@@ -53,6 +55,8 @@ class ThreadedHandle:
                 self._events.put(cancelled(""))
             else:
                 self._events.put(Refused("upstream_error", "the backend ended without an answer", fallback=False))
+        except InputError as exc:  # e.g. a prompt longer than the context
+            self._events.put(Refused(exc.code, str(exc), fallback=False))
         except Exception as exc:  # the backend's failure becomes the request's error answer
             self._events.put(Refused("upstream_error", f"{type(exc).__name__}: {exc}", fallback=False))
 
@@ -77,8 +81,8 @@ class EngineBackend:
         return {"models": [self._engine.name], "served": self._served, "uptime_s": time.monotonic() - self._started}
 
     def _generate(self, request: GenerationRequest, cancelled_flag: threading.Event) -> Iterator[Event]:
-        with self._lock:
-            for event in self._engine.generate(request):
+        with self._lock, closing(self._engine.generate(request)) as events:  # closing frees the KV pages
+            for event in events:
                 yield event
                 if cancelled_flag.is_set():
                     return
