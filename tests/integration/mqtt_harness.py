@@ -186,8 +186,8 @@ class Requester:
         )
 
     def close(self) -> None:
+        self.client.disconnect()  # wakes the network thread, so loop_stop does not wait out its select
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 def run_env() -> dict[str, str]:
