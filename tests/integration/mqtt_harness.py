@@ -117,6 +117,8 @@ class Requester:
         self.name = name
         self.response_topic = f"test/{name}/res"
         self.received: list[tuple[str, bytes | None, dict]] = []  # (topic, correlation, body)
+        self.acked: set[bytes] = set()  # correlation data of requests the broker acknowledged
+        self._mids: dict[int, bytes] = {}
         self._subscriptions = (self.response_topic, *subscribe)
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -125,6 +127,7 @@ class Requester:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self._connected.clear()
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
         if tls is not None:
             self.client.tls_set(**tls)
         if auth is not None:
@@ -140,6 +143,12 @@ class Requester:
             for topic in self._subscriptions:
                 client.subscribe(topic, qos=1)
             self._connected.set()
+
+    def _on_publish(self, _c, _u, mid: int, _reason, _props) -> None:
+        with self._lock:
+            corr = self._mids.pop(mid, None)
+            if corr is not None:
+                self.acked.add(corr)
 
     def _on_message(self, _c, _u, msg) -> None:
         corr = getattr(msg.properties, "CorrelationData", None)
@@ -167,7 +176,10 @@ class Requester:
         if expiry_s is not None:
             props.MessageExpiryInterval = expiry_s
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.client.publish(topic, payload, qos=1, properties=props)
+        with self._lock:  # held across publish so the PUBACK cannot be handled before the mid is known
+            info = self.client.publish(topic, payload, qos=1, properties=props)
+            if correlation is not None:
+                self._mids[info.mid] = correlation
 
     def answers(self, correlation: bytes, kind: str | None = None) -> list[dict]:
         with self._lock:

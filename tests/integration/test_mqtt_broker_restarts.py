@@ -11,12 +11,18 @@ from __future__ import annotations
 import threading
 import time
 
+from edge_os.mqtt.dedup import request_key
 from tests.integration.echo_scheduler import EchoScheduler, expected_answer
 from tests.integration.mqtt_harness import Mosquitto, Requester
 
 N_REQUESTS = 200
 N_KILLS = 5
 RETRY_AFTER_S = 4.0
+
+
+def runs_of(scheduler: EchoScheduler, requester: Requester, corr: bytes) -> int:
+    """How often the scheduler ran the request with this correlation data (0: it never arrived)."""
+    return scheduler.submissions.get(request_key(requester.response_topic, corr), 0)
 
 
 def test_200_requests_survive_five_broker_kills(mosquitto: Mosquitto, start_bridge, record_property):
@@ -40,6 +46,7 @@ def test_200_requests_survive_five_broker_kills(mosquitto: Mosquitto, start_brid
     killer.start()
     sent_at: dict[bytes, float] = {}
     retries = 0
+    acked_then_lost: set[bytes] = set()  # the broker acknowledged them, then died before saving
     for corr, prompt in prompts.items():
         requester.ask({"prompt": prompt, "max_tokens": 32}, corr, topic="edge-os/dev1/req")
         sent_at[corr] = time.monotonic()
@@ -53,6 +60,8 @@ def test_200_requests_survive_five_broker_kills(mosquitto: Mosquitto, start_brid
         if kills_done.is_set():
             for corr in missing:
                 if time.monotonic() - sent_at[corr] > RETRY_AFTER_S:
+                    if corr in requester.acked and runs_of(scheduler, requester, corr) == 0:
+                        acked_then_lost.add(corr)
                     requester.ask({"prompt": prompts[corr], "max_tokens": 32}, corr, topic="edge-os/dev1/req")
                     sent_at[corr] = time.monotonic()
                     retries += 1
@@ -71,6 +80,7 @@ def test_200_requests_survive_five_broker_kills(mosquitto: Mosquitto, start_brid
         "broker_redeliveries_dup_flag": stats["requests"]["redelivered"],
         "duplicates_suppressed": stats["requests"]["duplicates_suppressed"],
         "client_retries": retries,
+        "acked_by_broker_then_lost": len(acked_then_lost),
         "answers_resent_from_record": stats["answers_resent"],
         "outbox_publishes": stats["sent"],
         "outbox_pubacks": stats["delivered"],
