@@ -12,7 +12,8 @@ import logging
 from dataclasses import replace
 
 from edge_os.mqtt import schema
-from edge_os.mqtt.connection import Connection, NotConnected
+from edge_os.errors import MqttError
+from edge_os.mqtt.connection import Connection
 from edge_os.mqtt.dedup import RequestLog, RequestRecord
 from edge_os.mqtt.delivery import OutboxSender
 from edge_os.mqtt.outbox import Kind, Outbox
@@ -82,5 +83,5 @@ class Answers:
             return
         try:
             self._connection.publish(record.response_topic, schema.delta(seq, text), correlation=record.correlation)
-        except NotConnected:
-            log.debug("delta %d of %s dropped while offline", seq, record.key)
+        except MqttError as exc:  # progress only: the final answer carries the whole text
+            log.debug("delta %d of %s dropped: %s", seq, record.key, exc)

@@ -75,7 +75,7 @@ class Connection:
         *,
         will: Will | None = None,
         session_expiry_s: int = 7 * 24 * 3600,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff | None = None,
     ) -> None:
         self.broker = broker
         self.client_id = client_id
@@ -83,7 +83,7 @@ class Connection:
         self._handlers = handlers
         self._will = will
         self._session_expiry_s = session_expiry_s
-        self._backoff = backoff
+        self._backoff = backoff or Backoff()
         self._rng = random.Random()
         self._client: paho.Client | None = None
         self._connected = threading.Event()

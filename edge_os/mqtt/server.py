@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from edge_os.errors import EdgeOSError
 from edge_os.mqtt import schema
 from edge_os.mqtt.answers import Answers
 from edge_os.mqtt.connection import Inbound
@@ -160,6 +161,8 @@ class RequestServer:
                 return
             try:
                 self._serve(record)
+            except EdgeOSError as exc:  # e.g. the scheduler found the prompt longer than the context
+                self._answers.fail(record, exc.code, str(exc))
             except Exception as exc:
                 log.exception("request %s failed", record.key)
                 self._answers.fail(record, "internal", f"{type(exc).__name__}: {exc}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
+from edge_os.errors import InputError
+from edge_os.runtime.request import Refused
 from tests.integration.echo_scheduler import EchoScheduler, expected_answer
 from tests.integration.mqtt_harness import Requester, wait_until
 
@@ -131,12 +131,25 @@ def test_a_repeated_request_is_answered_again_but_runs_once(start_bridge, reques
 
 
 def test_scheduler_refusal_without_fallback_is_an_error(start_bridge, requester: Requester):
-    from edge_os.runtime.request import Refused
-
     scheduler = EchoScheduler(refuse=lambda r: Refused("too_hot", "SoC at 92 C", fallback=True))
     start_bridge(scheduler, cloud_fallback=False)
     requester.ask({"prompt": "hi"}, b"h1", topic=REQ)
     answer = requester.final(b"h1")
     assert (answer["type"], answer["code"]) == ("error", "too_hot")
     assert "92 C" in answer["message"]
-    assert json.dumps(answer)  # plain JSON
+
+
+def test_an_input_error_from_the_scheduler_keeps_its_code(start_bridge, requester: Requester):
+    class ContextLimited(EchoScheduler):
+        def submit(self, request):
+            if len(request.prompt or "") > 20:
+                raise InputError("prompt is 30 tokens; this model's context holds 16")
+            return super().submit(request)
+
+    start_bridge(ContextLimited())
+    requester.ask({"prompt": "a prompt that is far too long"}, b"long", topic=REQ)
+    requester.ask({"prompt": "short"}, b"short", topic=REQ)
+    answer = requester.final(b"long")
+    assert (answer["type"], answer["code"]) == ("error", "invalid_request")
+    assert "context" in answer["message"]
+    assert requester.final(b"short")["type"] == "final"
