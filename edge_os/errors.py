@@ -35,6 +35,18 @@ class TargetError(EdgeOSError):
     code = "bad_target"
 
 
+class DeviceError(EdgeOSError):
+    """A serial device cannot be opened, does not answer, or refuses a request."""
+
+    code = "device_error"
+
+
+class SchedulerError(EdgeOSError):
+    """The scheduler cannot start or be reached: a bad budget, a busy or missing socket, ..."""
+
+    code = "scheduler_error"
+
+
 class MqttError(EdgeOSError):
     """The MQTT broker URL, credentials or TLS files are wrong, or the broker cannot be used."""
 
