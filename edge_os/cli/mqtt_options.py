@@ -1,7 +1,7 @@
 """MQTT command-line options shared by `edge-os serve --mqtt` and `edge-os cloud-worker`.
 
 Not a subcommand: ``serve`` calls ``add_bridge_options(parser)`` and, when ``args.mqtt`` is set,
-``MqttBridge(scheduler, bridge_config_from_args(args)).start()``.
+attaches ``MqttFrontDoor(bridge_config_from_args(args))`` (see ``edge_os.mqtt.front_door``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device-id", metavar="ID", help="this device in the topic tree (default: EDGE_OS_DEVICE_ID)")
     group.add_argument("--mqtt-state-dir", metavar="DIR", type=Path, help="outbox and request log (default: EDGE_OS_HOME/mqtt/ID)")
     group.add_argument("--mqtt-concurrency", metavar="N", type=int, default=8, help="requests in the scheduler at once")
+    group.add_argument(
+        "--mqtt-models", metavar="NAME", nargs="+", default=[],
+        help="model names requests may ask for, here or in the cloud; others get unknown_model (default: any)",
+    )  # fmt: skip
     group.add_argument("--telemetry-interval", metavar="S", type=float, default=30.0, help="seconds between telemetry")
     group.add_argument("--no-cloud-fallback", action="store_true", help="answer refusals with an error, never the cloud")
     group.add_argument("--cloud-timeout", metavar="S", type=float, default=120.0, help="wait this long for the cloud")
@@ -55,14 +59,13 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def bridge_config_from_args(args: argparse.Namespace, models: tuple[str, ...] = ()) -> BridgeConfig:
-    """``models``: the model names the device accepts (locally or through the cloud)."""
+def bridge_config_from_args(args: argparse.Namespace) -> BridgeConfig:
     return BridgeConfig(
         broker=broker_from_args(args),
         device_id=args.device_id or settings().device_id,
         state_dir=args.mqtt_state_dir,
         concurrency=args.mqtt_concurrency,
-        models=models,
+        models=tuple(args.mqtt_models),
         telemetry_interval_s=args.telemetry_interval,
         cloud_fallback=not args.no_cloud_fallback,
         cloud_timeout_s=args.cloud_timeout,

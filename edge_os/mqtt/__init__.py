@@ -6,6 +6,7 @@ See docs/mqtt.md for the topic tree, the payloads and the delivery guarantees.
 from edge_os.mqtt.bridge import MqttBridge
 from edge_os.mqtt.cloud_worker import CloudWorker
 from edge_os.mqtt.config import Backoff, BridgeConfig, BrokerConfig, WorkerConfig
+from edge_os.mqtt.front_door import MqttFrontDoor
 from edge_os.mqtt.redact import RedactionConfig, Redactor
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "BrokerConfig",
     "CloudWorker",
     "MqttBridge",
+    "MqttFrontDoor",
     "RedactionConfig",
     "Redactor",
     "WorkerConfig",

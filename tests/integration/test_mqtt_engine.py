@@ -1,5 +1,5 @@
 """The MQTT front door on real engines: a cloud worker serving a packed model (`-m PACKAGE`),
-and mosquitto_pub asking the bundled default model."""
+and mosquitto_pub asking the bundled default model through the real scheduler."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from edge_os.mqtt.backends import EngineBackend
 from edge_os.runtime.engine import Engine
 from edge_os.runtime.request import Finished, GenerationRequest, Refused, SamplingParams
 from tests.integration.echo_scheduler import EchoScheduler
@@ -45,11 +44,11 @@ def test_cloud_worker_serves_a_package(start_bridge, requester: Requester, mosqu
 
 
 @pytest.mark.slow
-def test_mosquitto_pub_asks_the_default_model(start_bridge, mosquitto: Mosquitto, default_package: Path):
-    """The bundled SmolLM2-135M behind the bridge (one engine standing in for the scheduler)."""
-    start_bridge(EngineBackend(Engine.load(default_package)))
+def test_mosquitto_pub_asks_the_default_model(serve_with_mqtt, mosquitto: Mosquitto, default_package: Path):
+    """The bundled SmolLM2-135M on the real scheduler, asked with the stock mosquitto clients."""
+    serve_with_mqtt(default_package)
     question = {"prompt": "What is the capital of France?", "max_tokens": 24, "temperature": 0}
-    [(corr, answer)] = ask_with_mosquitto_clients(mosquitto.port, "edge-os/dev1/req", question, "france", timeout=120)
+    [(corr, answer)] = ask_with_mosquitto_clients(mosquitto.port, "edge-os/real/req", question, "france", timeout=120)
     assert corr == "france"
     assert answer["type"] == "final" and answer["served_by"] == "local", answer
     assert "Paris" in answer["text"]

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from tests.integration.echo_scheduler import EchoScheduler, prompt_text
 from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
 from tests.integration.openai_stub import OpenAIStub, cloud_answer
@@ -23,29 +22,6 @@ def _refuse(request) -> Refused:
     if "memory" in prompt_text(request):
         return Refused("over_memory", "needs 900 MiB, 350 MiB free", fallback=True)
     return Refused("too_hot", "SoC at 91 C, setpoint 75 C", fallback=True)
-
-
-@pytest.fixture
-def openai_stub():
-    stub = OpenAIStub()
-    yield stub
-    stub.close()
-
-
-@pytest.fixture
-def cloud_worker(mosquitto: Mosquitto, openai_stub: OpenAIStub, tmp_path: Path):
-    """`edge-os cloud-worker` in its own process, answering through the OpenAI stub."""
-    log = open(tmp_path / "cloud-worker.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_os.cli.main", "cloud-worker", "--mqtt", mosquitto.url,
-         "--openai-url", openai_stub.url, "--state-dir", str(tmp_path / "cloud-state")],
-        env=run_env(), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    wait_until(lambda: "subscribed" in (tmp_path / "cloud-worker.log").read_text(), 20, what="the cloud worker subscribed")
-    yield proc
-    proc.terminate()
-    proc.wait(10)
-    log.close()
 
 
 def test_refused_requests_are_served_by_the_cloud_worker_redacted(

@@ -20,9 +20,9 @@ def test_bridge_options_map_onto_bridge_config(monkeypatch, tmp_path):
     args = parse(
         "--mqtt", "mqtt://127.0.0.1:1999", "--device-id", "cam-7", "--mqtt-username", "dev",
         "--mqtt-state-dir", str(tmp_path), "--mqtt-concurrency", "3", "--telemetry-interval", "5",
-        "--cloud-timeout", "9", "--redact-name", "Alice", "--redact-name", "Bob",
+        "--cloud-timeout", "9", "--redact-name", "Alice", "--redact-name", "Bob", "--mqtt-models", "smollm2-135m",
     )  # fmt: skip
-    config = bridge_config_from_args(args, models=("smollm2-135m",))
+    config = bridge_config_from_args(args)
     assert (config.broker.port, config.broker.username, config.broker.password) == (1999, "dev", "from-env")
     assert (config.device_id, config.state_dir, config.concurrency) == ("cam-7", tmp_path, 3)
     assert (config.telemetry_interval_s, config.cloud_timeout_s, config.models) == (5.0, 9.0, ("smollm2-135m",))
