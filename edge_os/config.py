@@ -7,6 +7,7 @@ table and the README documents it. Code asks for values through ``settings()``.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_KEEP_ALIVE", "300", "seconds an idle model stays loaded (inf: until evicted)"),
     EnvVar("EDGE_OS_MAX_QUEUE", "64", "requests the scheduler lets wait before refusing with queue_full"),
     EnvVar("EDGE_OS_SOCKET", "$EDGE_OS_HOME/scheduler.sock", "Unix socket where `serve` answers `ps`"),
+    EnvVar("EDGE_OS_DEVICE_ID", "host name", "device id in the MQTT topic tree when --device-id is not given"),
+    EnvVar("EDGE_OS_MQTT_PASSWORD", "unset", "MQTT password (kept off the command line; the user name is --mqtt-username)"),
+    EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token the cloud worker sends to its OpenAI-compatible server"),
 )
 
 
@@ -41,6 +45,9 @@ class Settings:
     keep_alive: str
     max_queue: str
     socket: Path
+    device_id: str
+    mqtt_password: str | None
+    openai_api_key: str | None
 
 
 def settings() -> Settings:
@@ -58,6 +65,9 @@ def settings() -> Settings:
         keep_alive=env.get("EDGE_OS_KEEP_ALIVE", "300"),
         max_queue=env.get("EDGE_OS_MAX_QUEUE", "64"),
         socket=Path(env.get("EDGE_OS_SOCKET", "") or home / "scheduler.sock").expanduser(),
+        device_id=env.get("EDGE_OS_DEVICE_ID") or socket.gethostname(),
+        mqtt_password=env.get("EDGE_OS_MQTT_PASSWORD") or None,
+        openai_api_key=env.get("EDGE_OS_OPENAI_API_KEY") or None,
     )
 
 

@@ -45,3 +45,9 @@ class SchedulerError(EdgeOSError):
     """The scheduler cannot start or be reached: a bad budget, a busy or missing socket, ..."""
 
     code = "scheduler_error"
+
+
+class MqttError(EdgeOSError):
+    """The MQTT broker URL, credentials or TLS files are wrong, or the broker cannot be used."""
+
+    code = "mqtt"
