@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_os.cli.mqtt_options import add_bridge_options, bridge_config_from_args
 from edge_os.scheduler.service import ServeOptions, serve
 
 
@@ -31,6 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, help="engine threads at full speed (default: EDGE_OS_THREADS)")
     p.add_argument("--context", type=int, metavar="TOKENS", help="context window each model is served with")
     p.add_argument("--socket", type=Path, help="Unix socket for `edge-os ps` (default: EDGE_OS_SOCKET)")
+    add_bridge_options(p)
     p.set_defaults(func=run)
 
 
@@ -52,5 +54,10 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    serve(options_from_args(args))
+    doors = []
+    if args.mqtt:
+        from edge_os.mqtt.front_door import MqttFrontDoor
+
+        doors.append(MqttFrontDoor(bridge_config_from_args(args)))
+    serve(options_from_args(args), front_doors=doors)
     return 0
