@@ -34,7 +34,11 @@ def prompt_ids(llm, n: int) -> list[int]:
 
 
 def _last_logits(llm):
-    return llm.scores[llm.n_tokens - 1]
+    """The last evaluated token's logits, copied out as edge-os's runner does (this version of
+    llama-cpp-python keeps ``Llama.scores`` only with ``logits_all``)."""
+    import numpy as np
+
+    return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
 
 
 def time_prefill(llm, ids: list[int]) -> float:

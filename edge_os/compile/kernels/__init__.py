@@ -8,6 +8,9 @@ and ``activations``: ``"float32"`` (exact, the default) or ``"int8"`` (activatio
 int8 per group of 32 in the decode path, as llama.cpp does; faster, not bit-comparable with the
 prefill path).
 ``edge_os.compile.kernels.library`` imports every family so that they register.
+
+Kernels that TVM itself adds (the KV cache's attention) carry no tag; a library can register a
+*replacement* for them, which sees the function and returns one with the same signature.
 """
 
 from __future__ import annotations
@@ -24,8 +27,17 @@ KernelBuilder = Callable[[dict, tvm.target.Target], "tirx.PrimFunc | None"]
 _LIBRARIES: list[tuple[Callable[[tvm.target.Target], bool], KernelBuilder]] = []
 
 
+# (target -> applies?, TVM's PrimFunc -> PrimFunc | None)
+Replacement = Callable[[tirx.PrimFunc], "tirx.PrimFunc | None"]
+_REPLACEMENTS: list[tuple[Callable[[tvm.target.Target], bool], Replacement]] = []
+
+
 def register(applies: Callable[[tvm.target.Target], bool], builder: KernelBuilder) -> None:
     _LIBRARIES.append((applies, builder))
+
+
+def register_replacement(applies: Callable[[tvm.target.Target], bool], replacement: Replacement) -> None:
+    _REPLACEMENTS.append((applies, replacement))
 
 
 ACTIVATIONS = ("float32", "int8")
@@ -33,34 +45,51 @@ ACTIVATIONS = ("float32", "int8")
 
 def families(target: tvm.target.Target) -> list[tuple[str, KernelBuilder]]:
     """``(family name, builder)`` of every registered family that accepts ``target``, in order."""
-    return [(builder.__module__.rsplit(".", 1)[-1], builder) for applies, builder in _LIBRARIES if applies(target)]
+    return [(_family(builder), builder) for applies, builder in _LIBRARIES if applies(target)]
+
+
+def _family(function) -> str:
+    return function.__module__.rsplit(".", 1)[-1]
 
 
 def select_kernels(mod: tvm.ir.IRModule, target: tvm.target.Target, activations: str = "float32") -> tvm.ir.IRModule:
-    """Replace each tagged reference kernel with the first registered fast one for ``target``."""
+    """Swap each tagged reference kernel for the first fast one a family builds for ``target``,
+    and each of TVM's own kernels for a registered replacement."""
     if activations not in ACTIVATIONS:
         raise ValueError(f"activations must be one of {ACTIVATIONS}, not {activations!r}")
-    libraries = families(target)
-    if not libraries:
-        return mod
     updates = {}
     for gvar, func in mod.functions.items():
-        if not isinstance(func, tirx.PrimFunc) or func.attrs is None or KERNEL_ATTR not in func.attrs:
+        if not isinstance(func, tirx.PrimFunc):
             continue
-        info = _kernel_info(func) | {"activations": activations}
-        for family, builder in libraries:
-            fast = builder(info, target)
+        if func.attrs is not None and KERNEL_ATTR in func.attrs:
+            fast = _fast_kernel(func, target, activations)
             if fast is not None:
-                fast = fast.with_attrs({
-                    "global_symbol": gvar.name_hint,
-                    KERNEL_ATTR: func.attrs[KERNEL_ATTR],
-                    "edge_os.kernel_impl": family,
-                })
-                updates[gvar] = fast
-                break
+                fast = fast.with_attrs({"global_symbol": gvar.name_hint, KERNEL_ATTR: func.attrs[KERNEL_ATTR]})
+        else:
+            fast = _replacement(func, target)
+        if fast is not None:
+            updates[gvar] = fast
     for gvar, func in updates.items():
         mod[gvar] = func
     return mod
+
+
+def _fast_kernel(func: tirx.PrimFunc, target: tvm.target.Target, activations: str) -> "tirx.PrimFunc | None":
+    info = _kernel_info(func) | {"activations": activations}
+    for family, builder in families(target):
+        fast = builder(info, target)
+        if fast is not None:
+            return fast.with_attr("edge_os.kernel_impl", family)
+    return None
+
+
+def _replacement(func: tirx.PrimFunc, target: tvm.target.Target) -> "tirx.PrimFunc | None":
+    for applies, replace in _REPLACEMENTS:
+        if applies(target):
+            fast = replace(func)
+            if fast is not None:
+                return fast.with_attr("edge_os.kernel_impl", _family(replace))
+    return None
 
 
 def _kernel_info(func: tirx.PrimFunc) -> dict:

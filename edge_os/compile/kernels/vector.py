@@ -65,3 +65,21 @@ def prefetch(buf: tirx.Buffer, *index) -> tirx.PrimExpr:
     address = tirx.address_of(tirx.BufferLoad(buf, list(index)))
     i32 = lambda v: tirx.const(v, "int32")  # noqa: E731
     return tirx.call_llvm_intrin("void", "llvm.prefetch.p0", address, i32(0), i32(3), i32(1))
+
+
+def exp2(x: tirx.PrimExpr, lanes: int) -> tirx.PrimExpr:
+    """2**x for a float32 vector: split x = n + f (n the nearest integer, |f| <= 1/2), a degree-6
+    Taylor polynomial for 2**f (relative error < 3e-7) and n added to the exponent bits. Plain
+    arithmetic, so it vectorizes where libm's exp2f is called per lane. x is clamped to
+    [-126, 126]."""
+    x = tirx.max(tirx.min(x, bcast(const(126.0), lanes)), bcast(const(-126.0), lanes))
+    n = tirx.floor(x + bcast(const(0.5), lanes))
+    f = x - n
+    # Taylor coefficients of 2**f = e**(f ln2): (ln2)^i / i!
+    poly = bcast(const(1.5403530393381609e-4), lanes)
+    for c in (1.3333558146428443e-3, 9.6181291076284772e-3, 5.5504108664821580e-2,
+              2.4022650695910071e-1, 6.9314718055994531e-1, 1.0):
+        poly = poly * f + bcast(const(c), lanes)
+    exponent = tirx.shift_left(tirx.Cast(f"int32x{lanes}", n) + bcast(const(127, "int32"), lanes),
+                               bcast(const(23, "int32"), lanes))
+    return poly * tirx.reinterpret(f"float32x{lanes}", exponent)

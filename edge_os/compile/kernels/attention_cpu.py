@@ -1,0 +1,278 @@
+"""Paged-KV-cache attention for CPUs, replacing TVM's scalar CPU attention kernels by name.
+
+On an llvm target ``TIRPagedKVCache`` builds its attention from scalar loops: one key at a time,
+two libm ``exp2f`` calls per key and head, no vectors, no threads (and the paged prefill kernel
+walks every page slot of the whole cache for each query). At 512 tokens of context that halved
+decode speed. These kernels keep the signatures and results (output and base-2 log-sum-exp, the
+``-5e4`` initial maximum included) and change the work:
+
+- each task is one query row and head; the parallel loop runs over all of them;
+- keys come in blocks of 16 (one KV page): scores are 8-lane dot products with the query
+  pre-scaled by ``sm_scale * log2(e)``, the block maximum rescales the running output once, and
+  the probabilities of the block come from a vectorized ``exp2``;
+- causal masking is a key count per query (keys past it are never read), not a branch per key.
+
+RoPE must already be applied (``RopeMode.NORMAL``, what ``edge_os.compile.kv_cache`` builds,
+passes ``rotary_mode == 0``); a call with inline RoPE stops with an error instead of a wrong
+result. Sliding-window variants are left to TVM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tvm
+from tvm import tirx
+from tvm.script.ir_builder import IRBuilder
+from tvm.script.ir_builder import tirx as T
+
+from edge_os.compile.kernels import register_replacement
+from edge_os.compile.kernels.vector import bcast, const, exp2, load, tree_sum, vload, vstore_index
+
+LANES = 8
+BLOCK = 16  # keys per block: one page of TVM's paged KV cache
+LOG2E = math.log2(math.e)
+EMPTY_MAX = -5e4  # TVM's initial running maximum; an empty row keeps it as its lse
+
+
+class _Shape:
+    """Head counts and sizes read from the kernel being replaced."""
+
+    def __init__(self, q_shape, pages_shape=None, k_shape=None):
+        self.heads = int(q_shape[1])
+        self.dim = int(q_shape[2])
+        self.kv_heads = int(pages_shape[2]) if pages_shape is not None else int(k_shape[1])
+        self.page = int(pages_shape[3]) if pages_shape is not None else BLOCK
+
+    @property
+    def supported(self) -> bool:
+        return self.dim % LANES == 0 and self.page == BLOCK and self.heads % self.kv_heads == 0
+
+
+def _int_buffer(handle, shape, name: str):
+    """An int32 index buffer that may be a view with an element offset (as TVM passes them)."""
+    return T.match_buffer(handle, shape, "int32", elem_offset=tirx.Var(f"{name}_elem_offset", "int32"),
+                          offset_factor=1)
+
+
+def _rope_applied(rotary_mode):
+    """Guard of a kernel body: these kernels do not apply RoPE themselves."""
+    return T.Assert(rotary_mode == 0, "edge-os CPU attention needs RoPE applied before the KV cache")
+
+
+def _attend_row(shape: _Shape, q_vec, visible, key, value, store_out, store_lse) -> None:
+    """Online softmax of one query row and head over ``visible`` keys, 16 at a time.
+
+    ``q_vec(j)`` is lanes ``8j..8j+7`` of the query; ``key(block, t, j)`` / ``value(block, t, j)``
+    load lanes of key / value ``t`` of a block.
+    """
+    vectors = shape.dim // LANES
+    out = T.decl_buffer((shape.dim,), "float32")
+    scores = T.decl_buffer((BLOCK,), "float32")
+    state = T.decl_buffer((4,), "float32")  # running maximum, running sum, block maximum, rescale
+    T.buffer_store(state, const(EMPTY_MAX), [0])
+    T.buffer_store(state, const(1.0), [1])
+    for j in range(vectors):
+        T.buffer_store(out, bcast(const(0.0), LANES), vstore_index(j * LANES, lanes=LANES))
+    with T.serial(0, tirx.indexdiv(visible + BLOCK - 1, BLOCK)) as block:
+        count = tirx.min(visible - block * BLOCK, BLOCK)
+        T.buffer_store(state, const(EMPTY_MAX), [2])
+        with T.serial(0, count) as t:
+            dot = tree_sum([q_vec(j) * key(block, t, j) for j in range(vectors)])
+            score = tree_sum([tirx.Shuffle([dot], [lane]) for lane in range(LANES)])
+            T.buffer_store(scores, score, [t])
+            T.buffer_store(state, tirx.max(load(state, 2), score), [2])
+        # Expressions read buffers when evaluated, so every value that a later store changes is
+        # stored first: state[2] becomes the new maximum, state[3] the factor for the old terms.
+        T.buffer_store(state, tirx.max(load(state, 0), load(state, 2)), [2])
+        T.buffer_store(state, tirx.exp2(load(state, 0) - load(state, 2)), [3])
+        new_max, rescale = load(state, 2), load(state, 3)
+        for half in range(BLOCK // LANES):  # scores become probabilities, 0 past the last key
+            inside = tirx.Ramp(half * LANES, 1, LANES) < bcast(count, LANES)
+            p = tirx.Select(inside, exp2(vload(scores, half * LANES, lanes=LANES) - bcast(new_max, LANES), LANES),
+                            bcast(const(0.0), LANES))
+            T.buffer_store(scores, p, vstore_index(half * LANES, lanes=LANES))
+        probs = tree_sum([vload(scores, half * LANES, lanes=LANES) for half in range(BLOCK // LANES)])
+        total = tree_sum([tirx.Shuffle([probs], [lane]) for lane in range(LANES)])
+        T.buffer_store(state, load(state, 1) * rescale + total, [1])
+        T.buffer_store(state, new_max, [0])
+        for j in range(vectors):
+            o = vload(out, j * LANES, lanes=LANES) * bcast(rescale, LANES)
+            T.buffer_store(out, o, vstore_index(j * LANES, lanes=LANES))
+        with T.serial(0, count) as t:
+            p = bcast(load(scores, t), LANES)
+            for j in range(vectors):
+                o = vload(out, j * LANES, lanes=LANES) + p * value(block, t, j)
+                T.buffer_store(out, o, vstore_index(j * LANES, lanes=LANES))
+    inv = const(1.0) / load(state, 1)
+    for j in range(vectors):
+        store_out(j, vload(out, j * LANES, lanes=LANES) * bcast(inv, LANES))
+    store_lse(load(state, 0) + tirx.log2(load(state, 1)))
+
+
+def _visible(causal, row, kv_len, qo_len):
+    """Keys a query row sees: all ``kv_len``, or under a causal mask those up to its position."""
+    limit = tirx.max(tirx.min(kv_len - qo_len + row + 1, kv_len), 0)
+    return tirx.Select(causal > 0, limit, kv_len)
+
+
+def build_decode(shape: _Shape) -> tirx.PrimFunc:
+    """``batch_decode_paged_kv_cpu``: one new query row per sequence against its pages."""
+    h, hkv, d = shape.heads, shape.kv_heads, shape.dim
+    group = h // hkv
+    with IRBuilder() as ib:
+        with T.prim_func():
+            T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+            handles = [T.arg(name, T.handle()) for name in (
+                "Q_handle", "pages_handle", "page_table_indptr_handle", "page_table_values_handle",
+                "var_length_info", "k_rope_pos_offset_handle", "q_rope_position_handle", "output_handle",
+                "lse_handle")]
+            rotary_mode = T.arg("rotary_mode", tirx.Var("rotary_mode", "int32"))
+            for name in ("rope_scale", "rope_theta"):
+                T.arg(name, tirx.Var(name, "float32"))
+            sm_scale = T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
+            batch, pages_n, nnz = T.int32(), T.int32(), T.int32()
+            q = T.match_buffer(handles[0], (batch, h, d), "float32")
+            pages = T.match_buffer(handles[1], (pages_n, 2, hkv, BLOCK, d), "float32")
+            indptr = _int_buffer(handles[2], (batch + 1,), "page_indptr")
+            values = _int_buffer(handles[3], (nnz,), "page_values")
+            last_len = _int_buffer(handles[4], (batch,), "length_info")
+            _int_buffer(handles[5], (batch,), "k_rope_pos_offset")
+            _int_buffer(handles[6], (batch,), "q_rope_position")
+            out = T.match_buffer(handles[7], (batch, h, d), "float32")
+            lse = T.match_buffer(handles[8], (batch, h), "float32")
+            scale = bcast(sm_scale * const(LOG2E), LANES)
+            with _rope_applied(rotary_mode), T.parallel(0, batch * h) as task:
+                b, head = task // h, task % h
+                first, n_pages = load(indptr, b), load(indptr, b + 1) - load(indptr, b)
+                kv_len = tirx.Select(n_pages > 0, (n_pages - 1) * BLOCK + load(last_len, b), 0)
+
+                def key(block, t, j, half=0):
+                    page = load(values, first + block)
+                    return vload(pages, page, half, head // group, t, j * LANES, lanes=LANES)
+
+                _attend_row(
+                    shape, lambda j: vload(q, b, head, j * LANES, lanes=LANES) * scale, kv_len,
+                    key, lambda block, t, j: key(block, t, j, half=1),
+                    lambda j, v: T.buffer_store(out, v, vstore_index(b, head, j * LANES, lanes=LANES)),
+                    lambda v: T.buffer_store(lse, v, [b, head]))
+    return ib.get()
+
+
+def build_prefill_ragged(shape: _Shape) -> tirx.PrimFunc:
+    """``batch_prefill_ragged_kv``: the new tokens of each sequence attend to each other."""
+    h, hkv, d = shape.heads, shape.kv_heads, shape.dim
+    group = h // hkv
+    with IRBuilder() as ib:
+        with T.prim_func():
+            T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+            handles = [T.arg(name, T.handle()) for name in (
+                "var_q", "var_q_indptr", "var_k", "var_v", "var_kv_indptr", "var_q_rope_position",
+                "var_k_rope_pos_offset", "var_output", "var_lse")]
+            causal = T.arg("causal", tirx.Var("causal", "int32"))
+            rotary_mode = T.arg("rotary_mode", tirx.Var("rotary_mode", "int32"))
+            for name in ("rope_scale", "rope_theta"):
+                T.arg(name, tirx.Var(name, "float32"))
+            sm_scale = T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
+            batch, qo_total, kv_total = T.int32(), T.int32(), T.int32()
+            q = T.match_buffer(handles[0], (qo_total, h, d), "float32")
+            q_indptr = _int_buffer(handles[1], (batch + 1,), "q_indptr")
+            k = T.match_buffer(handles[2], (kv_total, hkv, d), "float32")
+            v = T.match_buffer(handles[3], (kv_total, hkv, d), "float32")
+            kv_indptr = _int_buffer(handles[4], (batch + 1,), "kv_indptr")
+            _int_buffer(handles[5], (qo_total,), "q_rope_position")
+            _int_buffer(handles[6], (batch,), "k_rope_pos_offset")
+            out = T.match_buffer(handles[7], (qo_total, h, d), "float32")
+            lse = T.match_buffer(handles[8], (qo_total, h), "float32")
+            scale = bcast(sm_scale * const(LOG2E), LANES)
+            with _rope_applied(rotary_mode), T.serial(0, batch) as b:
+                q_first, qo_len = load(q_indptr, b), load(q_indptr, b + 1) - load(q_indptr, b)
+                kv_first, kv_len = load(kv_indptr, b), load(kv_indptr, b + 1) - load(kv_indptr, b)
+                with T.parallel(0, qo_len * h) as task:
+                    row, head = q_first + task // h, task % h
+
+                    def key(block, t, j, tensor=k):
+                        return vload(tensor, kv_first + block * BLOCK + t, head // group, j * LANES, lanes=LANES)
+
+                    _attend_row(
+                        shape, lambda j: vload(q, row, head, j * LANES, lanes=LANES) * scale,
+                        _visible(causal, task // h, kv_len, qo_len),
+                        key, lambda block, t, j: key(block, t, j, tensor=v),
+                        lambda j, val: T.buffer_store(out, val, vstore_index(row, head, j * LANES, lanes=LANES)),
+                        lambda val: T.buffer_store(lse, val, [row, head]))
+    return ib.get()
+
+
+def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
+    """``batch_prefill_paged_kv_cpu``: new tokens attend to what the cache held before them."""
+    h, hkv, d = shape.heads, shape.kv_heads, shape.dim
+    group = h // hkv
+    with IRBuilder() as ib:
+        with T.prim_func():
+            T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+            handles = [T.arg(name, T.handle()) for name in (
+                "var_q", "var_q_indptr", "var_pages", "var_page_indptr", "var_page_values",
+                "var_length_info", "var_k_rope_pos_offset", "var_q_rope_position", "var_output", "var_lse")]
+            causal = T.arg("causal", tirx.Var("causal", "int32"))
+            rotary_mode = T.arg("rotary_mode", tirx.Var("rotary_mode", "int32"))
+            for name in ("rope_scale", "rope_theta"):
+                T.arg(name, tirx.Var(name, "float32"))
+            sm_scale = T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
+            batch, total, pages_n, nnz = T.int32(), T.int32(), T.int32(), T.int32()
+            q = T.match_buffer(handles[0], (total, h, d), "float32")
+            q_indptr = _int_buffer(handles[1], (batch + 1,), "q_indptr")
+            pages = T.match_buffer(handles[2], (pages_n, 2, hkv, BLOCK, d), "float32")
+            page_indptr = _int_buffer(handles[3], (batch + 1,), "page_indptr")
+            values = _int_buffer(handles[4], (nnz,), "page_values")
+            last_len = _int_buffer(handles[5], (batch,), "length_info")
+            _int_buffer(handles[6], (batch,), "k_rope_pos_offset")
+            _int_buffer(handles[7], (total,), "q_rope_position")
+            out = T.match_buffer(handles[8], (total, h, d), "float32")
+            lse = T.match_buffer(handles[9], (total, h), "float32")
+            scale = bcast(sm_scale * const(LOG2E), LANES)
+            with _rope_applied(rotary_mode), T.serial(0, batch) as b:
+                q_first, qo_len = load(q_indptr, b), load(q_indptr, b + 1) - load(q_indptr, b)
+                first, n_pages = load(page_indptr, b), load(page_indptr, b + 1) - load(page_indptr, b)
+                kv_len = tirx.Select(n_pages > 0, (n_pages - 1) * BLOCK + load(last_len, b), 0)
+                with T.parallel(0, qo_len * h) as task:
+                    row, head = q_first + task // h, task % h
+
+                    def key(block, t, j, half=0):
+                        page = load(values, first + block)
+                        return vload(pages, page, half, head // group, t, j * LANES, lanes=LANES)
+
+                    _attend_row(
+                        shape, lambda j: vload(q, row, head, j * LANES, lanes=LANES) * scale,
+                        _visible(causal, task // h, kv_len, qo_len),
+                        key, lambda block, t, j: key(block, t, j, half=1),
+                        lambda j, val: T.buffer_store(out, val, vstore_index(row, head, j * LANES, lanes=LANES)),
+                        lambda val: T.buffer_store(lse, val, [row, head]))
+    return ib.get()
+
+
+# TVM's global symbol -> (builder, names of the parameters whose shapes give the head layout)
+REPLACED = {
+    "batch_decode_paged_kv_cpu": (build_decode, ("Q", "pages")),
+    "batch_prefill_ragged_kv": (build_prefill_ragged, ("q", None, "k")),
+    "batch_prefill_paged_kv_cpu": (build_prefill_paged, ("q", "pages")),
+}
+
+
+def replacement(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+    """The fast kernel for one of TVM's CPU attention kernels, or ``None`` for any other."""
+    symbol = str(func.attrs.get("global_symbol", "")) if func.attrs is not None else ""
+    if symbol not in REPLACED or str(func.params[0].dtype) != "float32":
+        return None
+    builder, names = REPLACED[symbol]
+    shapes = {str(p.name): p.shape for p in func.params if hasattr(p, "shape")}
+    q_name, pages_name, *k_name = names
+    shape = _Shape(shapes[q_name], shapes.get(pages_name) if pages_name else None,
+                   shapes[k_name[0]] if k_name else None)
+    return builder(shape).with_attr("global_symbol", symbol) if shape.supported else None
+
+
+def applies(target: tvm.target.Target) -> bool:
+    return target.kind.name == "llvm"
+
+
+register_replacement(applies, replacement)
