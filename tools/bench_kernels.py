@@ -6,7 +6,8 @@ LM head over the tied Q8_0 embedding (49152x576). Every layer gets its own weigh
 model, so the step streams ~112 MB from memory like a real one. Reported: time and GB/s per
 kind of matmul (bytes of weights read / time), the whole step, and prefill GFLOP/s for m rows.
 
-    .venv/bin/python tools/bench_kernels.py --threads 2 --repeat 20 [--m 1 --m 128] [--json out.json]
+    .venv/bin/python tools/bench_kernels.py --threads 2 --repeat 20 [--m 1 --m 128] [--scale-dtype float16]
+        [--activations int8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=20, help="timed steps per m (default 20)")
     p.add_argument("--m", type=int, action="append", help="activation rows (default: 1 and 128)")
     p.add_argument("--scale-dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--activations", default="float32", choices=["float32", "int8"],
+                   help="decode kernels with float32 (default, exact) or int8 activations")
     p.add_argument("--target", default=None, help='TVM target JSON (default: {"kind":"llvm","mcpu":<this CPU>})')
     p.add_argument("--json", help="also write the results here")
     return p.parse_args()
@@ -70,7 +73,7 @@ def main() -> int:
     kernels, weights, impl = {}, {}, {}
     for name, fmt, n, k, per_layer in SHAPES:
         mod = tvm.IRModule({name: matmul_kernel(FORMATS[fmt], n, k, args.scale_dtype).with_attr("global_symbol", name)})
-        mod = select_kernels(mod, target)
+        mod = select_kernels(mod, target, args.activations)
         impl[name] = str(mod[name].attrs.get("edge_os.kernel_impl", "reference"))
         kernels[name] = tvm.compile(mod, target=target)[name]
         copies = LAYERS if per_layer else 1
@@ -78,6 +81,7 @@ def main() -> int:
                          for _ in range(copies)]
     nbytes = {name: sum(a.numpy().nbytes for a in weights[name][0]) for name, *_ in SHAPES}
     results = {"target": str(target), "threads": args.threads, "scale_dtype": args.scale_dtype,
+               "activations": args.activations,
                "impl": impl, "runs": []}
     for m in args.m or [1, 128]:
         xs = {k_: tvm.runtime.tensor(rng.standard_normal((m, k_)).astype(np.float32)) for k_ in {s[3] for s in SHAPES}}
