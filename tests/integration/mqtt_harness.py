@@ -119,6 +119,7 @@ class Requester:
         self.received: list[tuple[str, bytes | None, dict]] = []  # (topic, correlation, body)
         self.acked: set[bytes] = set()  # correlation data of requests the broker acknowledged
         self._mids: dict[int, bytes] = {}
+        self._early_acks: set[int] = set()  # PUBACKs that arrived before ask() recorded their mid
         self._subscriptions = (self.response_topic, *subscribe)
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -149,6 +150,8 @@ class Requester:
             corr = self._mids.pop(mid, None)
             if corr is not None:
                 self.acked.add(corr)
+            else:
+                self._early_acks.add(mid)
 
     def _on_message(self, _c, _u, msg) -> None:
         corr = getattr(msg.properties, "CorrelationData", None)
@@ -176,9 +179,16 @@ class Requester:
         if expiry_s is not None:
             props.MessageExpiryInterval = expiry_s
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        with self._lock:  # held across publish so the PUBACK cannot be handled before the mid is known
-            info = self.client.publish(topic, payload, qos=1, properties=props)
-            if correlation is not None:
+        # Our lock is not held across publish(): paho's network thread holds its own lock while it
+        # calls _on_publish, so holding ours here could deadlock. A PUBACK that beats us to the
+        # mid is kept in _early_acks instead.
+        info = self.client.publish(topic, payload, qos=1, properties=props)
+        with self._lock:
+            if info.mid in self._early_acks:
+                self._early_acks.discard(info.mid)
+                if correlation is not None:
+                    self.acked.add(correlation)
+            elif correlation is not None:
                 self._mids[info.mid] = correlation
 
     def answers(self, correlation: bytes, kind: str | None = None) -> list[dict]:
