@@ -7,6 +7,7 @@ table and the README documents it. Code asks for values through ``settings()``.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_THREADS", "all cores", "threads the engine uses when --threads is not given"),
     EnvVar("EDGE_OS_LOG_LEVEL", "INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
     EnvVar("EDGE_OS_TARGET", "host", "target descriptor used by `pack` when --target is not given"),
+    EnvVar("EDGE_OS_MEMORY_BUDGET", "target's memory_fraction of MemTotal", "scheduler memory budget, e.g. 2G or 512M"),
+    EnvVar("EDGE_OS_KEEP_ALIVE", "300", "seconds an idle model stays loaded (inf: until evicted)"),
+    EnvVar("EDGE_OS_MAX_QUEUE", "64", "requests the scheduler lets wait before refusing with queue_full"),
+    EnvVar("EDGE_OS_SOCKET", "$EDGE_OS_HOME/scheduler.sock", "Unix socket where `serve` answers `ps`"),
+    EnvVar("EDGE_OS_DEVICE_ID", "host name", "device id in the MQTT topic tree when --device-id is not given"),
+    EnvVar("EDGE_OS_MQTT_PASSWORD", "unset", "MQTT password (kept off the command line; the user name is --mqtt-username)"),
+    EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token the cloud worker sends to its OpenAI-compatible server"),
 )
 
 
@@ -32,6 +40,14 @@ class Settings:
     threads: int
     log_level: str
     target: str
+    # Scheduler settings stay text here; edge_os.scheduler.config parses them with clear errors.
+    memory_budget: str
+    keep_alive: str
+    max_queue: str
+    socket: Path
+    device_id: str
+    mqtt_password: str | None
+    openai_api_key: str | None
 
 
 def settings() -> Settings:
@@ -39,11 +55,19 @@ def settings() -> Settings:
     env = os.environ
     threads_text = env.get("EDGE_OS_THREADS", "")
     threads = int(threads_text) if threads_text.strip().isdigit() else (os.cpu_count() or 1)
+    home = Path(env.get("EDGE_OS_HOME", "~/.cache/edge-os")).expanduser()
     return Settings(
-        home=Path(env.get("EDGE_OS_HOME", "~/.cache/edge-os")).expanduser(),
+        home=home,
         threads=max(1, threads),
         log_level=env.get("EDGE_OS_LOG_LEVEL", "INFO").upper(),
         target=env.get("EDGE_OS_TARGET", "host"),
+        memory_budget=env.get("EDGE_OS_MEMORY_BUDGET", ""),
+        keep_alive=env.get("EDGE_OS_KEEP_ALIVE", "300"),
+        max_queue=env.get("EDGE_OS_MAX_QUEUE", "64"),
+        socket=Path(env.get("EDGE_OS_SOCKET", "") or home / "scheduler.sock").expanduser(),
+        device_id=env.get("EDGE_OS_DEVICE_ID") or socket.gethostname(),
+        mqtt_password=env.get("EDGE_OS_MQTT_PASSWORD") or None,
+        openai_api_key=env.get("EDGE_OS_OPENAI_API_KEY") or None,
     )
 
 

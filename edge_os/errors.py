@@ -33,3 +33,21 @@ class TargetError(EdgeOSError):
     """An unknown target, or a package compiled for a different target."""
 
     code = "bad_target"
+
+
+class DeviceError(EdgeOSError):
+    """A serial device cannot be opened, does not answer, or refuses a request."""
+
+    code = "device_error"
+
+
+class SchedulerError(EdgeOSError):
+    """The scheduler cannot start or be reached: a bad budget, a busy or missing socket, ..."""
+
+    code = "scheduler_error"
+
+
+class MqttError(EdgeOSError):
+    """The MQTT broker URL, credentials or TLS files are wrong, or the broker cannot be used."""
+
+    code = "mqtt"

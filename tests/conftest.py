@@ -24,7 +24,7 @@ def tiny_package_factory(tmp_path_factory, tiny_hf_folder):
     cache = {}
 
     def make(quant: str = "q4f32", seed: int = 0, **overrides):
-        key = (quant, seed, tuple(sorted(overrides.items())))
+        key = (quant, seed, repr(sorted(overrides.items())))
         if key not in cache:
             folder = tiny_hf_folder if (seed, overrides) == (0, {}) else write_hf_folder(
                 tmp_path_factory.mktemp("tiny-hf"), seed=seed, **overrides)

@@ -78,9 +78,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from edge_os.default_model import default_package
-    from edge_os.runtime.engine import Engine
+    from edge_os.runtime.tvm_mode import use_runtime_only_tvm
 
     package = args.model or default_package(progress=False)
+    use_runtime_only_tvm()
+    from edge_os.runtime.engine import Engine
+
     started = time.perf_counter()
     engine = Engine.load(package, threads=args.threads, context_tokens=max(2048, args.decode_context + args.decode_tokens + 64))
     load_s = time.perf_counter() - started

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_os.runtime.tvm_mode import use_runtime_only_tvm
+
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", type=Path, metavar="PACKAGE",
@@ -17,9 +19,11 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_engine(args: argparse.Namespace):
     from edge_os.default_model import default_package
-    from edge_os.runtime.engine import Engine
 
     package = args.model if args.model else default_package()
+    use_runtime_only_tvm()
+    from edge_os.runtime.engine import Engine
+
     return Engine.load(package, threads=args.threads, context_tokens=args.ctx)
 
 

@@ -24,12 +24,15 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from edge_os.runtime.tvm_mode import use_runtime_only_tvm
     from edge_os.default_model import default_package
+
+    package = default_package()
+    use_runtime_only_tvm()
     from edge_os.runtime.chat_repl import chat_loop
     from edge_os.runtime.engine import Engine
     from edge_os.runtime.request import SamplingParams
 
-    package = default_package()
     engine = Engine.load(package, threads=args.threads)
     m = engine.manifest
     print(f"edge-os demo: {m.name} ({m.quantization['scheme']}, {m.memory.weight_bytes / 2**20:.0f} MiB of weights, "

@@ -16,7 +16,9 @@ from edge_os.config import env_help, settings
 from edge_os.errors import EdgeOSError
 
 # Module names under edge_os.cli, in the order --help lists them.
-COMMANDS: tuple[str, ...] = ("demo", "pack", "info", "generate", "chat", "perplexity")
+COMMANDS: tuple[str, ...] = (
+    "demo", "pack", "info", "generate", "chat", "perplexity", "sensors", "actuate", "serve", "ps", "cloud_worker",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

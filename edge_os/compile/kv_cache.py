@@ -5,9 +5,6 @@ from __future__ import annotations
 from tvm import relax
 from tvm.relax.frontend.nn.llm.kv_cache import RopeMode, TIRPagedKVCache
 
-# TVM's CPU attention kernels assume 16-token pages (other sizes fail at run time).
-PAGE_SIZE = 16
-
 
 def kv_cache_factory(tvm_target, dtype: str = "float32"):
     """A factory ``(config, *symbolic sizes) -> PagedKVCache`` bound to ``tvm_target``."""

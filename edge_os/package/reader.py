@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -69,13 +70,20 @@ def open_package(package_dir: Path, verify: bool = True) -> Manifest:
     return manifest
 
 
-def read_params(package_dir: Path, manifest: Manifest) -> list[np.ndarray]:
-    """The parameter arrays in manifest order, memory-mapped from the shards (read-only)."""
-    maps: dict[str, np.memmap] = {}
-    arrays = []
-    for p in manifest.params:
-        if p.shard not in maps:
-            maps[p.shard] = np.memmap(package_dir / p.shard, dtype=np.uint8, mode="r")
-        raw = maps[p.shard][p.offset:p.offset + p.nbytes]
-        arrays.append(raw.view(p.dtype).reshape(p.shape))
-    return arrays
+def read_params(package_dir: Path, manifest: Manifest) -> Iterator[np.ndarray]:
+    """The parameter arrays in manifest order, read one at a time (so loading never holds the
+    weights twice: each array can be copied to the device and dropped before the next is read)."""
+    handles: dict[str, BinaryIO] = {}
+    try:
+        for p in manifest.params:
+            if p.shard not in handles:
+                handles[p.shard] = open(package_dir / p.shard, "rb")
+            f = handles[p.shard]
+            f.seek(p.offset)
+            array = np.empty(p.shape, dtype=p.dtype)
+            if f.readinto(memoryview(array).cast("B")) != p.nbytes:
+                raise PackageError(f"package {package_dir}: {p.shard} is shorter than its manifest says; re-pack it")
+            yield array
+    finally:
+        for f in handles.values():
+            f.close()

@@ -11,11 +11,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Iterable
+
 import numpy as np
 import tvm
 from tvm import runtime
+from tvm.runtime import vm as tvm_vm
 
-from edge_os.compile.kv_cache import PAGE_SIZE
+# TVM's CPU attention kernels assume 16-token pages (other sizes fail at run time).
+PAGE_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,14 @@ def _shape_tuple(values):
 class ModelRunner:
     """Owns the VM, the parameters on the device and the KV cache of one loaded model."""
 
-    def __init__(self, library: Path, params: list[np.ndarray], cache: CacheShape, threads: int | None = None):
+    def __init__(self, library: Path, params: Iterable[np.ndarray], cache: CacheShape, threads: int | None = None):
         if threads:
             # TVM sizes its thread pool once, at the first parallel kernel of the process.
             os.environ["TVM_NUM_THREADS"] = str(threads)
         self.device = tvm.cpu()
         self.cache_shape = cache
         lib = runtime.load_module(str(library))
-        self.vm = runtime.vm.VirtualMachine(lib, self.device)
+        self.vm = tvm_vm.VirtualMachine(lib, self.device)
         self.params = [tvm.runtime.tensor(p, self.device) for p in params]
         self._embed = self.vm["embed"]
         self._prefill = self.vm["prefill"]

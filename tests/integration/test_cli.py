@@ -156,3 +156,11 @@ def test_perplexity_json(tiny_package, tmp_path):
     windows = -(-n_tokens // 64)
     assert out["tokens"] == n_tokens - windows
     assert 1.0 < out["perplexity"] < 1e4
+
+
+def test_chat_without_a_terminal_reads_turns_from_stdin(tiny_package):
+    result = subprocess.run([EDGE_OS, "chat", "-m", str(tiny_package), "--temperature", "0", "--max-tokens", "4"],
+                            input="hello\nagain\n", capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("assistant> ") == 2
+    assert "you> hello" in result.stdout and "you> again" in result.stdout

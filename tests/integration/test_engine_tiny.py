@@ -154,3 +154,16 @@ def test_release_frees_kv_pages(engine):
     assert engine.runner.free_tokens() < free
     engine.release(seq)
     assert engine.runner.free_tokens() == free
+
+
+def test_qwen2_biases_are_applied(tiny_package_factory):
+    overrides = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}
+    package = tiny_package_factory("f32", **overrides)
+    engine = Engine.load(package, context_tokens=64)
+    ids = [4, 90, 17, 200, 33]
+    engine.runner.add_sequence(0)
+    got = engine.runner.prefill(0, ids, all_logits=True)
+    weights = package_weights(package)
+    assert "model.layers.0.self_attn.q_proj.bias" in weights
+    want = reference_llama.forward(tiny_config(**overrides), weights, ids)
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-3)

@@ -1,0 +1,57 @@
+"""`edge-os sensors [PORT]`: devices on serial ports, their capabilities and a live reading each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from firmware_bridge import Device, DeviceError, discover, serial_ports
+from firmware_bridge.discovery import Survey, survey
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sensors",
+        help="list microcontrollers on serial ports, their sensors, actuators and live readings",
+        description="Ask PORT (or every serial port the OS lists) for HELLO and read each sensor once. "
+        "PORT is a device or a pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://host:port.",
+    )
+    p.add_argument("port", nargs="?", metavar="PORT", help="serial port or URL (default: try every serial port)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def _text(report: Survey) -> str:
+    caps = report.capabilities
+    lines = [f"{caps.firmware} {caps.version} on {report.url}", "  sensors:"]
+    names = [s.name for s in caps.sensors] + [a.name for a in caps.actuators]
+    width = max(map(len, names), default=0)
+    for s in caps.sensors:
+        reading = report.readings[s.name]
+        now = f"{reading.value:g} {s.unit}".rstrip() if not isinstance(reading, DeviceError) else f"error: {reading}"
+        lines.append(f"    {s.name:<{width}}  {now}  (range {s.min:g} to {s.max:g})")
+    lines.append("  actuators:")
+    for a in caps.actuators:
+        unit = f" ({a.unit})" if a.unit else ""
+        lines.append(f"    {a.name:<{width}}  {a.describe_allowed()}{unit}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.port:
+        devices = [Device.open(args.port)]
+    else:
+        ports = serial_ports()
+        devices = discover(ports)
+        if not devices:
+            raise DeviceError(f"no device answered HELLO on any serial port ({len(ports)} found); pass PORT")
+    try:
+        reports = [survey(d) for d in devices]
+    finally:
+        for d in devices:
+            d.close()
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(_text(r) for r in reports))
+    return 0

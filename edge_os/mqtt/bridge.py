@@ -1,0 +1,165 @@
+"""The device-side MQTT bridge: requests in, answers out, status, telemetry and cloud fallback.
+
+```python
+with MqttBridge(scheduler, BridgeConfig(BrokerConfig.from_url("mqtt://hub:1883"), device_id="cam-7")):
+    ...  # serves until the block ends
+```
+
+Topics and payloads are described in docs/mqtt.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+from edge_os.mqtt import telemetry
+from edge_os.mqtt.config import BridgeConfig
+from edge_os.mqtt.connection import Connection, Handlers, Inbound, NotConnected, Will
+from edge_os.mqtt.durable import Durable
+from edge_os.mqtt.fallback import CloudFallback
+from edge_os.mqtt.outbox import Kind
+from edge_os.mqtt.redact import Redactor
+from edge_os.mqtt.server import Limits, RequestServer
+from edge_os.mqtt.topics import request_topics, status_topic, telemetry_topic
+from edge_os.scheduler.api import SchedulerAPI
+
+log = logging.getLogger(__name__)
+
+_TICK_S = 0.5
+_PRUNE_EVERY_S = 3600.0
+
+
+class MqttBridge:
+    """Serves a scheduler over MQTT until ``stop()``; see the module docstring."""
+
+    def __init__(self, scheduler: SchedulerAPI, config: BridgeConfig) -> None:
+        self.config = config
+        self._scheduler = scheduler
+        self._durable = Durable.open(config.state_path)
+        d = self._durable
+        self._fallback = (
+            CloudFallback(
+                config.device_id,
+                d.store,
+                d.requests,
+                d.outbox,
+                d.sender,
+                d.answers,
+                Redactor(config.redaction),
+                config.cloud_timeout_s,
+            )
+            if config.cloud_fallback
+            else None
+        )
+        self._server = RequestServer(
+            scheduler,
+            d.requests,
+            d.answers,
+            Limits(config.max_payload_bytes, config.models, config.request_timeout_s),
+            served_by="local",
+            concurrency=config.concurrency,
+            on_refused=self._fallback.forward if self._fallback else None,
+        )
+        subscriptions = request_topics(config.device_id)
+        if self._fallback is not None:
+            subscriptions += (self._fallback.response_topic,)
+        self._connection = Connection(
+            config.broker,
+            f"edge-os-{config.device_id}",
+            subscriptions,
+            Handlers(
+                message=self._dispatch,
+                connected=self._on_connected,
+                disconnected=d.sender.disconnected,
+                acked=d.sender.acked,
+            ),
+            will=Will(status_topic(config.device_id), telemetry.status(config.device_id, online=False)),
+            session_expiry_s=config.session_expiry_s,
+            backoff=config.backoff,
+        )
+        d.attach(self._connection)
+        self._stopping = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+
+    def start(self) -> "MqttBridge":
+        """Resume unfinished work and start connecting (returns at once; see ``wait_connected``)."""
+        self._durable.sender.start()
+        self._server.start()
+        self._connection.start()
+        self._housekeeper = threading.Thread(target=self._housekeep, name="mqtt-housekeeping", daemon=True)
+        self._housekeeper.start()
+        log.info("MQTT bridge for device %s on %s", self.config.device_id, self.config.broker.url)
+        return self
+
+    def stop(self) -> None:
+        """Publish ``offline``, disconnect, and close the state file. Requests still running stay
+        recorded and resume on the next start."""
+        self._stopping.set()
+        if self._housekeeper is not None:
+            self._housekeeper.join(5)
+        self._server.stop()
+        self._connection.stop(farewell=(status_topic(self.config.device_id), telemetry.status(self.config.device_id, False)))
+        self._durable.close()
+
+    def __enter__(self) -> "MqttBridge":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connection.wait_connected(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the bridge (also sent in telemetry)."""
+        d = self._durable
+        return {
+            "connected": self._connection.connected,
+            "connects": self._connection.connects,
+            "requests": asdict(self._server.stats),
+            "backlog": self._server.backlog,
+            "request_states": d.requests.counts(),
+            "outbox": len(d.outbox),
+            "sent": d.sender.sent,
+            "delivered": d.sender.delivered,
+            "answers_resent": d.answers.resent,
+            "fallback": asdict(self._fallback.stats) if self._fallback else None,
+        }
+
+    def _dispatch(self, msg: Inbound) -> None:
+        if self._fallback is not None and msg.topic == self._fallback.response_topic:
+            self._fallback.handle(msg)
+        else:
+            self._server.handle(msg)
+
+    def _on_connected(self) -> None:
+        try:
+            self._connection.publish(
+                status_topic(self.config.device_id), telemetry.status(self.config.device_id, True), retain=True
+            )
+        except NotConnected:
+            pass  # lost again already; the next connect publishes it
+        self._durable.sender.connected()
+
+    def _housekeep(self) -> None:
+        next_telemetry = time.monotonic()
+        next_prune = time.monotonic()
+        while not self._stopping.wait(_TICK_S):
+            try:
+                now = time.monotonic()
+                if self._fallback is not None:
+                    self._fallback.expire()
+                if now >= next_telemetry:
+                    next_telemetry = now + self.config.telemetry_interval_s
+                    payload = telemetry.telemetry(self.config.device_id, self._scheduler, self.stats())
+                    self._durable.outbox.put(Kind.TELEMETRY, telemetry_topic(self.config.device_id), payload)
+                    self._durable.sender.notify()
+                if now >= next_prune:
+                    next_prune = now + _PRUNE_EVERY_S
+                    self._durable.requests.prune(self.config.dedup_ttl_s)
+            except Exception:
+                log.exception("MQTT housekeeping failed; trying again next tick")

@@ -1,0 +1,47 @@
+"""Human-readable form of ``SchedulerAPI.status()`` for ``edge-os ps``."""
+
+from __future__ import annotations
+
+from edge_os.scheduler.sizes import format_size
+
+
+def _temp(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} C"
+
+
+def format_status(status: dict) -> str:
+    """A table of models and a few lines on memory, thermal state, power and the queue."""
+    rows = [("MODEL", "LOADED", "ACTIVE", "MEMORY", "KV", "IDLE", "KEEP-ALIVE")]
+    for m in status["models"]:
+        loaded = m["loaded"]
+        rows.append((
+            m["name"] + (" (pinned)" if m["pinned"] else ""),
+            "yes" if loaded else "no",
+            str(m.get("active", 0)),
+            format_size(m["resident_bytes"]) if loaded else "-",
+            f"{m['kv_reserved_tokens']}/{m['kv_pool_tokens'] or '-'} tok" if loaded else "-",
+            f"{m['idle_s']:.0f}s" if loaded else "-",
+            "forever" if m["keep_alive_s"] is None else f"{m['keep_alive_s']:.0f}s",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+    mem = status["memory"]
+    device = (f"; device {format_size(mem['device_available_bytes'])} available of "
+              f"{format_size(mem['device_total_bytes'])}") if mem["pooled"] else ""
+    lines.append(f"memory:   {format_size(mem['accounted_bytes'])} of {format_size(mem['budget_bytes'])} budget{device}")
+
+    gov = status["governor"]
+    zones = ", ".join(f"{z['name']} {_temp(z['temp_c'])}" for z in status["thermal"]["zones"]) or "no sensors"
+    kernel = "; the kernel is throttling" if status["thermal"]["kernel_throttling"] else ""
+    lines.append(f"thermal:  {zones} (setpoint {gov['setpoint_c']:.1f} C){kernel}")
+    lines.append(f"governor: {gov['level']} - {gov['reason']}; duty {gov['duty']:.0%}")
+    power = status["power"]
+    battery = f"battery {power['battery_pct']}%" if power["battery_pct"] is not None else "no battery"
+    lines.append(f"power:    {battery}, {'on battery' if power['on_battery'] else 'external power'}; {gov['power']}")
+    queue = status["queue"]
+    lines.append(
+        f"queue:    {queue['waiting']} waiting ({queue['interactive']} interactive, {queue['background']} background; "
+        f"max {queue['max']}), {status['running']} running, {status['tok_s']:.1f} tok/s"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""``edge-os serve``: a scheduler for a device, with front doors attached to it.
+
+A front door is anything with ``name``, ``start(scheduler)`` and ``stop()``: the status socket
+for ``edge-os ps`` is one; the MQTT bridge and the HTTP API attach the same way
+(``Service.attach(door)`` before ``start()``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Protocol
+
+from edge_os.config import settings
+from edge_os.errors import InputError
+from edge_os.scheduler.api import SchedulerAPI
+from edge_os.scheduler.catalog import Catalog, package_entry
+from edge_os.scheduler.config import config_for_target, parse_keep_alive
+from edge_os.scheduler.loop import Scheduler
+from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
+from edge_os.scheduler.sizes import format_size
+from edge_os.scheduler.status_socket import StatusServer
+from edge_os.targets import load_target
+
+log = logging.getLogger(__name__)
+
+
+class FrontDoor(Protocol):
+    name: str
+
+    def start(self, scheduler: SchedulerAPI) -> None:
+        """Begin taking requests and submitting them to ``scheduler``."""
+
+    def stop(self) -> None:
+        """Stop taking requests and release what was opened in ``start``."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Everything ``edge-os serve`` needs; ``None`` means the target's or environment's default."""
+
+    models: tuple[Path, ...] = ()
+    target: str | None = None
+    memory_budget: str | None = None
+    keep_alive: str | None = None  # seconds or "inf"
+    pin: tuple[str, ...] = ()  # model names loaded at start and never unloaded
+    preload: tuple[str, ...] = ()  # model names loaded at start
+    threads: int | None = None
+    context: int | None = None
+    socket: Path | None = None
+    thermal_root: Path = Path("/sys/class/thermal")
+    power_root: Path = Path("/sys/class/power_supply")
+    meminfo: Path = Path("/proc/meminfo")
+
+
+def build_scheduler(options: ServeOptions) -> Scheduler:
+    """The scheduler for these options: target budgets, the packages, the probes."""
+    env = settings()
+    target = load_target(options.target or env.target)
+    keep_alive = parse_keep_alive(options.keep_alive or env.keep_alive)
+    entries = {}
+    for path in options.models:
+        entry = package_entry(path, context_tokens=options.context, keep_alive_s=keep_alive)
+        if entry.name in entries:
+            raise InputError(f"two packages are named {entry.name!r}; re-pack one with --name")
+        entries[entry.name] = entry
+    for name in (*options.pin, *options.preload):
+        if name not in entries:
+            have = ", ".join(entries) or "none"
+            raise InputError(f"cannot pin or preload {name!r}: no package of that name (have: {have})")
+    for name in options.preload:
+        entries[name] = replace(entries[name], preload=True)
+    for name in options.pin:
+        entries[name] = replace(entries[name], pinned=True, keep_alive_s=math.inf)
+    config = config_for_target(target, env, budget=options.memory_budget, threads=options.threads)
+    return Scheduler(
+        Catalog(list(entries.values())),
+        config,
+        MemoryProbe(options.meminfo),
+        ThermalProbe(options.thermal_root, target.thermal_zones),
+        PowerProbe(options.power_root),
+    )
+
+
+class Service:
+    """A running scheduler and its front doors."""
+
+    def __init__(self, scheduler: Scheduler, socket_path: Path):
+        self.scheduler = scheduler
+        self.front_doors: list[FrontDoor] = [StatusServer(socket_path)]
+
+    def attach(self, door: FrontDoor) -> None:
+        """Add a front door; it starts with the service."""
+        self.front_doors.append(door)
+
+    def start(self) -> "Service":
+        self.scheduler.start()
+        started = []
+        try:
+            for door in self.front_doors:
+                door.start(self.scheduler)
+                started.append(door)
+        except BaseException:
+            for door in reversed(started):
+                door.stop()
+            self.scheduler.close()
+            raise
+        status = self.scheduler.status()
+        log.info(
+            "serving %s; memory budget %s; thermal setpoint %.1f C",
+            ", ".join(m["name"] for m in status["models"]) or "no models",
+            format_size(status["memory"]["budget_bytes"]),
+            status["governor"]["setpoint_c"],
+        )
+        return self
+
+    def stop(self) -> None:
+        for door in reversed(self.front_doors):
+            door.stop()
+        self.scheduler.close()
+
+    def run_until_signalled(self) -> None:
+        """Serve until SIGINT or SIGTERM, then stop cleanly."""
+        done = threading.Event()
+        self.start()
+        previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            done.wait()
+            log.info("stopping")
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def serve(options: ServeOptions, front_doors: Iterable[FrontDoor] = ()) -> None:
+    """Build the service for ``options``, attach ``front_doors``, run until a signal stops it."""
+    service = Service(build_scheduler(options), options.socket or settings().socket)
+    for door in front_doors:
+        service.attach(door)
+    service.run_until_signalled()

@@ -1,0 +1,83 @@
+"""The compiled C simulator as a test fixture: build once, run one per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+FIRMWARE = ROOT / "firmware_bridge"
+SIM_BINARY = FIRMWARE / "build" / "edge-bridge-sim"
+
+
+def require_tool(name: str) -> str:
+    """The path of a compiler the tests need; a missing one fails (never skips) the test."""
+    path = shutil.which(name)
+    if path is None:
+        raise AssertionError(f"{name} is not installed: run `make system-deps` (tools/install-system-deps.sh)")
+    return path
+
+
+def build(target: str) -> None:
+    require_tool("make")
+    result = subprocess.run(["make", "-C", str(FIRMWARE), target], capture_output=True, text=True)
+    assert result.returncode == 0, f"make {target} failed:\n{result.stdout}\n{result.stderr}"
+
+
+@dataclass
+class Simulator:
+    """A running simulator: ``path`` is its pty (or ``link`` when given), ``journal`` its journal."""
+
+    process: subprocess.Popen[str]
+    path: str
+    journal: Path
+    stats: dict[str, int] | None = None
+
+    @classmethod
+    def start(cls, journal: Path, link: Path | None = None) -> Simulator:
+        args = [str(SIM_BINARY), "--journal", str(journal)] + (["--link", str(link)] if link else [])
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        pty = process.stdout.readline().strip()
+        assert pty.startswith("/dev/"), f"simulator printed {pty!r} instead of its pty"
+        return cls(process, str(link) if link else pty, journal)
+
+    def stop(self) -> dict[str, int]:
+        """Stop it (once) and return the counters it prints on exit."""
+        if self.stats is None:
+            self.process.send_signal(signal.SIGTERM)
+            _, err = self.process.communicate(timeout=10)
+            lines = [line for line in err.splitlines() if line.startswith("{")]
+            assert lines, f"simulator printed no counters: {err!r}"
+            self.stats = json.loads(lines[-1])
+        return self.stats
+
+    def commands(self) -> list[dict]:
+        """Every actuator command the simulator executed, in order."""
+        if not self.journal.exists():
+            return []
+        return [json.loads(line) for line in self.journal.read_text().splitlines()]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def pty_pair() -> tuple[int, str]:
+    """A pty pair with nothing on it: (master fd, slave path)."""
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.close(slave)
+    return master, path
