@@ -37,8 +37,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=20, help="timed steps per m (default 20)")
     p.add_argument("--m", type=int, action="append", help="activation rows (default: 1 and 128)")
     p.add_argument("--scale-dtype", default="float32", choices=["float32", "float16"])
-    p.add_argument("--activations", default="float32", choices=["float32", "int8"],
-                   help="decode kernels with float32 (default, exact) or int8 activations")
+    p.add_argument("--activations", default="float32", choices=["float32", "int16", "int8"],
+                   help="how decode kernels round activations (see edge_os.compile.kernels)")
     p.add_argument("--target", default=None, help='TVM target JSON (default: {"kind":"llvm","mcpu":<this CPU>})')
     p.add_argument("--json", help="also write the results here")
     return p.parse_args()

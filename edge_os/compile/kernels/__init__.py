@@ -4,9 +4,9 @@ Reference kernels carry the ``edge_os.kernel`` attribute (operator, format, stat
 kernel library registers, per target predicate, builders that return a faster ``PrimFunc`` with
 the same signature, or ``None`` when they do not handle that shape. The builders see the
 attribute plus ``scale_dtype`` (float32 or float16), read from the reference kernel's arguments,
-and ``activations``: ``"float32"`` (exact, the default) or ``"int8"`` (activations rounded to
-int8 per group of 32 in the decode path, as llama.cpp does; faster, not bit-comparable with the
-prefill path).
+and ``activations``: how the decode path may round activations, per group of 32: ``"float32"``
+(not at all), ``"int16"`` (to 1/65534 of the group maximum) or ``"int8"`` (to 1/254, as llama.cpp
+does). A family without such a path uses float32.
 ``edge_os.compile.kernels.library`` imports every family so that they register.
 
 Kernels that TVM itself adds (the KV cache's attention) carry no tag; a library can register a
@@ -40,7 +40,7 @@ def register_replacement(applies: Callable[[tvm.target.Target], bool], replaceme
     _REPLACEMENTS.append((applies, replacement))
 
 
-ACTIVATIONS = ("float32", "int8")
+ACTIVATIONS = ("float32", "int16", "int8")
 
 
 def families(target: tvm.target.Target) -> list[tuple[str, KernelBuilder]]:

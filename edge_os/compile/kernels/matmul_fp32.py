@@ -28,9 +28,10 @@ from edge_os.compile.kernels.weights import WeightLayout
 from edge_os.quantize.formats import GROUP_SIZE
 
 LANES = 8
-# Set on kernels whose decode path rounds activations to int8: calls with fewer rows than this
-# are exact only to that rounding (see ``avx2_int8``).
-INT8_ROWS_ATTR = "edge_os.int8_activation_rows"
+# Set on kernels whose decode path rounds activations to integers: calls with fewer rows than
+# ROUNDED_ROWS_ATTR are exact only to that rounding, of ROUNDED_BITS_ATTR bits (see ``avx2_dot``).
+ROUNDED_ROWS_ATTR = "edge_os.rounded_activation_rows"
+ROUNDED_BITS_ATTR = "edge_os.rounded_activation_bits"
 WORDS_PER_GROUP = GROUP_SIZE // LANES
 
 

@@ -40,10 +40,6 @@ class WeightLayout:
         """Bytes of the quantized values of one row (without scales)."""
         return self.k * self.fmt.bits // 8
 
-    def storage_bytes(self) -> int:
-        scale_bytes = 2 if self.scale_dtype == "float16" else 4
-        return self.fmt.storage_bytes(self.n, self.k, scale_bytes)
-
     def declare(self) -> list[tirx.Buffer]:
         """Declare the weight arguments of the PrimFunc being built, in the reference order."""
         n, k, g = self.n, self.k, self.groups

@@ -1,7 +1,7 @@
 """Kernels for x86-64 CPUs with AVX2 and FMA (Haswell and later, every Zen).
 
-Decode and prefill use the FP32 paths of ``matmul_fp32``; with ``activations="int8"`` decode
-rounds activations to int8 and uses ``vpmaddubsw`` (``avx2_int8``) where the format allows it.
+Prefill uses the FP32 path of ``matmul_fp32``; decode the integer dot products of ``avx2_dot``
+with the activations rounded to int16 or int8 (``activations``), or FP32 when asked for.
 16 vector registers: the decode path keeps 4 row accumulators and 4 shared activation vectors
 live; the prefill micro-kernel 6 x 2 accumulators, 2 weight vectors and a broadcast.
 """
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import tvm
 
-from edge_os.compile.kernels import avx2_int8, register
+from edge_os.compile.kernels import avx2_dot, register
 from edge_os.compile.kernels.features import arch, has
-from edge_os.compile.kernels.matmul_fp32 import INT8_ROWS_ATTR, MatmulTiling, build_matmul, supports
+from edge_os.compile.kernels.matmul_fp32 import (ROUNDED_BITS_ATTR, ROUNDED_ROWS_ATTR, MatmulTiling, build_matmul,
+                                                  supports)
 from edge_os.compile.kernels.weights import WeightLayout
 
 TILING = MatmulTiling(rows=4, tile_rows=16, tile_tokens=6, gemm_from=8)
+ACTIVATION_BITS = {"int16": 16, "int8": 8}
 
 
 def applies(target: tvm.target.Target) -> bool:
@@ -28,10 +30,11 @@ def build(info: dict, target: tvm.target.Target):
     layout = WeightLayout.from_info(info)
     if not supports(layout, TILING):
         return None
-    if info.get("activations") != "int8" or not avx2_int8.supports(layout):
+    bits = ACTIVATION_BITS.get(info.get("activations", "float32"))
+    if bits is None or not avx2_dot.supports(layout):
         return build_matmul(layout, TILING)
-    func = build_matmul(layout, TILING, avx2_int8.decode)
-    return func.with_attr(INT8_ROWS_ATTR, TILING.gemm_from)
+    func = build_matmul(layout, TILING, avx2_dot.decoder(bits))
+    return func.with_attrs({ROUNDED_ROWS_ATTR: TILING.gemm_from, ROUNDED_BITS_ATTR: bits})
 
 
 register(applies, build)

@@ -13,7 +13,7 @@ import tvm
 import edge_os.compile.kernels.library  # noqa: F401
 from edge_os.compile.kernels import families, select_kernels
 from edge_os.compile.kernels.features import arch, has
-from edge_os.compile.kernels.matmul_fp32 import INT8_ROWS_ATTR
+from edge_os.compile.kernels.matmul_fp32 import ROUNDED_BITS_ATTR, ROUNDED_ROWS_ATTR
 from edge_os.quantize import reference
 from edge_os.quantize.formats import FORMATS
 from edge_os.quantize.tir import KERNEL_ATTR, matmul_kernel
@@ -31,21 +31,22 @@ def _host_builders():
 
 
 def _build(builder, fmt: str, scale_dtype: str, activations: str):
-    """The compiled kernel and the row count below which it rounds activations to int8."""
+    """The compiled kernel, the row count below which it rounds activations, and to how many bits."""
     info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": scale_dtype, "activations": activations}
     func = builder(info, HOST)
     assert func is not None
-    int8_rows = int(func.attrs.get(INT8_ROWS_ATTR, 0))
-    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST)["main"], int8_rows
+    rows, bits = int(func.attrs.get(ROUNDED_ROWS_ATTR, 0)), int(func.attrs.get(ROUNDED_BITS_ATTR, 0))
+    kernel = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST)["main"]
+    return kernel, rows, bits
 
 
-def _bound(x: np.ndarray, dense: np.ndarray, int8_activations: bool) -> np.ndarray:
-    """Allowed |error|: float rounding, plus with int8 activations half a rounding step of each
-    activation (max|x_g| / 254) times the group's |W| sum."""
+def _bound(x: np.ndarray, dense: np.ndarray, rounded_bits: int) -> np.ndarray:
+    """Allowed |error|: float rounding, plus with rounded activations half a rounding step of
+    each activation (max|x_g| / (2**bits - 2)) times the group's |W| sum."""
     bound = 1e-5 * (np.abs(x) @ np.abs(dense).T) + 1e-6
-    if int8_activations:
+    if rounded_bits:
         m, groups = x.shape[0], K // 32
-        x_step = np.abs(x).reshape(m, groups, 32).max(-1) / 254
+        x_step = np.abs(x).reshape(m, groups, 32).max(-1) / (2**rounded_bits - 2)
         bound += x_step @ np.abs(dense).reshape(N, groups, 32).sum(-1).T
     return bound
 
@@ -54,21 +55,21 @@ def _weight(fmt: str, scale_dtype: str, rng) -> reference.QuantizedWeight:
     return reference.quantize(rng.standard_normal((N, K)).astype(np.float32), fmt, scale_dtype)
 
 
-@pytest.mark.parametrize("activations", ["float32", "int8"])
+@pytest.mark.parametrize("activations", ["float32", "int16", "int8"])
 @pytest.mark.parametrize("fmt,scale_dtype", CASES)
 def test_matmul_matches_the_numpy_oracle(fmt, scale_dtype, activations):
     rng = np.random.default_rng(7)
     weight = _weight(fmt, scale_dtype, rng)
     dense = weight.dequantize().astype(np.float64)
     for family, builder in _host_builders():
-        kernel, int8_rows = _build(builder, fmt, scale_dtype, activations)
-        assert activations == "int8" or not int8_rows
+        kernel, rounded_rows, bits = _build(builder, fmt, scale_dtype, activations)
+        assert bits in ({0} if activations == "float32" else {0, int(activations[3:])})
         for m in (1, 3, 64):
             x = rng.standard_normal((m, K)).astype(np.float32)
             y = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
             kernel(tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in weight.arrays.values()], y)
             expected = x.astype(np.float64) @ dense.T
-            bound = _bound(x, dense, int8_activations=m < int8_rows)
+            bound = _bound(x, dense, bits if m < rounded_rows else 0)
             assert np.all(np.abs(y.numpy() - expected) <= bound), f"{family} {fmt} m={m}"
 
 
