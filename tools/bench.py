@@ -67,6 +67,16 @@ def summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def print_report(title: str, report: dict, keys) -> None:
+    """The human-readable table (tools/bench_llamacpp.py prints the same one)."""
+    print(title)
+    print(f"  load            {report['load_s']:.2f} s")
+    for key in keys:
+        s = report[key]
+        print(f"  {key:<16}{s['median']:10.2f}  [{s['min']:.2f}-{s['max']:.2f}]")
+    print(f"  peak RSS        {report['peak_rss_mib']:.0f} MiB")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", type=Path, help="package (default: the bundled model, packed if needed)")
@@ -105,12 +115,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    print(f"edge-os bench: {package} (threads {report['threads']}, {args.reps} reps)")
-    print(f"  load            {load_s:.2f} s")
-    for key in results:
-        s = report[key]
-        print(f"  {key:<16}{s['median']:10.2f}  [{s['min']:.2f}-{s['max']:.2f}]")
-    print(f"  peak RSS        {report['peak_rss_mib']:.0f} MiB")
+    print_report(f"edge-os bench: {package} (threads {report['threads']}, {args.reps} reps)", report, results)
     return 0
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import print_report, summary  # noqa: E402  (the same report as tools/bench.py)
 
 TEXT = (Path(__file__).resolve().parent.parent / "tests" / "data" / "declaration_of_independence.txt").read_text()
 
@@ -69,10 +70,6 @@ def time_decode(llm, context: list[int], tokens: int) -> float:
     return tokens / (time.perf_counter() - started)
 
 
-def summary(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", type=Path, help="GGUF file (default: the bundled SmolLM2-135M Q4_1)")
@@ -114,12 +111,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    print(f"llama.cpp bench: {model} (threads {args.threads}, {args.reps} reps)")
-    print(f"  load            {load_s:.2f} s")
-    for key in results:
-        s = report[key]
-        print(f"  {key:<16}{s['median']:10.2f}  [{s['min']:.2f}-{s['max']:.2f}]")
-    print(f"  peak RSS        {report['peak_rss_mib']:.0f} MiB")
+    print_report(f"llama.cpp bench: {model} (threads {args.threads}, {args.reps} reps)", report, results)
     return 0
 
 
