@@ -72,11 +72,13 @@ class Engine:
         self.tokenizer = Tokenizer.from_file(str(package_dir / manifest.tokenizer["file"]))
         bos_id = manifest.tokenizer.get("bos_token_id")
         self.bos_id = bos_id if manifest.tokenizer.get("add_bos_token") else None
-        token = lambda i: self.tokenizer.id_to_token(i) or "" if i is not None else ""  # noqa: E731
         eos = manifest.stop_token_ids[0] if manifest.stop_token_ids else None
-        self.template = ChatTemplate(manifest.chat_template, token(bos_id), token(eos))
+        self.template = ChatTemplate(manifest.chat_template, self._token_text(bos_id), self._token_text(eos))
         self.stop_ids = set(manifest.stop_token_ids)
         self._ids = itertools.count()
+
+    def _token_text(self, token_id: int | None) -> str:
+        return "" if token_id is None else self.tokenizer.id_to_token(token_id) or ""
 
     @classmethod
     def load(cls, package_dir: str | Path, threads: int | None = None, context_tokens: int | None = None,
@@ -114,7 +116,8 @@ class Engine:
 
     # --- the step interface ------------------------------------------------------------------------
     def start(self, request: GenerationRequest, reuse: Sequence | None = None) -> Sequence:
-        """Admit a request. ``reuse`` continues a finished sequence, keeping the shared prefix cached."""
+        """Admit a request. ``reuse`` continues a finished sequence in its KV-cache slot, keeping the
+        prefix it shares with the new prompt cached (the old Sequence object must not be used again)."""
         prompt_ids = self.encode(self.render(request))
         if not prompt_ids:
             raise InputError("the prompt is empty")
@@ -126,12 +129,9 @@ class Engine:
         sampler = Sampler(request.sampling)
         stream = TextStream(self.tokenizer, request.stop)
         if reuse is not None:
-            seq = reuse
-            common = _common_prefix(seq.cached_ids, prompt_ids[:-1])
-            self.runner.truncate(seq.seq_id, len(seq.cached_ids) - common)
-            del seq.cached_ids[common:]
-            seq.__init__(seq.seq_id, request, prompt_ids, sampler, stream, cached_ids=seq.cached_ids)
-            return seq
+            common = _common_prefix(reuse.cached_ids, prompt_ids[:-1])
+            self.runner.truncate(reuse.seq_id, len(reuse.cached_ids) - common)
+            return Sequence(reuse.seq_id, request, prompt_ids, sampler, stream, cached_ids=reuse.cached_ids[:common])
         seq = Sequence(next(self._ids), request, prompt_ids, sampler, stream)
         self.runner.add_sequence(seq.seq_id)
         return seq
@@ -243,7 +243,7 @@ class ChatSession:
         if self._seq is None:
             self._seq = self.engine.start(request)
         else:
-            self.engine.start(request, reuse=self._seq)
+            self._seq = self.engine.start(request, reuse=self._seq)
         reply = []
         for event in self.engine.run(self._seq):
             if isinstance(event, TextDelta):
