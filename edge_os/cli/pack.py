@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="package directory to create")
     p.add_argument("--quant", default="auto", choices=list(SCHEMES), help="quantization scheme (default: auto)")
     p.add_argument("--target", default=None, help=f"target: {', '.join(available_targets())} (default: host)")
+    p.add_argument("--activations", default="int16", choices=["int16", "float32", "int8"],
+                   help="how decode kernels may round activations, per group of 32 (default: int16, "
+                        "~2x float32's decode speed and near-exact; int8 is llama.cpp's and moves logits more)")
     p.add_argument("--name", default=None, help="model name recorded in the manifest")
     p.add_argument("--force", action="store_true", help="replace an existing package at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -32,6 +35,7 @@ def run(args) -> int:
     from edge_os.package.pack import PackOptions, pack
 
     out = pack(PackOptions(args.source, args.out, quant=args.quant, target=args.target or settings().target,
-                           name=args.name, force=args.force, progress=not args.no_progress))
+                           name=args.name, force=args.force, progress=not args.no_progress,
+                           activations=args.activations))
     print(out)
     return 0

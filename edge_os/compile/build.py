@@ -46,11 +46,13 @@ def export_model(model_class, config, formats_by_name: dict[str, str], scale_dty
 
 
 def compile_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str,
-                  tvm_target_json: dict, library_path: Path, cross_cc: str | None = None) -> list[ParamSpec]:
-    """Compile and write ``library_path`` (``.so``); returns the parameters it expects."""
+                  tvm_target_json: dict, library_path: Path, cross_cc: str | None = None,
+                  activations: str = "float32") -> list[ParamSpec]:
+    """Compile and write ``library_path`` (``.so``); returns the parameters it expects.
+    ``activations`` is how far decode kernels may round activations (``build_pipeline``)."""
     tvm_target = tvm.target.Target(tvm_target_json)
     mod, params = export_model(model_class, config, formats_by_name, scale_dtype, tvm_target)
-    executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target))
+    executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target, activations))
     kwargs = {"cc": cross_cc} if cross_cc else {}
     executable.export_library(str(library_path), **kwargs)
     return params

@@ -38,7 +38,8 @@ class Manifest:
     name: str
     architecture: str
     config: dict
-    quantization: dict  # {"scheme": str, "scale_dtype": str, "tensors": {param base name: format}}
+    # {"scheme": str, "scale_dtype": str, "decode_activations": str, "tensors": {param base name: format}}
+    quantization: dict
     target: TargetInfo
     tvm_version: str
     runtime_version: str

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_os import __version__
 from edge_os.convert.source import open_source
-from edge_os.errors import ModelSourceError, TargetError
+from edge_os.errors import InputError, ModelSourceError, TargetError
 from edge_os.models.registry import get_architecture
 from edge_os.package.manifest import Manifest, TargetInfo
 from edge_os.package.memory import MemoryFigures
@@ -38,12 +38,14 @@ class PackOptions:
     name: str | None = None
     force: bool = False
     progress: bool = True
+    activations: str = "int16"  # how decode kernels may round activations (edge_os.compile.kernels)
 
 
 def _to_format(value, scheme: Scheme):
-    """Float 2-D weights are quantized to the scheme's format; vectors stay float32."""
+    """Float 2-D weights are quantized to the scheme's format; vectors stay float32; carried-over
+    blocks keep their values, with scales in the scheme's dtype (exact for a GGUF's f16 scales)."""
     if isinstance(value, QuantizedWeight):
-        return value
+        return value.with_scale_dtype(scheme.scale_dtype)
     if value.ndim == 1:
         return value.astype(np.float32, copy=False)
     fmt = scheme.weight_format if value.shape[1] % GROUP_SIZE == 0 else "f32"
@@ -67,7 +69,11 @@ def pack(options: PackOptions) -> Path:
     """Pack ``options.source`` into a package directory at ``options.out`` and return it."""
     from edge_os.compile.build import compile_model, resolve_tvm_target
 
+    from edge_os.compile.kernels import ACTIVATIONS
+
     started = time.monotonic()
+    if options.activations not in ACTIVATIONS:
+        raise InputError(f"unknown decode activations {options.activations!r}; choose one of {', '.join(ACTIVATIONS)}")
     scheme = get_scheme(options.quant)
     target = load_target(options.target)
     source = open_source(options.source)
@@ -83,7 +89,7 @@ def pack(options: PackOptions) -> Path:
         library = "model.so"
         try:
             specs = compile_model(arch.model_class, config, formats, scheme.scale_dtype, tvm_target,
-                                  writer.path(library), cross_cc=target.cross_cc)
+                                  writer.path(library), cross_cc=target.cross_cc, activations=options.activations)
         except RuntimeError as exc:
             if target.cross_cc and "not found" in str(exc).lower():
                 raise TargetError(f"cross-compiling for {target.name} needs {target.cross_cc}; install it") from exc
@@ -96,7 +102,8 @@ def pack(options: PackOptions) -> Path:
             name=options.name or source.path.stem,
             architecture=source.architecture,
             config=config.to_json(),
-            quantization={"scheme": scheme.name, "scale_dtype": scheme.scale_dtype, "tensors": formats},
+            quantization={"scheme": scheme.name, "scale_dtype": scheme.scale_dtype,
+                          "decode_activations": options.activations, "tensors": formats},
             target=TargetInfo(target.name, target.arch, tvm_target, _required_cpu_features(target, tvm_target)),
             tvm_version=tvm.__version__,
             runtime_version=__version__,

@@ -61,8 +61,8 @@ class Scheme:
 
 SCHEMES: dict[str, Scheme] = {
     "auto": Scheme(
-        "auto", "q4", carry_over=True,
-        description="keep a GGUF's Q4_0/Q4_1/Q8_0 blocks exactly; other weights become q4 (default)",
+        "auto", "q4", scale_dtype="float16", carry_over=True,
+        description="keep a GGUF's Q4_0/Q4_1/Q8_0 blocks exactly (f16 scales); other weights become q4 (default)",
     ),
     "q4f32": Scheme("q4f32", "q4", description="symmetric int4, group 32, f32 scales (CPU)"),
     "q4f16": Scheme("q4f16", "q4", scale_dtype="float16", description="symmetric int4, f16 scales (GPU)"),

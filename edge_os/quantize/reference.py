@@ -33,6 +33,12 @@ class QuantizedWeight:
         arrays = {name: a[rows] for name, a in self.arrays.items()}
         return QuantizedWeight(self.fmt, (len(rows), self.shape[1]), arrays)
 
+    def with_scale_dtype(self, dtype: str) -> "QuantizedWeight":
+        """The same weight with scales and minimums stored as ``dtype`` (float32 or float16)."""
+        arrays = {name: a.astype(dtype, copy=False) if name in ("scale", "minimum") else a
+                  for name, a in self.arrays.items()}
+        return QuantizedWeight(self.fmt, self.shape, arrays)
+
 
 def pack_int4(q: np.ndarray) -> np.ndarray:
     """Pack values 0..15 ``[n, k]`` into uint32 ``[n, k/8]`` (element 8j+i -> bits 4i of word j)."""
@@ -123,15 +129,16 @@ def _nibbles(qs: np.ndarray) -> np.ndarray:
 
 
 def from_gguf_blocks(raw: np.ndarray, ggml_type: str, n: int, k: int) -> QuantizedWeight:
-    """Carry a GGUF Q4_0 / Q4_1 / Q8_0 tensor (raw bytes ``[n, bytes_per_row]``) over exactly."""
+    """Carry a GGUF Q4_0 / Q4_1 / Q8_0 tensor (raw bytes ``[n, bytes_per_row]``) over exactly;
+    its scales (and minimums) stay float16, as the file stores them."""
     blocks = k // GROUP_SIZE
     raw = np.ascontiguousarray(raw, dtype=np.uint8).reshape(n, blocks, -1)
-    d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    d = raw[..., 0:2].copy().view(np.float16)[..., 0]
     if ggml_type == "Q4_0":
         q = _nibbles(raw[..., 2:18]).reshape(n, k)
         return QuantizedWeight(FORMATS["q4"], (n, k), {"qweight": pack_int4(q), "scale": d})
     if ggml_type == "Q4_1":
-        m = raw[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+        m = raw[..., 2:4].copy().view(np.float16)[..., 0]
         q = _nibbles(raw[..., 4:20]).reshape(n, k)
         return QuantizedWeight(FORMATS["q4_1"], (n, k), {"qweight": pack_int4(q), "scale": d, "minimum": m})
     if ggml_type == "Q8_0":

@@ -39,7 +39,13 @@ def _file_weights(path) -> dict[str, np.ndarray]:
 
 
 def test_auto_quant_keeps_the_gguf_values_exactly(gguf_file, tmp_path):
+    from edge_os.package.manifest import Manifest
+
     package = pack(PackOptions(gguf_file, tmp_path / "pkg", quant="auto", progress=False))
+    manifest = Manifest.read(package)
+    # The file's float16 scales are stored as they are: no widening to float32 (more bytes per token).
+    assert manifest.quantization["scale_dtype"] == "float16"
+    assert {p.dtype for p in manifest.params if p.name.endswith((".scale", ".minimum"))} == {"float16"}
     in_package = package_weights(package)
     from_file = _file_weights(gguf_file)
     assert set(from_file) == set(in_package)
