@@ -29,6 +29,8 @@ def run(args) -> int:
     info = {
         "name": m.name, "architecture": m.architecture, "target": m.target.name,
         "cpu": m.target.tvm_target.get("mcpu"), "quantization": m.quantization["scheme"],
+        "scale_dtype": m.quantization["scale_dtype"],
+        "decode_activations": m.quantization.get("decode_activations", "float32"),  # older packages: float32
         "weight_formats": dict(formats), "context_length": m.context_length,
         "weight_bytes": m.memory.weight_bytes, "kv_bytes_per_token": m.memory.kv_bytes_per_token,
         "workspace_bytes": m.memory.workspace_bytes, "memory_at_ctx": m.memory.bytes_for(args.ctx),
@@ -40,7 +42,9 @@ def run(args) -> int:
     mib = lambda b: f"{b / 2**20:.1f} MiB"  # noqa: E731
     print(f"{m.name}  ({m.architecture}, {m.config['num_hidden_layers']} layers, hidden {m.config['hidden_size']})")
     print(f"  target        {m.target.name} ({info['cpu']}), TVM {m.tvm_version}")
-    print(f"  quantization  {info['quantization']}: " + ", ".join(f"{n} x {f}" for f, n in formats.items()))
+    print(f"  quantization  {info['quantization']} ({info['scale_dtype']} scales): "
+          + ", ".join(f"{n} x {f}" for f, n in formats.items()))
+    print(f"  decode        activations rounded to {info['decode_activations']}")
     print(f"  weights       {mib(m.memory.weight_bytes)}")
     print(f"  KV cache      {m.memory.kv_bytes_per_token / 1024:.1f} KiB per token")
     print(f"  workspace     {mib(m.memory.workspace_bytes)}")

@@ -47,6 +47,7 @@ def test_info_prints_memory_figures(tiny_package):
     info = json.loads(result.stdout)
     assert info["memory_at_ctx"] == info["weight_bytes"] + info["workspace_bytes"] + 100 * info["kv_bytes_per_token"]
     assert info["verified"] is True
+    assert (info["scale_dtype"], info["decode_activations"]) == ("float32", "int16")  # q4f32, pack's default
 
 
 def test_truncated_gguf_is_refused_and_nothing_is_written(tmp_path):
