@@ -10,6 +10,7 @@ from pathlib import Path
 import tvm
 from tvm.relax.frontend import nn
 
+from edge_os.compile.kernels import MODEL_ATTR
 from edge_os.compile.kv_cache import kv_cache_factory
 from edge_os.compile.pipeline import build_pipeline
 from edge_os.quantize.modules import quantize_model
@@ -36,11 +37,17 @@ def resolve_tvm_target(tvm_target: dict) -> dict:
     return resolved
 
 
+def model_facts(config) -> dict:
+    """What kernel replacements may need to know about the model (``edge_os.compile.kernels``)."""
+    return {"rope_theta": float(config.rope_theta), "rope_scaled": bool(config.rope_scaling)}
+
+
 def export_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str, tvm_target):
     """Build the nn model, quantize it, and export the Relax module and its parameter list."""
     model = model_class(config, kv_cache_factory(tvm_target))
     model = quantize_model(model, formats_by_name, scale_dtype)
     mod, named_params = model.export_tvm(spec=model.get_default_spec())
+    mod = mod.with_attr(MODEL_ATTR, model_facts(config))
     params = [ParamSpec(name, tuple(int(d) for d in p.shape), str(p.dtype)) for name, p in named_params]
     return mod, params
 

@@ -9,8 +9,10 @@ and ``activations``: how the decode path may round activations, per group of 32:
 does). A family without such a path uses float32.
 ``edge_os.compile.kernels.library`` imports every family so that they register.
 
-Kernels that TVM itself adds (the KV cache's attention) carry no tag; a library can register a
-*replacement* for them, which sees the function and returns one with the same signature.
+Kernels that TVM itself adds (the KV cache's attention and RoPE) carry no tag; a library can
+register a *replacement* for them, which sees the function and the model facts that the compile
+step attaches to the module (attribute ``edge_os.model``, e.g. ``rope_theta``) and returns one
+with the same signature.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ KernelBuilder = Callable[[dict, tvm.target.Target], "tirx.PrimFunc | None"]
 _LIBRARIES: list[tuple[Callable[[tvm.target.Target], bool], KernelBuilder]] = []
 
 
-# (target -> applies?, TVM's PrimFunc -> PrimFunc | None)
-Replacement = Callable[[tirx.PrimFunc], "tirx.PrimFunc | None"]
+# (target -> applies?, (TVM's PrimFunc, model facts) -> PrimFunc | None)
+Replacement = Callable[[tirx.PrimFunc, dict], "tirx.PrimFunc | None"]
+MODEL_ATTR = "edge_os.model"
 _REPLACEMENTS: list[tuple[Callable[[tvm.target.Target], bool], Replacement]] = []
 
 
@@ -58,6 +61,7 @@ def select_kernels(mod: tvm.ir.IRModule, target: tvm.target.Target, activations:
     if activations not in ACTIVATIONS:
         raise ValueError(f"activations must be one of {ACTIVATIONS}, not {activations!r}")
     updates = {}
+    model = _model_facts(mod)
     for gvar, func in mod.functions.items():
         if not isinstance(func, tirx.PrimFunc):
             continue
@@ -66,7 +70,7 @@ def select_kernels(mod: tvm.ir.IRModule, target: tvm.target.Target, activations:
             if fast is not None:
                 fast = fast.with_attrs({"global_symbol": gvar.name_hint, KERNEL_ATTR: func.attrs[KERNEL_ATTR]})
         else:
-            fast = _replacement(func, target)
+            fast = _replacement(func, target, model)
         if fast is not None:
             updates[gvar] = fast
     for gvar, func in updates.items():
@@ -83,13 +87,19 @@ def _fast_kernel(func: tirx.PrimFunc, target: tvm.target.Target, activations: st
     return None
 
 
-def _replacement(func: tirx.PrimFunc, target: tvm.target.Target) -> "tirx.PrimFunc | None":
+def _replacement(func: tirx.PrimFunc, target: tvm.target.Target, model: dict) -> "tirx.PrimFunc | None":
     for applies, replace in _REPLACEMENTS:
         if applies(target):
-            fast = replace(func)
+            fast = replace(func, model)
             if fast is not None:
                 return fast.with_attr("edge_os.kernel_impl", _family(replace))
     return None
+
+
+def _model_facts(mod: tvm.ir.IRModule) -> dict:
+    """The ``edge_os.model`` module attribute as plain Python values (empty if absent)."""
+    facts = mod.attrs.get(MODEL_ATTR) if mod.attrs is not None else None
+    return {str(k): (v.value if hasattr(v, "value") else v) for k, v in dict(facts or {}).items()}
 
 
 def _kernel_info(func: tirx.PrimFunc) -> dict:

@@ -258,7 +258,7 @@ REPLACED = {
 }
 
 
-def replacement(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+def replacement(func: tirx.PrimFunc, model: dict) -> tirx.PrimFunc | None:
     """The fast kernel for one of TVM's CPU attention kernels, or ``None`` for any other."""
     symbol = str(func.attrs.get("global_symbol", "")) if func.attrs is not None else ""
     if symbol not in REPLACED or str(func.params[0].dtype) != "float32":

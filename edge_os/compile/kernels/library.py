@@ -4,4 +4,4 @@ Order matters: for a kernel, the first family whose predicate accepts the target
 builder accepts the shape wins, so more specific instruction sets come first.
 """
 
-from edge_os.compile.kernels import arm_neon, attention_cpu, x86_avx2  # noqa: F401  (registration on import)
+from edge_os.compile.kernels import arm_neon, attention_cpu, rope_cpu, x86_avx2  # noqa: F401  (registration on import)

@@ -68,7 +68,7 @@ def test_decode_matches_numpy(tvm_kernel):
     pages, indptr, values, last, keys, vals = _paged(rng, lengths)
     q = rng.standard_normal((3, H, D)).astype(np.float32)
     ref = _attention_decode_cpu(HKV, H, D, "float32", False, {})
-    kernel = _compile(ref if tvm_kernel else replacement(ref))
+    kernel = _compile(ref if tvm_kernel else replacement(ref, {}))
     zeros = np.zeros(3, np.int32)
     t = _run(kernel, q, pages, indptr, values, last, zeros, zeros, np.zeros((3, H, D), np.float32),
              np.zeros((3, H), np.float32), scalars=[0, 1.0, 1e4, SM_SCALE])
@@ -87,7 +87,7 @@ def test_ragged_prefill_matches_numpy(causal, tvm_kernel):
     q = rng.standard_normal((26, H, D)).astype(np.float32)
     k, v = (rng.standard_normal((26, HKV, D)).astype(np.float32) for _ in range(2))
     ref = _attention_prefill_ragged_cpu(HKV, H, D, D, "float32", {})
-    kernel = _compile(ref if tvm_kernel else replacement(ref))
+    kernel = _compile(ref if tvm_kernel else replacement(ref, {}))
     t = _run(kernel, q, indptr, k, v, indptr, np.zeros(26, np.int32), np.zeros(2, np.int32),
              np.zeros((26, H, D), np.float32), np.zeros((26, H), np.float32), scalars=[causal, 0, 1.0, 1e4, SM_SCALE])
     for b, n in enumerate(lengths):
@@ -106,7 +106,7 @@ def test_paged_prefill_matches_numpy(causal):
     pages, page_indptr, values, last, keys, vals = _paged(rng, lengths)
     q_indptr = np.array([0, 3, 7], np.int32)
     q = rng.standard_normal((7, H, D)).astype(np.float32)
-    kernel = _compile(replacement(_attention_prefill_cpu(HKV, H, D, "float32", False, {})))
+    kernel = _compile(replacement(_attention_prefill_cpu(HKV, H, D, "float32", False, {}), {}))
     t = _run(kernel, q, q_indptr, pages, page_indptr, values, last, np.zeros(2, np.int32), np.zeros(7, np.int32),
              np.zeros((7, H, D), np.float32), np.zeros((7, H), np.float32), scalars=[causal, 0, 1.0, 1e4, SM_SCALE])
     for b, n in enumerate(lengths):
@@ -120,7 +120,7 @@ def test_paged_prefill_matches_numpy(causal):
 
 
 def test_inline_rope_is_refused():
-    kernel = _compile(replacement(_attention_decode_cpu(HKV, H, D, "float32", False, {})))
+    kernel = _compile(replacement(_attention_decode_cpu(HKV, H, D, "float32", False, {}), {}))
     rng = np.random.default_rng(3)
     pages, indptr, values, last, _, _ = _paged(rng, [3])
     with pytest.raises(Exception, match="RoPE applied before"):
