@@ -88,7 +88,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from edge_os.default_model import default_package
-    from edge_os.runtime.tvm_mode import use_runtime_only_tvm
+    from edge_os.runtime.tvm_runtime import use_runtime_only_tvm
 
     package = args.model or default_package(progress=False)
     use_runtime_only_tvm()

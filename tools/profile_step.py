@@ -31,7 +31,6 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import numpy as np
-    import tvm
 
     from edge_os.package.reader import open_package, read_params
     from edge_os.runtime.runner import CacheShape, ModelRunner
@@ -70,10 +69,10 @@ def main() -> int:
             calls[symbol] += 1
         return 0
 
-    runner.vm.set_instrument(tvm.runtime.convert(instrument) if hasattr(tvm.runtime, "convert") else instrument)
+    runner.vm["set_instrument"](instrument)
     for _ in range(args.steps):
         step()
-    runner.vm.set_instrument(None)
+    runner.vm["set_instrument"](None)
     kind = f"prefill of {args.prefill}" if args.prefill else "decode"
     total = sum(spent.values()) / args.steps * 1e6
     print(f"{kind} step at {args.context} tokens of context, {args.threads} threads: "

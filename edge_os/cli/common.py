@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_os.runtime.tvm_mode import use_runtime_only_tvm
+from edge_os.runtime.tvm_runtime import use_runtime_only_tvm
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:

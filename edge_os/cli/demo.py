@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from edge_os.runtime.tvm_mode import use_runtime_only_tvm
+    from edge_os.runtime.tvm_runtime import use_runtime_only_tvm
     from edge_os.default_model import default_package
 
     package = default_package()

@@ -19,6 +19,19 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class CompileLimits:
+    """The largest calls the library is planned for. Memory for intermediate tensors is then
+    planned once at these sizes and reused by every call; without bounds the VM keeps a buffer
+    set for every prompt length it has seen, and a long-running service grows without end."""
+
+    prefill_chunk: int = 256  # tokens per prefill (and embed) call
+    max_batch: int = 32  # sequences per decode call
+
+    def to_json(self) -> dict:
+        return {"prefill_chunk": self.prefill_chunk, "max_batch": self.max_batch}
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     """A parameter the compiled library takes, in order."""
 
@@ -42,23 +55,29 @@ def model_facts(config) -> dict:
     return {"rope_theta": float(config.rope_theta), "rope_scaled": bool(config.rope_scaling)}
 
 
-def export_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str, tvm_target):
+def export_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str, tvm_target,
+                 limits: CompileLimits = CompileLimits()):
     """Build the nn model, quantize it, and export the Relax module and its parameter list."""
     model = model_class(config, kv_cache_factory(tvm_target))
     model = quantize_model(model, formats_by_name, scale_dtype)
     mod, named_params = model.export_tvm(spec=model.get_default_spec())
     mod = mod.with_attr(MODEL_ATTR, model_facts(config))
+    bounds = {"embed": {"seq_len": limits.prefill_chunk}, "prefill": {"seq_len": limits.prefill_chunk},
+              "prefill_all": {"seq_len": limits.prefill_chunk}, "decode": {"batch_size": limits.max_batch}}
+    for name, bound in bounds.items():
+        mod[name] = mod[name].with_attr("tir_var_upper_bound", bound)
     params = [ParamSpec(name, tuple(int(d) for d in p.shape), str(p.dtype)) for name, p in named_params]
     return mod, params
 
 
 def compile_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str,
                   tvm_target_json: dict, library_path: Path, cross_cc: str | None = None,
-                  activations: str = "float32") -> list[ParamSpec]:
+                  activations: str = "float32", limits: CompileLimits = CompileLimits()) -> list[ParamSpec]:
     """Compile and write ``library_path`` (``.so``); returns the parameters it expects.
-    ``activations`` is how far decode kernels may round activations (``build_pipeline``)."""
+    ``activations`` is how far decode kernels may round activations (``build_pipeline``); calls
+    must stay within ``limits``."""
     tvm_target = tvm.target.Target(tvm_target_json)
-    mod, params = export_model(model_class, config, formats_by_name, scale_dtype, tvm_target)
+    mod, params = export_model(model_class, config, formats_by_name, scale_dtype, tvm_target, limits)
     executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target, activations))
     kwargs = {"cc": cross_cc} if cross_cc else {}
     executable.export_library(str(library_path), **kwargs)

@@ -52,6 +52,9 @@ class Manifest:
     params: tuple[ParamEntry, ...]
     files: dict = field(default_factory=dict)  # relative path -> {"sha256": hex, "size": bytes}
     source: dict = field(default_factory=dict)
+    # The largest calls the library was planned for: {"prefill_chunk": tokens, "max_batch":
+    # sequences per decode}; empty for libraries planned without bounds.
+    limits: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:

@@ -67,7 +67,7 @@ def _workspace_bytes(config, prefill_chunk: int = 256, max_batch: int = 8) -> in
 
 def pack(options: PackOptions) -> Path:
     """Pack ``options.source`` into a package directory at ``options.out`` and return it."""
-    from edge_os.compile.build import compile_model, resolve_tvm_target
+    from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
 
     from edge_os.compile.kernels import ACTIVATIONS
 
@@ -87,9 +87,11 @@ def pack(options: PackOptions) -> Path:
         formats = _write_weights(source, arch, scheme, writer, options.progress)
         log.info("compiling for %s with TVM (this takes a minute)", tvm_target.get("mcpu", target.name))
         library = "model.so"
+        limits = CompileLimits()
         try:
             specs = compile_model(arch.model_class, config, formats, scheme.scale_dtype, tvm_target,
-                                  writer.path(library), cross_cc=target.cross_cc, activations=options.activations)
+                                  writer.path(library), cross_cc=target.cross_cc, activations=options.activations,
+                                  limits=limits)
         except RuntimeError as exc:
             if target.cross_cc and "not found" in str(exc).lower():
                 raise TargetError(f"cross-compiling for {target.name} needs {target.cross_cc}; install it") from exc
@@ -120,6 +122,7 @@ def pack(options: PackOptions) -> Path:
             ),
             params=(),
             source={"file": source.path.name},
+            limits=limits.to_json(),
         )
         dest = writer.commit(manifest)
     log.info("packed %s in %.1f s", dest, time.monotonic() - started)

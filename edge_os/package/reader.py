@@ -13,6 +13,8 @@ from edge_os.errors import PackageError, TargetError
 from edge_os.package.manifest import Manifest
 from edge_os.package.writer import sha256_file
 
+ALIGNMENT = 64  # bytes: where TVM-compiled kernels assume a buffer starts
+
 
 def verify_files(package_dir: Path, manifest: Manifest) -> None:
     """Every file listed in the manifest exists with its size and sha256."""
@@ -70,6 +72,15 @@ def open_package(package_dir: Path, verify: bool = True) -> Manifest:
     return manifest
 
 
+def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an ``ALIGNMENT``-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def read_params(package_dir: Path, manifest: Manifest) -> Iterator[np.ndarray]:
     """The parameter arrays in manifest order, read one at a time (so loading never holds the
     weights twice: each array can be copied to the device and dropped before the next is read)."""
@@ -80,7 +91,7 @@ def read_params(package_dir: Path, manifest: Manifest) -> Iterator[np.ndarray]:
                 handles[p.shard] = open(package_dir / p.shard, "rb")
             f = handles[p.shard]
             f.seek(p.offset)
-            array = np.empty(p.shape, dtype=p.dtype)
+            array = aligned_empty(p.shape, p.dtype)  # the runtime uses it in place, no copy
             if f.readinto(memoryview(array).cast("B")) != p.nbytes:
                 raise PackageError(f"package {package_dir}: {p.shard} is shorter than its manifest says; re-pack it")
             yield array

@@ -23,6 +23,7 @@ from edge_os.errors import InputError
 from edge_os.package.manifest import Manifest
 from edge_os.package.reader import open_package, read_params
 from edge_os.runtime.chat_template import ChatTemplate
+from edge_os.runtime.heap import release_free_heap
 from edge_os.runtime.request import (
     Event, Finished, FinishReason, GenerationRequest, TextDelta, Timings, Usage,
 )
@@ -62,14 +63,15 @@ class Sequence:
 class Engine:
     """A loaded model package. Not thread-safe: one owner (the scheduler loop or one caller)."""
 
-    def __init__(self, package_dir: Path, manifest: Manifest, runner: ModelRunner, context_tokens: int):
+    def __init__(self, package_dir: Path, manifest: Manifest, runner: ModelRunner, context_tokens: int,
+                 tokenizer: Tokenizer):
         self.package_dir = package_dir
         self.manifest = manifest
         self.name = manifest.name
         self.memory = manifest.memory
         self.runner = runner
         self.context_length = context_tokens
-        self.tokenizer = Tokenizer.from_file(str(package_dir / manifest.tokenizer["file"]))
+        self.tokenizer = tokenizer
         bos_id = manifest.tokenizer.get("bos_token_id")
         self.bos_id = bos_id if manifest.tokenizer.get("add_bos_token") else None
         eos = manifest.stop_token_ids[0] if manifest.stop_token_ids else None
@@ -90,11 +92,20 @@ class Engine:
         context = min(context_tokens or DEFAULT_CONTEXT, manifest.context_length)
         if context < 16:
             raise InputError(f"context of {context} tokens is too small; use at least 16")
+        limits = manifest.limits
+        if max_batch > limits.get("max_batch", max_batch):
+            raise InputError(f"{manifest.name} was compiled for at most {limits['max_batch']} sequences at once "
+                             f"(asked for {max_batch}); lower the batch or re-pack the model")
         shape = CacheShape(max_batch_size=max_batch, max_total_tokens=context + 16 * max_batch,
-                           prefill_chunk=min(256, context))
+                           prefill_chunk=min(256, context, limits.get("prefill_chunk", 256)))
+        # The tokenizer first: its parse garbage is handed back before the weights arrive, so the
+        # two never add up in the peak.
+        tokenizer = Tokenizer.from_file(str(package_dir / manifest.tokenizer["file"]))
+        release_free_heap()
         params = read_params(package_dir, manifest)
         runner = ModelRunner(package_dir / manifest.library, params, shape, threads or settings().threads)
-        engine = cls(package_dir, manifest, runner, context)
+        release_free_heap()
+        engine = cls(package_dir, manifest, runner, context, tokenizer)
         engine.load_s = time.perf_counter() - started
         log.info("loaded %s in %.2f s (%d MiB of weights, %d-token context)", manifest.name, engine.load_s,
                  manifest.memory.weight_bytes >> 20, context)

@@ -10,16 +10,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Iterable
 
 import numpy as np
-import tvm
-from tvm import runtime
-from tvm.runtime import vm as tvm_vm
+import tvm_ffi
+
+from edge_os.runtime.tvm_runtime import ensure_loaded, shape, to_numpy, to_tensor
 
 # TVM's CPU attention kernels assume 16-token pages (other sizes fail at run time).
 PAGE_SIZE = 16
+_CPU, _POOLED_ALLOCATOR = 1, 2  # DLPack's kDLCPU; the VM's pooled allocator
 
 
 @dataclass(frozen=True)
@@ -29,37 +29,37 @@ class CacheShape:
     prefill_chunk: int = 256
 
 
-def _shape_tuple(values):
-    return runtime.ShapeTuple([int(v) for v in values])
-
-
 class ModelRunner:
-    """Owns the VM, the parameters on the device and the KV cache of one loaded model."""
+    """Owns the VM, the parameters on the device and the KV cache of one loaded model.
+
+    ``params`` must stay unchanged: the device tensors share their memory (CPU, no copy).
+    """
 
     def __init__(self, library: Path, params: Iterable[np.ndarray], cache: CacheShape, threads: int | None = None):
         if threads:
             # TVM sizes its thread pool once, at the first parallel kernel of the process.
             os.environ["TVM_NUM_THREADS"] = str(threads)
-        self.device = tvm.cpu()
+        ensure_loaded()
         self.cache_shape = cache
-        lib = runtime.load_module(str(library))
-        self.vm = tvm_vm.VirtualMachine(lib, self.device)
-        self.params = [tvm.runtime.tensor(p, self.device) for p in params]
+        self.vm = tvm_ffi.load_module(str(library))["vm_load_executable"]()
+        self.vm["vm_initialization"](_CPU, 0, _POOLED_ALLOCATOR)
+        self.params = [to_tensor(p) for p in params]
         self._embed = self.vm["embed"]
         self._prefill = self.vm["prefill"]
         self._prefill_all = self.vm["prefill_all"]
         self._decode = self.vm["decode"]
         self.kv = self.vm["create_paged_kv_cache"](
-            _shape_tuple([cache.max_batch_size]), _shape_tuple([cache.max_total_tokens]),
-            _shape_tuple([cache.prefill_chunk]), _shape_tuple([PAGE_SIZE]), _shape_tuple([0]),
+            shape([cache.max_batch_size]), shape([cache.max_total_tokens]),
+            shape([cache.prefill_chunk]), shape([PAGE_SIZE]), shape([0]),
         )
-        self._add = tvm.get_global_func("vm.builtin.kv_state_add_sequence")
-        self._remove = tvm.get_global_func("vm.builtin.kv_state_remove_sequence")
-        self._begin = tvm.get_global_func("vm.builtin.kv_state_begin_forward")
-        self._end = tvm.get_global_func("vm.builtin.kv_state_end_forward")
-        self._popn = tvm.get_global_func("vm.builtin.kv_state_popn")
-        self._length = tvm.get_global_func("vm.builtin.attention_kv_cache_get_sequence_length")
-        self._free_pages = tvm.get_global_func("vm.builtin.attention_kv_cache_get_num_available_pages")
+        builtin = tvm_ffi.get_global_func
+        self._add = builtin("vm.builtin.kv_state_add_sequence")
+        self._remove = builtin("vm.builtin.kv_state_remove_sequence")
+        self._begin = builtin("vm.builtin.kv_state_begin_forward")
+        self._end = builtin("vm.builtin.kv_state_end_forward")
+        self._popn = builtin("vm.builtin.kv_state_popn")
+        self._length = builtin("vm.builtin.attention_kv_cache_get_sequence_length")
+        self._free_pages = builtin("vm.builtin.attention_kv_cache_get_num_available_pages")
 
     # --- sequences ---------------------------------------------------------------------------
     def add_sequence(self, seq_id: int) -> None:
@@ -80,9 +80,10 @@ class ModelRunner:
         return int(self._free_pages(self.kv)) * PAGE_SIZE
 
     # --- forwards ----------------------------------------------------------------------------
-    def _embed_ids(self, token_ids: np.ndarray):
-        ids = tvm.runtime.tensor(np.asarray(token_ids, dtype=np.int32), self.device)
-        return self._embed(ids, self.params)
+    def _embed_ids(self, token_ids) -> np.ndarray:
+        """Embeddings ``(len, hidden)`` of the ids."""
+        ids = to_tensor(np.asarray(token_ids, dtype=np.int32))
+        return to_numpy(self._embed(ids, self.params))
 
     def prefill(self, seq_id: int, token_ids: list[int], all_logits: bool = False) -> np.ndarray:
         """Append ``token_ids`` to a sequence; logits of the last token ``(vocab,)``, or of every
@@ -91,23 +92,20 @@ class ModelRunner:
         outputs = []
         for start in range(0, len(token_ids), chunk):
             piece = token_ids[start:start + chunk]
-            embeds = self._embed_ids(np.asarray(piece))
-            hidden = embeds.numpy().reshape(1, len(piece), -1)
-            self._begin(self.kv, _shape_tuple([seq_id]), _shape_tuple([len(piece)]))
+            hidden = self._embed_ids(piece).reshape(1, len(piece), -1)
+            self._begin(self.kv, shape([seq_id]), shape([len(piece)]))
             fn = self._prefill_all if all_logits else self._prefill
-            logits, _ = fn(tvm.runtime.tensor(hidden, self.device), self.kv, self.params)
+            logits, _ = fn(to_tensor(hidden), self.kv, self.params)
             self._end(self.kv)
-            outputs.append(logits.numpy()[0])
+            outputs.append(to_numpy(logits)[0])
         if all_logits:
             return np.concatenate(outputs, axis=0)
         return outputs[-1][-1]
 
     def decode(self, seq_ids: list[int], token_ids: list[int]) -> np.ndarray:
         """One token for each sequence, batched: logits ``(batch, vocab)``."""
-        embeds = self._embed_ids(np.asarray(token_ids)).numpy()
-        embeds = embeds.reshape(len(seq_ids), 1, -1)
-        self._begin(self.kv, _shape_tuple(seq_ids), _shape_tuple([1] * len(seq_ids)))
-        logits, _ = self._decode(tvm.runtime.tensor(embeds, self.device), self.kv, self.params)
+        embeds = self._embed_ids(token_ids).reshape(len(seq_ids), 1, -1)
+        self._begin(self.kv, shape(seq_ids), shape([1] * len(seq_ids)))
+        logits, _ = self._decode(to_tensor(embeds), self.kv, self.params)
         self._end(self.kv)
-        return logits.numpy()[:, 0, :]
-
+        return to_numpy(logits)[:, 0, :]

@@ -170,6 +170,15 @@ def test_chat_session_reuses_the_cache_and_matches_a_fresh_run(engine):
     session.close()
 
 
+def test_a_batch_beyond_the_compiled_limit_is_refused(tiny_package):
+    from edge_os.errors import InputError
+    from edge_os.package.manifest import Manifest
+
+    limit = Manifest.read(tiny_package).limits["max_batch"]
+    with pytest.raises(InputError, match=f"compiled for at most {limit} sequences"):
+        Engine.load(tiny_package, max_batch=limit + 1, context_tokens=64)
+
+
 def test_release_frees_kv_pages(engine):
     free = engine.runner.free_tokens()
     seq = engine.start(GenerationRequest(prompt="z" * 100, raw=True, sampling=GREEDY, max_tokens=4))
