@@ -35,6 +35,7 @@ def run(args) -> int:
         "weight_bytes": m.memory.weight_bytes, "kv_bytes_per_token": m.memory.kv_bytes_per_token,
         "workspace_bytes": m.memory.workspace_bytes, "memory_at_ctx": m.memory.bytes_for(args.ctx),
         "ctx": args.ctx, "files": len(m.files), "tvm_version": m.tvm_version, "verified": bool(args.verify),
+        "limits": m.limits,
     }
     if args.json:
         print(json.dumps(info, indent=1))
@@ -45,6 +46,9 @@ def run(args) -> int:
     print(f"  quantization  {info['quantization']} ({info['scale_dtype']} scales): "
           + ", ".join(f"{n} x {f}" for f, n in formats.items()))
     print(f"  decode        activations rounded to {info['decode_activations']}")
+    if m.limits:
+        print(f"  planned for   prefill chunks of {m.limits['prefill_chunk']} tokens, "
+              f"decode batches of up to {m.limits['max_batch']} sequences")
     print(f"  weights       {mib(m.memory.weight_bytes)}")
     print(f"  KV cache      {m.memory.kv_bytes_per_token / 1024:.1f} KiB per token")
     print(f"  workspace     {mib(m.memory.workspace_bytes)}")
