@@ -41,7 +41,10 @@ def run(args) -> int:
     lines = sys.stdin if interactive else io.StringIO("\n".join(SCRIPT) + "\n")
     if interactive:
         print("Type a message; an empty line ends the chat.")
-    sampling = SamplingParams(temperature=0.0) if not interactive else SamplingParams(temperature=0.7, seed=None)
+    # The scripted session is greedy (the same answers every run); a mild repetition penalty keeps
+    # a 135M model from looping on its own phrases, as greedy decoding otherwise does.
+    sampling = (SamplingParams(temperature=0.0, repetition_penalty=1.1) if not interactive
+                else SamplingParams(temperature=0.7, seed=None))
     chat_loop(engine, lines, sys.stdout, sampling, args.max_tokens, interactive)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (RSS) of this process: {peak:.0f} MiB")
