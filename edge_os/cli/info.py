@@ -31,6 +31,7 @@ def run(args) -> int:
         "cpu": m.target.tvm_target.get("mcpu"), "quantization": m.quantization["scheme"],
         "weight_formats": dict(formats), "context_length": m.context_length,
         "weight_bytes": m.memory.weight_bytes, "kv_bytes_per_token": m.memory.kv_bytes_per_token,
+        "kv_dtype": m.kv_dtype,
         "workspace_bytes": m.memory.workspace_bytes, "memory_at_ctx": m.memory.bytes_for(args.ctx),
         "ctx": args.ctx, "files": len(m.files), "tvm_version": m.tvm_version, "verified": bool(args.verify),
     }
@@ -42,7 +43,7 @@ def run(args) -> int:
     print(f"  target        {m.target.name} ({info['cpu']}), TVM {m.tvm_version}")
     print(f"  quantization  {info['quantization']}: " + ", ".join(f"{n} x {f}" for f, n in formats.items()))
     print(f"  weights       {mib(m.memory.weight_bytes)}")
-    print(f"  KV cache      {m.memory.kv_bytes_per_token / 1024:.1f} KiB per token")
+    print(f"  KV cache      {m.memory.kv_bytes_per_token / 1024:.1f} KiB per token ({m.kv_dtype})")
     print(f"  workspace     {mib(m.memory.workspace_bytes)}")
     print(f"  memory        {mib(info['memory_at_ctx'])} at {args.ctx} tokens (max context {m.context_length})")
     if args.verify:

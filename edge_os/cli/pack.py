@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from edge_os.compile import KV_DTYPES
     from edge_os.quantize.formats import SCHEMES
     from edge_os.targets import available_targets
 
@@ -22,6 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--quant", default="auto", choices=list(SCHEMES), help="quantization scheme (default: auto)")
     p.add_argument("--target", default=None, help=f"target: {', '.join(available_targets())} (default: host)")
     p.add_argument("--name", default=None, help="model name recorded in the manifest")
+    p.add_argument("--kv-dtype", default="auto", choices=KV_DTYPES,
+                   help="what the KV cache stores: auto (float16 on x86-64 with F16C and on aarch64, "
+                        "else float32), float32 or float16 (default: auto)")
     p.add_argument("--force", action="store_true", help="replace an existing package at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -32,6 +36,7 @@ def run(args) -> int:
     from edge_os.package.pack import PackOptions, pack
 
     out = pack(PackOptions(args.source, args.out, quant=args.quant, target=args.target or settings().target,
-                           name=args.name, force=args.force, progress=not args.no_progress))
+                           name=args.name, force=args.force, progress=not args.no_progress,
+                           kv_dtype=args.kv_dtype))
     print(out)
     return 0

@@ -36,9 +36,10 @@ def resolve_tvm_target(tvm_target: dict) -> dict:
     return resolved
 
 
-def export_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str, tvm_target):
+def export_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str, tvm_target,
+                 kv_dtype: str = "auto"):
     """Build the nn model, quantize it, and export the Relax module and its parameter list."""
-    model = model_class(config, kv_cache_factory(tvm_target))
+    model = model_class(config, kv_cache_factory(tvm_target, kv_dtype))
     model = quantize_model(model, formats_by_name, scale_dtype)
     mod, named_params = model.export_tvm(spec=model.get_default_spec())
     params = [ParamSpec(name, tuple(int(d) for d in p.shape), str(p.dtype)) for name, p in named_params]
@@ -46,10 +47,12 @@ def export_model(model_class, config, formats_by_name: dict[str, str], scale_dty
 
 
 def compile_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str,
-                  tvm_target_json: dict, library_path: Path, cross_cc: str | None = None) -> list[ParamSpec]:
-    """Compile and write ``library_path`` (``.so``); returns the parameters it expects."""
+                  tvm_target_json: dict, library_path: Path, cross_cc: str | None = None,
+                  kv_dtype: str = "auto") -> list[ParamSpec]:
+    """Compile and write ``library_path`` (``.so``); returns the parameters it expects.
+    ``kv_dtype``: what the KV cache stores (``edge_os.compile.kv_cache.KV_DTYPES``)."""
     tvm_target = tvm.target.Target(tvm_target_json)
-    mod, params = export_model(model_class, config, formats_by_name, scale_dtype, tvm_target)
+    mod, params = export_model(model_class, config, formats_by_name, scale_dtype, tvm_target, kv_dtype)
     executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target))
     kwargs = {"cc": cross_cc} if cross_cc else {}
     executable.export_library(str(library_path), **kwargs)

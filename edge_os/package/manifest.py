@@ -51,6 +51,7 @@ class Manifest:
     params: tuple[ParamEntry, ...]
     files: dict = field(default_factory=dict)  # relative path -> {"sha256": hex, "size": bytes}
     source: dict = field(default_factory=dict)
+    kv_dtype: str = "float32"  # what the KV cache pages hold (packages from before this field: float32)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
