@@ -7,10 +7,10 @@ import pytest
 from tests.tiny_model import write_hf_folder
 
 
-def _pack(source, out, quant="auto"):
+def _pack(source, out, quant="auto", kv_dtype="auto"):
     from edge_os.package.pack import PackOptions, pack
 
-    return pack(PackOptions(source, out, quant=quant, force=True, progress=False))
+    return pack(PackOptions(source, out, quant=quant, force=True, progress=False, kv_dtype=kv_dtype))
 
 
 @pytest.fixture(scope="session")
@@ -20,15 +20,17 @@ def tiny_hf_folder(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_package_factory(tmp_path_factory, tiny_hf_folder):
-    """``make(quant="q4f32", seed=0, **config_overrides) -> package dir``, cached per arguments."""
+    """``make(quant="q4f32", seed=0, kv_dtype="auto", **config_overrides) -> package dir``, cached
+    per arguments. ``kv_dtype="float32"`` for tests that need float32 exactness (the default is the
+    target's choice, float16 on x86-64 with F16C)."""
     cache = {}
 
-    def make(quant: str = "q4f32", seed: int = 0, **overrides):
-        key = (quant, seed, repr(sorted(overrides.items())))
+    def make(quant: str = "q4f32", seed: int = 0, kv_dtype: str = "auto", **overrides):
+        key = (quant, seed, kv_dtype, repr(sorted(overrides.items())))
         if key not in cache:
             folder = tiny_hf_folder if (seed, overrides) == (0, {}) else write_hf_folder(
                 tmp_path_factory.mktemp("tiny-hf"), seed=seed, **overrides)
-            cache[key] = _pack(folder, tmp_path_factory.mktemp("pkg") / f"tiny-{quant}", quant)
+            cache[key] = _pack(folder, tmp_path_factory.mktemp("pkg") / f"tiny-{quant}-{kv_dtype}", quant, kv_dtype)
         return cache[key]
 
     return make

@@ -39,7 +39,7 @@ def _file_weights(path) -> dict[str, np.ndarray]:
 
 
 def test_auto_quant_keeps_the_gguf_values_exactly(gguf_file, tmp_path):
-    package = pack(PackOptions(gguf_file, tmp_path / "pkg", quant="auto", progress=False))
+    package = pack(PackOptions(gguf_file, tmp_path / "pkg", quant="auto", progress=False, kv_dtype="float32"))
     in_package = package_weights(package)
     from_file = _file_weights(gguf_file)
     assert set(from_file) == set(in_package)
