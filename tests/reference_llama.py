@@ -1,7 +1,9 @@
 """An independent float32 numpy forward pass of a Llama/Qwen2 model (the test oracle).
 
 It shares no code with edge_os: plain attention over the whole sequence, RoPE in the Hugging Face
-"rotate half" layout, grouped-query attention by repeating K/V heads.
+"rotate half" layout, grouped-query attention by repeating K/V heads. ``kv_dtype=np.float16``
+rounds where a float16 KV cache does: q/k/v as they enter the cache, q/k again after RoPE (which is
+computed in float32), and the attention output; everything else stays float32.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ def _rope(x, positions, theta):
     return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def forward(config: dict, weights: dict[str, np.ndarray], ids: list[int]) -> np.ndarray:
+def forward(config: dict, weights: dict[str, np.ndarray], ids: list[int], kv_dtype=np.float32) -> np.ndarray:
     """Logits ``(len(ids), vocab)`` for a token sequence starting at position 0."""
+    store = lambda a: a.astype(kv_dtype).astype(np.float32)  # noqa: E731
     h = config["hidden_size"]
     heads, kv = config["num_attention_heads"], config["num_key_value_heads"]
     d = config.get("head_dim") or h // heads
@@ -43,14 +46,15 @@ def forward(config: dict, weights: dict[str, np.ndarray], ids: list[int]) -> np.
         v = hn @ w("self_attn.v_proj.weight").T
         if p + "self_attn.q_proj.bias" in weights:
             q, k, v = q + w("self_attn.q_proj.bias"), k + w("self_attn.k_proj.bias"), v + w("self_attn.v_proj.bias")
-        q = _rope(q.reshape(seq, heads, d), pos, theta)
-        k = _rope(k.reshape(seq, kv, d), pos, theta)
+        q, k, v = store(q), store(k), store(v)
+        q = store(_rope(q.reshape(seq, heads, d), pos, theta))
+        k = store(_rope(k.reshape(seq, kv, d), pos, theta))
         v = v.reshape(seq, kv, d)
         k, v = np.repeat(k, heads // kv, axis=1), np.repeat(v, heads // kv, axis=1)
         scores = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(d) + mask
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
         scores /= scores.sum(axis=-1, keepdims=True)
-        attn = np.einsum("hqk,khd->qhd", scores, v).reshape(seq, heads * d)
+        attn = store(np.einsum("hqk,khd->qhd", scores, v)).reshape(seq, heads * d)
         x = x + attn @ w("self_attn.o_proj.weight").T
         hn = _rms_norm(x, w("post_attention_layernorm.weight"), eps)
         gate, up = hn @ w("mlp.gate_proj.weight").T, hn @ w("mlp.up_proj.weight").T

@@ -33,6 +33,7 @@ def run(args) -> int:
         "decode_activations": m.quantization.get("decode_activations", "float32"),  # older packages: float32
         "weight_formats": dict(formats), "context_length": m.context_length,
         "weight_bytes": m.memory.weight_bytes, "kv_bytes_per_token": m.memory.kv_bytes_per_token,
+        "kv_dtype": m.kv_dtype,
         "workspace_bytes": m.memory.workspace_bytes, "memory_at_ctx": m.memory.bytes_for(args.ctx),
         "ctx": args.ctx, "files": len(m.files), "tvm_version": m.tvm_version, "verified": bool(args.verify),
         "limits": m.limits,
@@ -50,7 +51,7 @@ def run(args) -> int:
         print(f"  planned for   prefill chunks of {m.limits['prefill_chunk']} tokens, "
               f"decode batches of up to {m.limits['max_batch']} sequences")
     print(f"  weights       {mib(m.memory.weight_bytes)}")
-    print(f"  KV cache      {m.memory.kv_bytes_per_token / 1024:.1f} KiB per token")
+    print(f"  KV cache      {m.memory.kv_bytes_per_token / 1024:.1f} KiB per token ({m.kv_dtype})")
     print(f"  workspace     {mib(m.memory.workspace_bytes)}")
     print(f"  memory        {mib(info['memory_at_ctx'])} at {args.ctx} tokens (max context {m.context_length})")
     if args.verify:

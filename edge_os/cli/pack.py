@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from edge_os.compile import KV_DTYPES
     from edge_os.quantize.formats import SCHEMES
     from edge_os.targets import available_targets
 
@@ -25,6 +26,9 @@ def register(subparsers) -> None:
                    help="how decode kernels may round activations, per group of 32 (default: int16, "
                         "~2x float32's decode speed and near-exact; int8 is llama.cpp's and moves logits more)")
     p.add_argument("--name", default=None, help="model name recorded in the manifest")
+    p.add_argument("--kv-dtype", default="auto", choices=KV_DTYPES,
+                   help="what the KV cache stores: auto (float16 on x86-64 with F16C and on aarch64, "
+                        "else float32), float32 or float16 (default: auto)")
     p.add_argument("--force", action="store_true", help="replace an existing package at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -36,6 +40,6 @@ def run(args) -> int:
 
     out = pack(PackOptions(args.source, args.out, quant=args.quant, target=args.target or settings().target,
                            name=args.name, force=args.force, progress=not args.no_progress,
-                           activations=args.activations))
+                           activations=args.activations, kv_dtype=args.kv_dtype))
     print(out)
     return 0

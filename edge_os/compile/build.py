@@ -56,9 +56,9 @@ def model_facts(config) -> dict:
 
 
 def export_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str, tvm_target,
-                 limits: CompileLimits = CompileLimits()):
+                 limits: CompileLimits = CompileLimits(), kv_dtype: str = "auto"):
     """Build the nn model, quantize it, and export the Relax module and its parameter list."""
-    model = model_class(config, kv_cache_factory(tvm_target))
+    model = model_class(config, kv_cache_factory(tvm_target, kv_dtype))
     model = quantize_model(model, formats_by_name, scale_dtype)
     mod, named_params = model.export_tvm(spec=model.get_default_spec())
     mod = mod.with_attr(MODEL_ATTR, model_facts(config))
@@ -72,12 +72,14 @@ def export_model(model_class, config, formats_by_name: dict[str, str], scale_dty
 
 def compile_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str,
                   tvm_target_json: dict, library_path: Path, cross_cc: str | None = None,
-                  activations: str = "float32", limits: CompileLimits = CompileLimits()) -> list[ParamSpec]:
+                  activations: str = "float32", limits: CompileLimits = CompileLimits(),
+                  kv_dtype: str = "auto") -> list[ParamSpec]:
     """Compile and write ``library_path`` (``.so``); returns the parameters it expects.
     ``activations`` is how far decode kernels may round activations (``build_pipeline``); calls
-    must stay within ``limits``."""
+    must stay within ``limits``; ``kv_dtype`` is what the KV cache stores
+    (``edge_os.compile.kv_cache.KV_DTYPES``)."""
     tvm_target = tvm.target.Target(tvm_target_json)
-    mod, params = export_model(model_class, config, formats_by_name, scale_dtype, tvm_target, limits)
+    mod, params = export_model(model_class, config, formats_by_name, scale_dtype, tvm_target, limits, kv_dtype)
     executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target, activations))
     kwargs = {"cc": cross_cc} if cross_cc else {}
     executable.export_library(str(library_path), **kwargs)

@@ -55,6 +55,7 @@ class Manifest:
     # The largest calls the library was planned for: {"prefill_chunk": tokens, "max_batch":
     # sequences per decode}; empty for libraries planned without bounds.
     limits: dict = field(default_factory=dict)
+    kv_dtype: str = "float32"  # what the KV cache pages hold (packages from before this field: float32)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:

@@ -39,6 +39,7 @@ class PackOptions:
     force: bool = False
     progress: bool = True
     activations: str = "int16"  # how decode kernels may round activations (edge_os.compile.kernels)
+    kv_dtype: str = "auto"  # KV cache pages: auto (the target's choice), float32 or float16
 
 
 def _to_format(value, scheme: Scheme):
@@ -67,9 +68,11 @@ def _workspace_bytes(config, prefill_chunk: int = 256, max_batch: int = 8) -> in
 
 def pack(options: PackOptions) -> Path:
     """Pack ``options.source`` into a package directory at ``options.out`` and return it."""
-    from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
+    import tvm
 
+    from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
     from edge_os.compile.kernels import ACTIVATIONS
+    from edge_os.compile.kv_cache import resolve_kv_dtype
 
     started = time.monotonic()
     if options.activations not in ACTIVATIONS:
@@ -80,8 +83,9 @@ def pack(options: PackOptions) -> Path:
     arch = get_architecture(source.architecture)
     config = arch.config_from_hf(source.hf_config)
     tvm_target = resolve_tvm_target(target.tvm_target)
-    log.info("packing %s (%s, %d layers) as %s for %s", source.path.name, source.architecture,
-             config.num_hidden_layers, scheme.name, target.name)
+    kv_dtype = resolve_kv_dtype(options.kv_dtype, tvm.target.Target(tvm_target))
+    log.info("packing %s (%s, %d layers) as %s for %s, KV cache in %s", source.path.name, source.architecture,
+             config.num_hidden_layers, scheme.name, target.name, kv_dtype)
 
     with PackageWriter(options.out, overwrite=options.force) as writer:
         formats = _write_weights(source, arch, scheme, writer, options.progress)
@@ -91,15 +95,13 @@ def pack(options: PackOptions) -> Path:
         try:
             specs = compile_model(arch.model_class, config, formats, scheme.scale_dtype, tvm_target,
                                   writer.path(library), cross_cc=target.cross_cc, activations=options.activations,
-                                  limits=limits)
+                                  limits=limits, kv_dtype=kv_dtype)
         except RuntimeError as exc:
             if target.cross_cc and "not found" in str(exc).lower():
                 raise TargetError(f"cross-compiling for {target.name} needs {target.cross_cc}; install it") from exc
             raise
         _order_params(writer, specs)
         writer.path("tokenizer.json").write_text(source.tokenizer_json)
-        import tvm
-
         manifest = Manifest(
             name=options.name or source.path.stem,
             architecture=source.architecture,
@@ -117,12 +119,13 @@ def pack(options: PackOptions) -> Path:
             context_length=config.max_position_embeddings,
             memory=MemoryFigures(
                 weight_bytes=sum(p.nbytes for p in writer.params),
-                kv_bytes_per_token=config.kv_bytes_per_token,
+                kv_bytes_per_token=config.kv_bytes_per_token(kv_dtype),
                 workspace_bytes=_workspace_bytes(config),
             ),
             params=(),
             source={"file": source.path.name},
             limits=limits.to_json(),
+            kv_dtype=kv_dtype,
         )
         dest = writer.commit(manifest)
     log.info("packed %s in %.1f s", dest, time.monotonic() - started)

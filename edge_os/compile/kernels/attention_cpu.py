@@ -10,7 +10,11 @@ decode speed. These kernels keep the signatures and results (output and base-2 l
 - keys come in blocks of 16 (one KV page): scores are 8-lane dot products with the query
   pre-scaled by ``sm_scale * log2(e)``, the block maximum rescales the running output once, and
   the probabilities of the block come from a vectorized ``exp2``;
-- causal masking is a key count per query (keys past it are never read), not a branch per key.
+- causal masking is a key count per query (keys past it are never read), not a branch per key;
+- q, K/V and the output may each be float32 or float16 (TVM's cache uses one dtype for all three):
+  halves are widened to float32 as they are loaded, 8 at a time (``vcvtph2ps`` on x86 with F16C,
+  ``fcvtl`` on aarch64), scores, softmax and the output are accumulated in float32, and the output
+  is rounded once when it is stored. The log-sum-exp is float32 either way.
 
 RoPE must already be applied (``RopeMode.NORMAL``, what ``edge_os.compile.kv_cache`` builds,
 passes ``rotary_mode == 0``); a call with inline RoPE stops with an error instead of a wrong
@@ -27,26 +31,35 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from edge_os.compile.kernels import register_replacement
-from edge_os.compile.kernels.vector import bcast, const, exp2, load, tree_sum, vload, vstore_index
+from edge_os.compile.kernels.vector import bcast, const, exp2, load, to_f32, tree_sum, vload, vstore_index
 
 LANES = 8
 BLOCK = 16  # keys per block: one page of TVM's paged KV cache
 LOG2E = math.log2(math.e)
 EMPTY_MAX = -5e4  # TVM's initial running maximum; an empty row keeps it as its lse
+FLOATS = ("float32", "float16")
 
 
 class _Shape:
-    """Head counts and sizes read from the kernel being replaced."""
+    """Head counts, sizes and dtypes read from the kernel being replaced."""
 
-    def __init__(self, q_shape, pages_shape=None, k_shape=None):
-        self.heads = int(q_shape[1])
-        self.dim = int(q_shape[2])
-        self.kv_heads = int(pages_shape[2]) if pages_shape is not None else int(k_shape[1])
-        self.page = int(pages_shape[3]) if pages_shape is not None else BLOCK
+    def __init__(self, q, kv, out):
+        """``q``, ``kv`` (the pages, or the ragged K) and ``out``: that kernel's parameters."""
+        paged = len(kv.shape) == 5  # (pages, 2, kv_heads, page, dim) or (tokens, kv_heads, dim)
+        self.heads = int(q.shape[1])
+        self.dim = int(q.shape[2])
+        self.kv_heads = int(kv.shape[2]) if paged else int(kv.shape[1])
+        self.page = int(kv.shape[3]) if paged else BLOCK
+        self.q_dtype, self.kv_dtype, self.out_dtype = str(q.dtype), str(kv.dtype), str(out.dtype)
 
     @property
     def supported(self) -> bool:
-        return self.dim % LANES == 0 and self.page == BLOCK and self.heads % self.kv_heads == 0
+        return (self.dim % LANES == 0 and self.page == BLOCK and self.heads % self.kv_heads == 0
+                and {self.q_dtype, self.kv_dtype, self.out_dtype} <= set(FLOATS))
+
+    def out_vector(self, value: tirx.PrimExpr) -> tirx.PrimExpr:
+        """A float32 vector of the output, in the output's dtype."""
+        return value if self.out_dtype == "float32" else tirx.Cast(f"{self.out_dtype}x{LANES}", value)
 
 
 def _int_buffer(handle, shape, name: str):
@@ -63,8 +76,8 @@ def _rope_applied(rotary_mode):
 def _attend_row(shape: _Shape, q_vec, visible, key, value, store_out, store_lse) -> None:
     """Online softmax of one query row and head over ``visible`` keys, 16 at a time.
 
-    ``q_vec(j)`` is lanes ``8j..8j+7`` of the query; ``key(block, t, j)`` / ``value(block, t, j)``
-    load lanes of key / value ``t`` of a block.
+    ``q_vec(j)`` is lanes ``8j..8j+7`` of the query, scaled, as float32; ``key(block, t, j)`` /
+    ``value(block, t, j)`` load lanes of key / value ``t`` of a block as float32.
     """
     vectors = shape.dim // LANES
     out = T.decl_buffer((shape.dim,), "float32")
@@ -78,6 +91,7 @@ def _attend_row(shape: _Shape, q_vec, visible, key, value, store_out, store_lse)
         count = tirx.min(visible - block * BLOCK, BLOCK)
         T.buffer_store(state, const(EMPTY_MAX), [2])
         with T.serial(0, count) as t:
+            # q_vec is loop-invariant: LLVM keeps the widened, scaled query in registers
             dot = tree_sum([q_vec(j) * key(block, t, j) for j in range(vectors)])
             score = tree_sum([tirx.Shuffle([dot], [lane]) for lane in range(LANES)])
             T.buffer_store(scores, score, [t])
@@ -106,7 +120,7 @@ def _attend_row(shape: _Shape, q_vec, visible, key, value, store_out, store_lse)
                 T.buffer_store(out, o, vstore_index(j * LANES, lanes=LANES))
     inv = const(1.0) / load(state, 1)
     for j in range(vectors):
-        store_out(j, vload(out, j * LANES, lanes=LANES) * bcast(inv, LANES))
+        store_out(j, shape.out_vector(vload(out, j * LANES, lanes=LANES) * bcast(inv, LANES)))
     store_lse(load(state, 0) + tirx.log2(load(state, 1)))
 
 
@@ -132,14 +146,14 @@ def build_decode(shape: _Shape) -> tirx.PrimFunc:
                 T.arg(name, tirx.Var(name, "float32"))
             sm_scale = T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
             batch, pages_n, nnz = T.int32(), T.int32(), T.int32()
-            q = T.match_buffer(handles[0], (batch, h, d), "float32")
-            pages = T.match_buffer(handles[1], (pages_n, 2, hkv, BLOCK, d), "float32")
+            q = T.match_buffer(handles[0], (batch, h, d), shape.q_dtype)
+            pages = T.match_buffer(handles[1], (pages_n, 2, hkv, BLOCK, d), shape.kv_dtype)
             indptr = _int_buffer(handles[2], (batch + 1,), "page_indptr")
             values = _int_buffer(handles[3], (nnz,), "page_values")
             last_len = _int_buffer(handles[4], (batch,), "length_info")
             _int_buffer(handles[5], (batch,), "k_rope_pos_offset")
             _int_buffer(handles[6], (batch,), "q_rope_position")
-            out = T.match_buffer(handles[7], (batch, h, d), "float32")
+            out = T.match_buffer(handles[7], (batch, h, d), shape.out_dtype)
             lse = T.match_buffer(handles[8], (batch, h), "float32")
             scale = bcast(sm_scale * const(LOG2E), LANES)
             with _rope_applied(rotary_mode), T.parallel(0, batch * h) as task:
@@ -149,10 +163,10 @@ def build_decode(shape: _Shape) -> tirx.PrimFunc:
 
                 def key(block, t, j, half=0):
                     page = load(values, first + block)
-                    return vload(pages, page, half, head // group, t, j * LANES, lanes=LANES)
+                    return to_f32(vload(pages, page, half, head // group, t, j * LANES, lanes=LANES), LANES)
 
                 _attend_row(
-                    shape, lambda j: vload(q, b, head, j * LANES, lanes=LANES) * scale, kv_len,
+                    shape, lambda j: to_f32(vload(q, b, head, j * LANES, lanes=LANES), LANES) * scale, kv_len,
                     key, lambda block, t, j: key(block, t, j, half=1),
                     lambda j, v: T.buffer_store(out, v, vstore_index(b, head, j * LANES, lanes=LANES)),
                     lambda v: T.buffer_store(lse, v, [b, head]))
@@ -175,14 +189,14 @@ def build_prefill_ragged(shape: _Shape) -> tirx.PrimFunc:
                 T.arg(name, tirx.Var(name, "float32"))
             sm_scale = T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
             batch, qo_total, kv_total = T.int32(), T.int32(), T.int32()
-            q = T.match_buffer(handles[0], (qo_total, h, d), "float32")
+            q = T.match_buffer(handles[0], (qo_total, h, d), shape.q_dtype)
             q_indptr = _int_buffer(handles[1], (batch + 1,), "q_indptr")
-            k = T.match_buffer(handles[2], (kv_total, hkv, d), "float32")
-            v = T.match_buffer(handles[3], (kv_total, hkv, d), "float32")
+            k = T.match_buffer(handles[2], (kv_total, hkv, d), shape.kv_dtype)
+            v = T.match_buffer(handles[3], (kv_total, hkv, d), shape.kv_dtype)
             kv_indptr = _int_buffer(handles[4], (batch + 1,), "kv_indptr")
             _int_buffer(handles[5], (qo_total,), "q_rope_position")
             _int_buffer(handles[6], (batch,), "k_rope_pos_offset")
-            out = T.match_buffer(handles[7], (qo_total, h, d), "float32")
+            out = T.match_buffer(handles[7], (qo_total, h, d), shape.out_dtype)
             lse = T.match_buffer(handles[8], (qo_total, h), "float32")
             scale = bcast(sm_scale * const(LOG2E), LANES)
             with _rope_applied(rotary_mode), T.serial(0, batch) as b:
@@ -192,10 +206,11 @@ def build_prefill_ragged(shape: _Shape) -> tirx.PrimFunc:
                     row, head = q_first + task // h, task % h
 
                     def key(block, t, j, tensor=k):
-                        return vload(tensor, kv_first + block * BLOCK + t, head // group, j * LANES, lanes=LANES)
+                        return to_f32(vload(tensor, kv_first + block * BLOCK + t, head // group, j * LANES,
+                                            lanes=LANES), LANES)
 
                     _attend_row(
-                        shape, lambda j: vload(q, row, head, j * LANES, lanes=LANES) * scale,
+                        shape, lambda j: to_f32(vload(q, row, head, j * LANES, lanes=LANES), LANES) * scale,
                         _visible(causal, task // h, kv_len, qo_len),
                         key, lambda block, t, j: key(block, t, j, tensor=v),
                         lambda j, val: T.buffer_store(out, val, vstore_index(row, head, j * LANES, lanes=LANES)),
@@ -219,15 +234,15 @@ def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
                 T.arg(name, tirx.Var(name, "float32"))
             sm_scale = T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
             batch, total, pages_n, nnz = T.int32(), T.int32(), T.int32(), T.int32()
-            q = T.match_buffer(handles[0], (total, h, d), "float32")
+            q = T.match_buffer(handles[0], (total, h, d), shape.q_dtype)
             q_indptr = _int_buffer(handles[1], (batch + 1,), "q_indptr")
-            pages = T.match_buffer(handles[2], (pages_n, 2, hkv, BLOCK, d), "float32")
+            pages = T.match_buffer(handles[2], (pages_n, 2, hkv, BLOCK, d), shape.kv_dtype)
             page_indptr = _int_buffer(handles[3], (batch + 1,), "page_indptr")
             values = _int_buffer(handles[4], (nnz,), "page_values")
             last_len = _int_buffer(handles[5], (batch,), "length_info")
             _int_buffer(handles[6], (batch,), "k_rope_pos_offset")
             _int_buffer(handles[7], (total,), "q_rope_position")
-            out = T.match_buffer(handles[8], (total, h, d), "float32")
+            out = T.match_buffer(handles[8], (total, h, d), shape.out_dtype)
             lse = T.match_buffer(handles[9], (total, h), "float32")
             scale = bcast(sm_scale * const(LOG2E), LANES)
             with _rope_applied(rotary_mode), T.serial(0, batch) as b:
@@ -239,10 +254,10 @@ def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
 
                     def key(block, t, j, half=0):
                         page = load(values, first + block)
-                        return vload(pages, page, half, head // group, t, j * LANES, lanes=LANES)
+                        return to_f32(vload(pages, page, half, head // group, t, j * LANES, lanes=LANES), LANES)
 
                     _attend_row(
-                        shape, lambda j: vload(q, row, head, j * LANES, lanes=LANES) * scale,
+                        shape, lambda j: to_f32(vload(q, row, head, j * LANES, lanes=LANES), LANES) * scale,
                         _visible(causal, task // h, kv_len, qo_len),
                         key, lambda block, t, j: key(block, t, j, half=1),
                         lambda j, val: T.buffer_store(out, val, vstore_index(row, head, j * LANES, lanes=LANES)),
@@ -250,24 +265,22 @@ def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
     return ib.get()
 
 
-# TVM's global symbol -> (builder, names of the parameters whose shapes give the head layout)
+# TVM's global symbol -> (builder, names of its query, K/V and output parameters)
 REPLACED = {
-    "batch_decode_paged_kv_cpu": (build_decode, ("Q", "pages")),
-    "batch_prefill_ragged_kv": (build_prefill_ragged, ("q", None, "k")),
-    "batch_prefill_paged_kv_cpu": (build_prefill_paged, ("q", "pages")),
+    "batch_decode_paged_kv_cpu": (build_decode, ("Q", "pages", "output")),
+    "batch_prefill_ragged_kv": (build_prefill_ragged, ("q", "k", "output")),
+    "batch_prefill_paged_kv_cpu": (build_prefill_paged, ("q", "pages", "output")),
 }
 
 
 def replacement(func: tirx.PrimFunc, model: dict) -> tirx.PrimFunc | None:
     """The fast kernel for one of TVM's CPU attention kernels, or ``None`` for any other."""
     symbol = str(func.attrs.get("global_symbol", "")) if func.attrs is not None else ""
-    if symbol not in REPLACED or str(func.params[0].dtype) != "float32":
+    if symbol not in REPLACED:
         return None
     builder, names = REPLACED[symbol]
-    shapes = {str(p.name): p.shape for p in func.params if hasattr(p, "shape")}
-    q_name, pages_name, *k_name = names
-    shape = _Shape(shapes[q_name], shapes.get(pages_name) if pages_name else None,
-                   shapes[k_name[0]] if k_name else None)
+    params = {str(p.name): p for p in func.params}
+    shape = _Shape(*(params[name] for name in names))
     return builder(shape).with_attr("global_symbol", symbol) if shape.supported else None
 
 

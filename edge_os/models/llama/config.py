@@ -25,10 +25,10 @@ class LlamaConfig:
         if not self.head_dim:
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
 
-    @property
-    def kv_bytes_per_token(self) -> int:
-        """float32 K and V of every layer for one token."""
-        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * 4
+    def kv_bytes_per_token(self, kv_dtype: str = "float32") -> int:
+        """K and V of every layer for one token, stored as ``kv_dtype`` (float32 or float16)."""
+        element = {"float32": 4, "float16": 2}[kv_dtype]
+        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * element
 
     def to_json(self) -> dict:
         return asdict(self)

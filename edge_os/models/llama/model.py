@@ -8,7 +8,7 @@ injected factory and kernels are chosen by the compile pipeline.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Protocol
 
 from tvm import te, tirx
 from tvm.relax.frontend import nn
@@ -17,12 +17,19 @@ from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
 
 from edge_os.models.llama.config import LlamaConfig
 
-# (config, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size, support_sliding_window)
-KVCacheFactory = Callable[..., PagedKVCache]
+class KVCacheFactory(Protocol):
+    """Builds the cache: ``(config, max_batch_size, max_total_seq_len, prefill_chunk_size,
+    page_size, support_sliding_window) -> PagedKVCache``. ``dtype`` is the dtype the cache stores
+    K/V in and takes q/k/v in (the compile side chooses it per target)."""
+
+    dtype: str
+
+    def __call__(self, config: LlamaConfig, *sizes: tirx.Var) -> PagedKVCache: ...
 
 
 class Attention(nn.Module):
-    def __init__(self, config: LlamaConfig):
+    def __init__(self, config: LlamaConfig, kv_dtype: str = "float32"):
+        self.kv_dtype = kv_dtype
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
@@ -33,7 +40,13 @@ class Attention(nn.Module):
     def forward(self, x: nn.Tensor, cache: PagedKVCache, layer_id: int) -> nn.Tensor:
         b, s, _ = x.shape
         qkv = op.reshape(self.qkv_proj(x), (b, s, self.num_heads + 2 * self.num_kv_heads, self.head_dim))
+        # The cache takes q/k/v and returns the output in the dtype of its pages.
+        dtype = qkv.dtype
+        if self.kv_dtype != dtype:
+            qkv = qkv.astype(self.kv_dtype)
         out = cache.attention_with_fused_qkv(layer_id, qkv, self.num_heads, sm_scale=self.head_dim**-0.5)
+        if out.dtype != dtype:
+            out = out.astype(dtype)  # (b, s, heads, head_dim)
         return self.o_proj(op.reshape(out, (b, s, self.num_heads * self.head_dim)))  # (b, s, hidden)
 
 
@@ -49,9 +62,9 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: LlamaConfig):
+    def __init__(self, config: LlamaConfig, kv_dtype: str = "float32"):
         self.input_layernorm = nn.RMSNorm(config.hidden_size, -1, config.rms_norm_eps, bias=False)
-        self.self_attn = Attention(config)
+        self.self_attn = Attention(config, kv_dtype)
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, -1, config.rms_norm_eps, bias=False)
         self.mlp = MLP(config)
 
@@ -61,9 +74,9 @@ class DecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: LlamaConfig):
+    def __init__(self, config: LlamaConfig, kv_dtype: str = "float32"):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList([DecoderLayer(config) for _ in range(config.num_hidden_layers)])
+        self.layers = nn.ModuleList([DecoderLayer(config, kv_dtype) for _ in range(config.num_hidden_layers)])
         self.norm = nn.RMSNorm(config.hidden_size, -1, config.rms_norm_eps, bias=False)
 
     def forward(self, x: nn.Tensor, cache: PagedKVCache) -> nn.Tensor:
@@ -76,7 +89,7 @@ class LlamaForCausalLM(nn.Module):
     def __init__(self, config: LlamaConfig, kv_cache_factory: KVCacheFactory):
         self.config = config
         self.kv_cache_factory = kv_cache_factory
-        self.model = LlamaModel(config)
+        self.model = LlamaModel(config, kv_cache_factory.dtype)
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(
             config.hidden_size, config.vocab_size, bias=False
         )

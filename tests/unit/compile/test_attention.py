@@ -1,7 +1,9 @@
 """The CPU attention kernels against a numpy softmax, and TVM's kernels against the same numpy.
 
 Small heads (4 query heads over 2 KV heads, dim 16) and sequences that cover an empty sequence,
-a partial last page and a full page.
+a partial last page and a full page. With a float16 cache TVM hands the kernels float16 q, K/V and
+output: numpy gets the same float16 inputs (widened exactly), so the only difference left is the
+rounding of the output to float16, at most half a unit in the last place: 2**-11 relative.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from edge_os.compile.kernels.attention_cpu import replacement
 HOST = tvm.target.Target({"kind": "llvm", "mcpu": tvm.get_global_func("target.llvm_get_system_cpu")()})
 H, HKV, D, PAGE = 4, 2, 16, 16
 SM_SCALE = 1 / math.sqrt(D)
+F16_RTOL = 2.0**-11  # float16 rounding of the output (11 significant bits)
+
+
+def _tolerance(dtype):
+    """Output tolerance: float32 accumulation (2e-5), plus the output's rounding for float16."""
+    return {"atol": 2e-5, "rtol": F16_RTOL if dtype == "float16" else 0}
 
 
 def _compile(func):
@@ -41,17 +49,19 @@ def _attention(q, k, v, visible):
     return out, lse
 
 
-def _paged(rng, lengths):
-    """Pages holding sequences of ``lengths`` tokens in shuffled page order."""
+def _paged(rng, lengths, dtype="float32"):
+    """Pages of ``dtype`` holding sequences of ``lengths`` tokens in shuffled page order; the keys
+    and values per sequence as float32."""
     counts = [-(-n // PAGE) for n in lengths]
     order = rng.permutation(sum(counts) + 2).astype(np.int32)
-    pages = rng.standard_normal((len(order), 2, HKV, PAGE, D)).astype(np.float32)
+    pages = rng.standard_normal((len(order), 2, HKV, PAGE, D)).astype(dtype)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     last = np.array([n - (c - 1) * PAGE if c else 0 for n, c in zip(lengths, counts)], np.int32)
     keys = [pages[order[indptr[i]:indptr[i + 1]], 0].transpose(0, 2, 1, 3).reshape(-1, HKV, D)[:n]
             for i, n in enumerate(lengths)]
     values = [pages[order[indptr[i]:indptr[i + 1]], 1].transpose(0, 2, 1, 3).reshape(-1, HKV, D)[:n]
               for i, n in enumerate(lengths)]
+    keys, values = ([x.astype(np.float32) for x in xs] for xs in (keys, values))
     return pages, indptr, order[:indptr[-1]].copy(), last, keys, values
 
 
@@ -61,61 +71,64 @@ def _run(kernel, *arrays, scalars):
     return tensors
 
 
-@pytest.mark.parametrize("tvm_kernel", [False, True])
-def test_decode_matches_numpy(tvm_kernel):
+@pytest.mark.parametrize("tvm_kernel,dtype", [(False, "float32"), (True, "float32"), (False, "float16")])
+def test_decode_matches_numpy(tvm_kernel, dtype):
     rng = np.random.default_rng(0)
     lengths = [37, 0, 16]
-    pages, indptr, values, last, keys, vals = _paged(rng, lengths)
-    q = rng.standard_normal((3, H, D)).astype(np.float32)
-    ref = _attention_decode_cpu(HKV, H, D, "float32", False, {})
+    pages, indptr, values, last, keys, vals = _paged(rng, lengths, dtype)
+    q = rng.standard_normal((3, H, D)).astype(dtype)
+    ref = _attention_decode_cpu(HKV, H, D, dtype, False, {})
     kernel = _compile(ref if tvm_kernel else replacement(ref, {}))
     zeros = np.zeros(3, np.int32)
-    t = _run(kernel, q, pages, indptr, values, last, zeros, zeros, np.zeros((3, H, D), np.float32),
+    t = _run(kernel, q, pages, indptr, values, last, zeros, zeros, np.zeros((3, H, D), dtype),
              np.zeros((3, H), np.float32), scalars=[0, 1.0, 1e4, SM_SCALE])
     for b, n in enumerate(lengths):
-        out, lse = _attention(q[b], keys[b], vals[b], n)
-        np.testing.assert_allclose(t[7].numpy()[b], out, atol=2e-5)
+        out, lse = _attention(q[b].astype(np.float32), keys[b], vals[b], n)
+        np.testing.assert_allclose(t[7].numpy()[b], out, **_tolerance(dtype))
         np.testing.assert_allclose(t[8].numpy()[b], lse, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("causal", [0, 1])
-@pytest.mark.parametrize("tvm_kernel", [False, True])
-def test_ragged_prefill_matches_numpy(causal, tvm_kernel):
+@pytest.mark.parametrize("tvm_kernel,dtype", [(False, "float32"), (True, "float32"), (False, "float16")])
+def test_ragged_prefill_matches_numpy(causal, tvm_kernel, dtype):
     rng = np.random.default_rng(1)
     lengths = [5, 21]
     indptr = np.array([0, 5, 26], np.int32)
-    q = rng.standard_normal((26, H, D)).astype(np.float32)
-    k, v = (rng.standard_normal((26, HKV, D)).astype(np.float32) for _ in range(2))
-    ref = _attention_prefill_ragged_cpu(HKV, H, D, D, "float32", {})
+    q = rng.standard_normal((26, H, D)).astype(dtype)
+    k, v = (rng.standard_normal((26, HKV, D)).astype(dtype) for _ in range(2))
+    ref = _attention_prefill_ragged_cpu(HKV, H, D, D, dtype, {})
     kernel = _compile(ref if tvm_kernel else replacement(ref, {}))
     t = _run(kernel, q, indptr, k, v, indptr, np.zeros(26, np.int32), np.zeros(2, np.int32),
-             np.zeros((26, H, D), np.float32), np.zeros((26, H), np.float32), scalars=[causal, 0, 1.0, 1e4, SM_SCALE])
+             np.zeros((26, H, D), dtype), np.zeros((26, H), np.float32), scalars=[causal, 0, 1.0, 1e4, SM_SCALE])
+    q, k, v = (x.astype(np.float32) for x in (q, k, v))
     for b, n in enumerate(lengths):
         for row in range(n):
             i = indptr[b] + row
             out, lse = _attention(q[i], k[indptr[b]:], v[indptr[b]:], row + 1 if causal else n)
-            np.testing.assert_allclose(t[7].numpy()[i], out, atol=2e-5)
+            np.testing.assert_allclose(t[7].numpy()[i], out, **_tolerance(dtype))
             np.testing.assert_allclose(t[8].numpy()[i], lse, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("causal", [0, 1])
-def test_paged_prefill_matches_numpy(causal):
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_paged_prefill_matches_numpy(causal, dtype):
     # TVM's own kernel is not compared: it reads a one-element scale buffer at every head_dim index.
     rng = np.random.default_rng(2)
     lengths = [20, 0]
-    pages, page_indptr, values, last, keys, vals = _paged(rng, lengths)
+    pages, page_indptr, values, last, keys, vals = _paged(rng, lengths, dtype)
     q_indptr = np.array([0, 3, 7], np.int32)
-    q = rng.standard_normal((7, H, D)).astype(np.float32)
-    kernel = _compile(replacement(_attention_prefill_cpu(HKV, H, D, "float32", False, {}), {}))
+    q = rng.standard_normal((7, H, D)).astype(dtype)
+    kernel = _compile(replacement(_attention_prefill_cpu(HKV, H, D, dtype, False, {}), {}))
     t = _run(kernel, q, q_indptr, pages, page_indptr, values, last, np.zeros(2, np.int32), np.zeros(7, np.int32),
-             np.zeros((7, H, D), np.float32), np.zeros((7, H), np.float32), scalars=[causal, 0, 1.0, 1e4, SM_SCALE])
+             np.zeros((7, H, D), dtype), np.zeros((7, H), np.float32), scalars=[causal, 0, 1.0, 1e4, SM_SCALE])
+    q = q.astype(np.float32)
     for b, n in enumerate(lengths):
         qo_len = q_indptr[b + 1] - q_indptr[b]
         for row in range(qo_len):
             i = q_indptr[b] + row
             visible = max(min(n - qo_len + row + 1, n), 0) if causal else n
             out, lse = _attention(q[i], keys[b], vals[b], visible)
-            np.testing.assert_allclose(t[8].numpy()[i], out, atol=2e-5)
+            np.testing.assert_allclose(t[8].numpy()[i], out, **_tolerance(dtype))
             np.testing.assert_allclose(t[9].numpy()[i], lse, rtol=1e-5, atol=1e-4)
 
 
