@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from edge_os.compile import KV_DTYPES
+    from edge_os.compile import ACTIVATIONS, KV_DTYPES
     from edge_os.quantize.formats import SCHEMES
     from edge_os.targets import available_targets
 
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="package directory to create")
     p.add_argument("--quant", default="auto", choices=list(SCHEMES), help="quantization scheme (default: auto)")
     p.add_argument("--target", default=None, help=f"target: {', '.join(available_targets())} (default: host)")
-    p.add_argument("--activations", default="int16", choices=["int16", "float32", "int8"],
+    p.add_argument("--activations", default=ACTIVATIONS[0], choices=ACTIVATIONS,
                    help="how decode kernels may round activations, per group of 32 (default: int16, "
                         "~2x float32's decode speed and near-exact; int8 is llama.cpp's and moves logits more)")
     p.add_argument("--name", default=None, help="model name recorded in the manifest")

@@ -17,6 +17,7 @@ from tvm import relax
 from tvm.relax.frontend.nn.llm.kv_cache import RopeMode, TIRPagedKVCache
 
 from edge_os.compile import KV_DTYPES
+from edge_os.errors import InputError
 
 
 def default_kv_dtype(tvm_target: tvm.target.Target) -> str:
@@ -38,7 +39,7 @@ def default_kv_dtype(tvm_target: tvm.target.Target) -> str:
 def resolve_kv_dtype(kv_dtype: str, tvm_target: tvm.target.Target) -> str:
     """``"auto"`` becomes the target's default; float32 and float16 stay as they are."""
     if kv_dtype not in KV_DTYPES:
-        raise ValueError(f"kv_dtype must be one of {KV_DTYPES}, not {kv_dtype!r}")
+        raise InputError(f"kv_dtype must be one of {KV_DTYPES}, not {kv_dtype!r}")
     return default_kv_dtype(tvm_target) if kv_dtype == "auto" else kv_dtype
 
 

@@ -71,7 +71,7 @@ def pack(options: PackOptions) -> Path:
     import tvm
 
     from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
-    from edge_os.compile.kernels import ACTIVATIONS
+    from edge_os.compile import ACTIVATIONS
     from edge_os.compile.kv_cache import resolve_kv_dtype
 
     started = time.monotonic()

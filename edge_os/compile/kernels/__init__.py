@@ -22,6 +22,7 @@ from typing import Callable
 import tvm
 from tvm import tirx
 
+from edge_os.compile import ACTIVATIONS
 from edge_os.quantize.tir import KERNEL_ATTR
 
 # (target -> applies?, kernel info dict -> PrimFunc | None)
@@ -43,7 +44,6 @@ def register_replacement(applies: Callable[[tvm.target.Target], bool], replaceme
     _REPLACEMENTS.append((applies, replacement))
 
 
-ACTIVATIONS = ("float32", "int16", "int8")
 
 
 def families(target: tvm.target.Target) -> list[tuple[str, KernelBuilder]]:

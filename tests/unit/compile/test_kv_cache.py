@@ -6,6 +6,7 @@ import pytest
 import tvm
 
 from edge_os.compile.kv_cache import default_kv_dtype, kv_cache_factory, resolve_kv_dtype
+from edge_os.errors import InputError
 from edge_os.models.llama.config import LlamaConfig
 from edge_os.targets import load_target
 from tests.tiny_model import tiny_config
@@ -31,7 +32,7 @@ def test_an_explicit_kv_dtype_wins_and_a_wrong_one_is_refused():
     assert resolve_kv_dtype("float32", _x86("znver3")) == "float32"
     assert resolve_kv_dtype("float16", _x86("x86-64")) == "float16"
     assert kv_cache_factory(_x86("znver3")).dtype == "float16"
-    with pytest.raises(ValueError, match="kv_dtype"):
+    with pytest.raises(InputError, match="kv_dtype"):
         resolve_kv_dtype("bfloat16", _x86("znver3"))
 
 

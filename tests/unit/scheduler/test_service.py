@@ -44,16 +44,22 @@ def threaded_scheduler(tmp_path, names=("a", "b")):
 def test_concurrent_front_doors_on_the_threaded_loop(tmp_path):
     scheduler, engines = threaded_scheduler(tmp_path)
     results = {}
+    submitted = threading.Semaphore(0)
 
     def client(i):
         handle = scheduler.submit(GenerationRequest(prompt=f"p{i}", model="ab"[i % 2], max_tokens=20))
+        submitted.release()
         events = list(handle.events(timeout=10))
         results[i] = events
 
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    # The loop starts once every front door has submitted: with engines that step in no time, a
+    # loaded machine could otherwise finish each request before the next thread runs.
+    for _ in threads:
+        submitted.acquire(timeout=10)
     with scheduler.start():
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
         for t in threads:
             t.join()
     assert len(results) == 8
