@@ -6,7 +6,10 @@ walks every page slot of the whole cache for each query). At 512 tokens of conte
 decode speed. These kernels keep the signatures and results (output and base-2 log-sum-exp, the
 ``-5e4`` initial maximum included) and change the work:
 
-- each task is one query row and head; the parallel loop runs over all of them;
+- each task is one query row and KV head, for all the query heads that share it (grouped-query
+  attention): each key and value is loaded and widened once for the group, not once per query
+  head (decode at 1,000 tokens of context: 94 -> 75 us per layer on one core); the parallel loop
+  runs over all tasks;
 - keys come in blocks of 16 (one KV page): scores are 8-lane dot products with the query
   pre-scaled by ``sm_scale * log2(e)``, the block maximum rescales the running output once, and
   the probabilities of the block come from a vectorized ``exp2``;
@@ -73,55 +76,69 @@ def _rope_applied(rotary_mode):
     return T.Assert(rotary_mode == 0, "edge-os CPU attention needs RoPE applied before the KV cache")
 
 
-def _attend_row(shape: _Shape, q_vec, visible, key, value, store_out, store_lse) -> None:
-    """Online softmax of one query row and head over ``visible`` keys, 16 at a time.
+def _attend_rows(shape: _Shape, rows: int, q_vec, visible, key, value, store_out, store_lse) -> None:
+    """Online softmax of ``rows`` query rows over the same ``visible`` keys, 16 at a time: each key
+    and value vector is loaded (and widened) once for all of them, as for the query heads that
+    share a KV head.
 
-    ``q_vec(j)`` is lanes ``8j..8j+7`` of the query, scaled, as float32; ``key(block, t, j)`` /
-    ``value(block, t, j)`` load lanes of key / value ``t`` of a block as float32.
+    ``q_vec(g, j)`` is lanes ``8j..8j+7`` of query row ``g``, scaled, as float32;
+    ``key(block, t, j)`` / ``value(block, t, j)`` load lanes of key / value ``t`` of a block as
+    float32; ``store_out(g, j, vector)`` and ``store_lse(g, value)`` write row ``g``'s results.
     """
     vectors = shape.dim // LANES
-    out = T.decl_buffer((shape.dim,), "float32")
-    scores = T.decl_buffer((BLOCK,), "float32")
-    state = T.decl_buffer((4,), "float32")  # running maximum, running sum, block maximum, rescale
-    T.buffer_store(state, const(EMPTY_MAX), [0])
-    T.buffer_store(state, const(1.0), [1])
-    for j in range(vectors):
-        T.buffer_store(out, bcast(const(0.0), LANES), vstore_index(j * LANES, lanes=LANES))
+    out = T.decl_buffer((rows * shape.dim,), "float32")
+    scores = T.decl_buffer((rows * BLOCK,), "float32")
+    # per row: running maximum, running sum, block maximum, rescale
+    state = T.decl_buffer((rows * 4,), "float32")
+    for g in range(rows):
+        T.buffer_store(state, const(EMPTY_MAX), [4 * g])
+        T.buffer_store(state, const(1.0), [4 * g + 1])
+        for j in range(vectors):
+            T.buffer_store(out, bcast(const(0.0), LANES), vstore_index(g * shape.dim + j * LANES, lanes=LANES))
     with T.serial(0, tirx.indexdiv(visible + BLOCK - 1, BLOCK)) as block:
         count = tirx.min(visible - block * BLOCK, BLOCK)
-        T.buffer_store(state, const(EMPTY_MAX), [2])
+        for g in range(rows):
+            T.buffer_store(state, const(EMPTY_MAX), [4 * g + 2])
         with T.serial(0, count) as t:
-            # q_vec is loop-invariant: LLVM keeps the widened, scaled query in registers
-            dot = tree_sum([q_vec(j) * key(block, t, j) for j in range(vectors)])
-            score = tree_sum([tirx.Shuffle([dot], [lane]) for lane in range(LANES)])
-            T.buffer_store(scores, score, [t])
-            T.buffer_store(state, tirx.max(load(state, 2), score), [2])
-        # Expressions read buffers when evaluated, so every value that a later store changes is
-        # stored first: state[2] becomes the new maximum, state[3] the factor for the old terms.
-        T.buffer_store(state, tirx.max(load(state, 0), load(state, 2)), [2])
-        T.buffer_store(state, tirx.exp2(load(state, 0) - load(state, 2)), [3])
-        new_max, rescale = load(state, 2), load(state, 3)
-        for half in range(BLOCK // LANES):  # scores become probabilities, 0 past the last key
-            inside = tirx.Ramp(half * LANES, 1, LANES) < bcast(count, LANES)
-            p = tirx.Select(inside, exp2(vload(scores, half * LANES, lanes=LANES) - bcast(new_max, LANES), LANES),
-                            bcast(const(0.0), LANES))
-            T.buffer_store(scores, p, vstore_index(half * LANES, lanes=LANES))
-        probs = tree_sum([vload(scores, half * LANES, lanes=LANES) for half in range(BLOCK // LANES)])
-        total = tree_sum([tirx.Shuffle([probs], [lane]) for lane in range(LANES)])
-        T.buffer_store(state, load(state, 1) * rescale + total, [1])
-        T.buffer_store(state, new_max, [0])
-        for j in range(vectors):
-            o = vload(out, j * LANES, lanes=LANES) * bcast(rescale, LANES)
-            T.buffer_store(out, o, vstore_index(j * LANES, lanes=LANES))
-        with T.serial(0, count) as t:
-            p = bcast(load(scores, t), LANES)
+            keys = [key(block, t, j) for j in range(vectors)]
+            for g in range(rows):
+                # q_vec is loop-invariant: LLVM keeps what it can of the scaled queries in registers
+                dot = tree_sum([q_vec(g, j) * keys[j] for j in range(vectors)])
+                score = tree_sum([tirx.Shuffle([dot], [lane]) for lane in range(LANES)])
+                T.buffer_store(scores, score, [g * BLOCK + t])
+                T.buffer_store(state, tirx.max(load(state, 4 * g + 2), score), [4 * g + 2])
+        for g in range(rows):
+            # Expressions read buffers when evaluated, so every value that a later store changes
+            # is stored first: the block maximum becomes the new maximum, then the rescale factor.
+            T.buffer_store(state, tirx.max(load(state, 4 * g), load(state, 4 * g + 2)), [4 * g + 2])
+            T.buffer_store(state, tirx.exp2(load(state, 4 * g) - load(state, 4 * g + 2)), [4 * g + 3])
+            new_max, rescale = load(state, 4 * g + 2), load(state, 4 * g + 3)
+            for half in range(BLOCK // LANES):  # scores become probabilities, 0 past the last key
+                inside = tirx.Ramp(half * LANES, 1, LANES) < bcast(count, LANES)
+                at = g * BLOCK + half * LANES
+                p = tirx.Select(inside, exp2(vload(scores, at, lanes=LANES) - bcast(new_max, LANES), LANES),
+                                bcast(const(0.0), LANES))
+                T.buffer_store(scores, p, vstore_index(at, lanes=LANES))
+            probs = tree_sum([vload(scores, g * BLOCK + half * LANES, lanes=LANES) for half in range(BLOCK // LANES)])
+            total = tree_sum([tirx.Shuffle([probs], [lane]) for lane in range(LANES)])
+            T.buffer_store(state, load(state, 4 * g + 1) * rescale + total, [4 * g + 1])
+            T.buffer_store(state, new_max, [4 * g])
             for j in range(vectors):
-                o = vload(out, j * LANES, lanes=LANES) + p * value(block, t, j)
-                T.buffer_store(out, o, vstore_index(j * LANES, lanes=LANES))
-    inv = const(1.0) / load(state, 1)
-    for j in range(vectors):
-        store_out(j, shape.out_vector(vload(out, j * LANES, lanes=LANES) * bcast(inv, LANES)))
-    store_lse(load(state, 0) + tirx.log2(load(state, 1)))
+                at = g * shape.dim + j * LANES
+                T.buffer_store(out, vload(out, at, lanes=LANES) * bcast(rescale, LANES), vstore_index(at, lanes=LANES))
+        with T.serial(0, count) as t:
+            values = [value(block, t, j) for j in range(vectors)]
+            for g in range(rows):
+                p = bcast(load(scores, g * BLOCK + t), LANES)
+                for j in range(vectors):
+                    at = g * shape.dim + j * LANES
+                    T.buffer_store(out, vload(out, at, lanes=LANES) + p * values[j], vstore_index(at, lanes=LANES))
+    for g in range(rows):
+        inv = const(1.0) / load(state, 4 * g + 1)
+        for j in range(vectors):
+            at = g * shape.dim + j * LANES
+            store_out(g, j, shape.out_vector(vload(out, at, lanes=LANES) * bcast(inv, LANES)))
+        store_lse(g, load(state, 4 * g) + tirx.log2(load(state, 4 * g + 1)))
 
 
 def _visible(causal, row, kv_len, qo_len):
@@ -156,20 +173,23 @@ def build_decode(shape: _Shape) -> tirx.PrimFunc:
             out = T.match_buffer(handles[7], (batch, h, d), shape.out_dtype)
             lse = T.match_buffer(handles[8], (batch, h), "float32")
             scale = bcast(sm_scale * const(LOG2E), LANES)
-            with _rope_applied(rotary_mode), T.parallel(0, batch * h) as task:
-                b, head = task // h, task % h
+            with _rope_applied(rotary_mode), T.parallel(0, batch * hkv) as task:
+                b, kv_head = task // hkv, task % hkv
                 first, n_pages = load(indptr, b), load(indptr, b + 1) - load(indptr, b)
                 kv_len = tirx.Select(n_pages > 0, (n_pages - 1) * BLOCK + load(last_len, b), 0)
 
                 def key(block, t, j, half=0):
                     page = load(values, first + block)
-                    return to_f32(vload(pages, page, half, head // group, t, j * LANES, lanes=LANES), LANES)
+                    return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
 
-                _attend_row(
-                    shape, lambda j: to_f32(vload(q, b, head, j * LANES, lanes=LANES), LANES) * scale, kv_len,
-                    key, lambda block, t, j: key(block, t, j, half=1),
-                    lambda j, v: T.buffer_store(out, v, vstore_index(b, head, j * LANES, lanes=LANES)),
-                    lambda v: T.buffer_store(lse, v, [b, head]))
+                def head(g):
+                    return kv_head * group + g
+
+                _attend_rows(
+                    shape, group, lambda g, j: to_f32(vload(q, b, head(g), j * LANES, lanes=LANES), LANES) * scale,
+                    kv_len, key, lambda block, t, j: key(block, t, j, half=1),
+                    lambda g, j, v: T.buffer_store(out, v, vstore_index(b, head(g), j * LANES, lanes=LANES)),
+                    lambda g, v: T.buffer_store(lse, v, [b, head(g)]))
     return ib.get()
 
 
@@ -202,19 +222,23 @@ def build_prefill_ragged(shape: _Shape) -> tirx.PrimFunc:
             with _rope_applied(rotary_mode), T.serial(0, batch) as b:
                 q_first, qo_len = load(q_indptr, b), load(q_indptr, b + 1) - load(q_indptr, b)
                 kv_first, kv_len = load(kv_indptr, b), load(kv_indptr, b + 1) - load(kv_indptr, b)
-                with T.parallel(0, qo_len * h) as task:
-                    row, head = q_first + task // h, task % h
+                with T.parallel(0, qo_len * hkv) as task:
+                    row, kv_head = q_first + task // hkv, task % hkv
 
                     def key(block, t, j, tensor=k):
-                        return to_f32(vload(tensor, kv_first + block * BLOCK + t, head // group, j * LANES,
+                        return to_f32(vload(tensor, kv_first + block * BLOCK + t, kv_head, j * LANES,
                                             lanes=LANES), LANES)
 
-                    _attend_row(
-                        shape, lambda j: to_f32(vload(q, row, head, j * LANES, lanes=LANES), LANES) * scale,
-                        _visible(causal, task // h, kv_len, qo_len),
+                    def head(g):
+                        return kv_head * group + g
+
+                    _attend_rows(
+                        shape, group,
+                        lambda g, j: to_f32(vload(q, row, head(g), j * LANES, lanes=LANES), LANES) * scale,
+                        _visible(causal, task // hkv, kv_len, qo_len),
                         key, lambda block, t, j: key(block, t, j, tensor=v),
-                        lambda j, val: T.buffer_store(out, val, vstore_index(row, head, j * LANES, lanes=LANES)),
-                        lambda val: T.buffer_store(lse, val, [row, head]))
+                        lambda g, j, val: T.buffer_store(out, val, vstore_index(row, head(g), j * LANES, lanes=LANES)),
+                        lambda g, val: T.buffer_store(lse, val, [row, head(g)]))
     return ib.get()
 
 
@@ -249,19 +273,23 @@ def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
                 q_first, qo_len = load(q_indptr, b), load(q_indptr, b + 1) - load(q_indptr, b)
                 first, n_pages = load(page_indptr, b), load(page_indptr, b + 1) - load(page_indptr, b)
                 kv_len = tirx.Select(n_pages > 0, (n_pages - 1) * BLOCK + load(last_len, b), 0)
-                with T.parallel(0, qo_len * h) as task:
-                    row, head = q_first + task // h, task % h
+                with T.parallel(0, qo_len * hkv) as task:
+                    row, kv_head = q_first + task // hkv, task % hkv
 
                     def key(block, t, j, half=0):
                         page = load(values, first + block)
-                        return to_f32(vload(pages, page, half, head // group, t, j * LANES, lanes=LANES), LANES)
+                        return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
 
-                    _attend_row(
-                        shape, lambda j: to_f32(vload(q, row, head, j * LANES, lanes=LANES), LANES) * scale,
-                        _visible(causal, task // h, kv_len, qo_len),
+                    def head(g):
+                        return kv_head * group + g
+
+                    _attend_rows(
+                        shape, group,
+                        lambda g, j: to_f32(vload(q, row, head(g), j * LANES, lanes=LANES), LANES) * scale,
+                        _visible(causal, task // hkv, kv_len, qo_len),
                         key, lambda block, t, j: key(block, t, j, half=1),
-                        lambda j, val: T.buffer_store(out, val, vstore_index(row, head, j * LANES, lanes=LANES)),
-                        lambda val: T.buffer_store(lse, val, [row, head]))
+                        lambda g, j, val: T.buffer_store(out, val, vstore_index(row, head(g), j * LANES, lanes=LANES)),
+                        lambda g, val: T.buffer_store(lse, val, [row, head(g)]))
     return ib.get()
 
 
