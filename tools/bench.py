@@ -90,7 +90,7 @@ def main() -> int:
     from edge_os.default_model import default_package
     from edge_os.runtime.tvm_runtime import use_runtime_only_tvm
 
-    package = args.model or default_package(progress=False)
+    package = args.model or default_package(progress=False, separate_process=True)
     use_runtime_only_tvm()
     from edge_os.runtime.engine import Engine
 

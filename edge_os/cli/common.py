@@ -20,7 +20,7 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 def load_engine(args: argparse.Namespace):
     from edge_os.default_model import default_package
 
-    package = args.model if args.model else default_package()
+    package = args.model if args.model else default_package(separate_process=True)
     use_runtime_only_tvm()
     from edge_os.runtime.engine import Engine
 

@@ -27,7 +27,7 @@ def run(args) -> int:
     from edge_os.runtime.tvm_runtime import use_runtime_only_tvm
     from edge_os.default_model import default_package
 
-    package = default_package()
+    package = default_package(separate_process=True)
     use_runtime_only_tvm()
     from edge_os.runtime.chat_repl import chat_loop
     from edge_os.runtime.engine import Engine

@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeOSError as exc:
         print(f"edge-os: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a path that cannot be read or written: the user's to fix, not a bug
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"edge-os: error: cannot use{where}: {exc.strerror or exc}; check the path and its permissions",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("edge-os: interrupted", file=sys.stderr)
         return 130

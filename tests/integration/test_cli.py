@@ -62,6 +62,12 @@ def test_truncated_gguf_is_refused_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "pkg").exists() and not leftovers(tmp_path)
 
 
+def test_an_out_path_that_cannot_be_created_is_one_line(tmp_path, tiny_hf_folder):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert_one_line_error(edge_os("pack", tiny_hf_folder, "--out", blocker / "pkg"), "cannot use", str(blocker))
+
+
 def test_garbage_file_is_refused(tmp_path):
     bad = tmp_path / "noise.gguf"
     bad.write_bytes(np.random.default_rng(0).bytes(4096))
