@@ -1,7 +1,7 @@
 """The slice of TVM that running a package needs, reached through ``tvm_ffi``.
 
-A process that only runs packages (``generate``, ``chat``, ``serve``, the demo once its package
-exists, the benchmarks) calls :func:`use_runtime_only_tvm` first. It then never imports the
+A process that only runs packages (``generate``, ``chat``, ``serve``, ``demo``, the benchmarks)
+calls :func:`use_runtime_only_tvm` first. It then never imports the
 ``tvm`` Python package (compiler, IR, ~400 modules): the runner loads ``libtvm_runtime.so``, which
 registers the VM and the KV-cache builtins, and talks to it through ``tvm_ffi``. That takes
 0.17 s instead of 0.7 s and about 42 MiB less resident memory. A process that compiles (pack,
@@ -46,13 +46,12 @@ def ensure_loaded() -> None:
 
 
 def to_tensor(array: np.ndarray) -> tvm_ffi.Tensor:
-    """A TVM tensor sharing ``array``'s memory (no copy); it keeps the array alive."""
+    """A TVM tensor on ``array``'s memory (no copy) when it is C-contiguous and aligned, else on an
+    aligned copy; the tensor keeps that memory alive."""
     if array.ctypes.data % ALIGNMENT or not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array)
-        if array.ctypes.data % ALIGNMENT:
-            copy = aligned_empty(array.shape, array.dtype)
-            copy[...] = array
-            array = copy
+        copy = aligned_empty(array.shape, array.dtype)
+        copy[...] = array
+        array = copy
     return tvm_ffi.from_dlpack(array, require_alignment=ALIGNMENT)
 
 
