@@ -141,6 +141,21 @@ def _attend_rows(shape: _Shape, rows: int, q_vec, visible, key, value, store_out
         store_lse(g, load(state, 4 * g) + tirx.log2(load(state, 4 * g + 1)))
 
 
+def _attend_group(shape: _Shape, q, out, lse, row, kv_head, scale, visible, key, value) -> None:
+    """The query heads of ``row`` that share ``kv_head`` (``q``/``out`` are ``[row, head, dim]``,
+    ``lse`` is ``[row, head]``), against ``visible`` keys and values of that KV head."""
+    group = shape.heads // shape.kv_heads
+
+    def head(g):
+        return kv_head * group + g
+
+    _attend_rows(
+        shape, group, lambda g, j: to_f32(vload(q, row, head(g), j * LANES, lanes=LANES), LANES) * scale,
+        visible, key, value,
+        lambda g, j, v: T.buffer_store(out, v, vstore_index(row, head(g), j * LANES, lanes=LANES)),
+        lambda g, v: T.buffer_store(lse, v, [row, head(g)]))
+
+
 def _visible(causal, row, kv_len, qo_len):
     """Keys a query row sees: all ``kv_len``, or under a causal mask those up to its position."""
     limit = tirx.max(tirx.min(kv_len - qo_len + row + 1, kv_len), 0)
@@ -150,7 +165,6 @@ def _visible(causal, row, kv_len, qo_len):
 def build_decode(shape: _Shape) -> tirx.PrimFunc:
     """``batch_decode_paged_kv_cpu``: one new query row per sequence against its pages."""
     h, hkv, d = shape.heads, shape.kv_heads, shape.dim
-    group = h // hkv
     with IRBuilder() as ib:
         with T.prim_func():
             T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
@@ -182,21 +196,14 @@ def build_decode(shape: _Shape) -> tirx.PrimFunc:
                     page = load(values, first + block)
                     return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
 
-                def head(g):
-                    return kv_head * group + g
-
-                _attend_rows(
-                    shape, group, lambda g, j: to_f32(vload(q, b, head(g), j * LANES, lanes=LANES), LANES) * scale,
-                    kv_len, key, lambda block, t, j: key(block, t, j, half=1),
-                    lambda g, j, v: T.buffer_store(out, v, vstore_index(b, head(g), j * LANES, lanes=LANES)),
-                    lambda g, v: T.buffer_store(lse, v, [b, head(g)]))
+                _attend_group(shape, q, out, lse, b, kv_head, scale, kv_len,
+                              key, lambda block, t, j: key(block, t, j, half=1))
     return ib.get()
 
 
 def build_prefill_ragged(shape: _Shape) -> tirx.PrimFunc:
     """``batch_prefill_ragged_kv``: the new tokens of each sequence attend to each other."""
     h, hkv, d = shape.heads, shape.kv_heads, shape.dim
-    group = h // hkv
     with IRBuilder() as ib:
         with T.prim_func():
             T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
@@ -229,23 +236,15 @@ def build_prefill_ragged(shape: _Shape) -> tirx.PrimFunc:
                         return to_f32(vload(tensor, kv_first + block * BLOCK + t, kv_head, j * LANES,
                                             lanes=LANES), LANES)
 
-                    def head(g):
-                        return kv_head * group + g
-
-                    _attend_rows(
-                        shape, group,
-                        lambda g, j: to_f32(vload(q, row, head(g), j * LANES, lanes=LANES), LANES) * scale,
-                        _visible(causal, task // hkv, kv_len, qo_len),
-                        key, lambda block, t, j: key(block, t, j, tensor=v),
-                        lambda g, j, val: T.buffer_store(out, val, vstore_index(row, head(g), j * LANES, lanes=LANES)),
-                        lambda g, val: T.buffer_store(lse, val, [row, head(g)]))
+                    visible = _visible(causal, task // hkv, kv_len, qo_len)
+                    _attend_group(shape, q, out, lse, row, kv_head, scale, visible,
+                                  key, lambda block, t, j: key(block, t, j, tensor=v))
     return ib.get()
 
 
 def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
     """``batch_prefill_paged_kv_cpu``: new tokens attend to what the cache held before them."""
     h, hkv, d = shape.heads, shape.kv_heads, shape.dim
-    group = h // hkv
     with IRBuilder() as ib:
         with T.prim_func():
             T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
@@ -280,16 +279,9 @@ def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
                         page = load(values, first + block)
                         return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
 
-                    def head(g):
-                        return kv_head * group + g
-
-                    _attend_rows(
-                        shape, group,
-                        lambda g, j: to_f32(vload(q, row, head(g), j * LANES, lanes=LANES), LANES) * scale,
-                        _visible(causal, task // hkv, kv_len, qo_len),
-                        key, lambda block, t, j: key(block, t, j, half=1),
-                        lambda g, j, val: T.buffer_store(out, val, vstore_index(row, head(g), j * LANES, lanes=LANES)),
-                        lambda g, val: T.buffer_store(lse, val, [row, head(g)]))
+                    visible = _visible(causal, task // hkv, kv_len, qo_len)
+                    _attend_group(shape, q, out, lse, row, kv_head, scale, visible,
+                                  key, lambda block, t, j: key(block, t, j, half=1))
     return ib.get()
 
 
