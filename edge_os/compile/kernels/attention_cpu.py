@@ -71,6 +71,17 @@ def _int_buffer(handle, shape, name: str):
                           offset_factor=1)
 
 
+def _scalar_args(causal: bool):
+    """Declare TVM's scalar attention arguments in its order: ``causal`` (prefill kernels only),
+    ``rotary_mode``, ``rope_scale``, ``rope_theta``, ``sm_scale``. Returns (causal or None,
+    rotary_mode, sm_scale); these kernels need no RoPE parameters (``_rope_applied``)."""
+    flag = T.arg("causal", tirx.Var("causal", "int32")) if causal else None
+    rotary_mode = T.arg("rotary_mode", tirx.Var("rotary_mode", "int32"))
+    for name in ("rope_scale", "rope_theta"):
+        T.arg(name, tirx.Var(name, "float32"))
+    return flag, rotary_mode, T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
+
+
 def _rope_applied(rotary_mode):
     """Guard of a kernel body: these kernels do not apply RoPE themselves."""
     return T.Assert(rotary_mode == 0, "edge-os CPU attention needs RoPE applied before the KV cache")
@@ -172,10 +183,7 @@ def build_decode(shape: _Shape) -> tirx.PrimFunc:
                 "Q_handle", "pages_handle", "page_table_indptr_handle", "page_table_values_handle",
                 "var_length_info", "k_rope_pos_offset_handle", "q_rope_position_handle", "output_handle",
                 "lse_handle")]
-            rotary_mode = T.arg("rotary_mode", tirx.Var("rotary_mode", "int32"))
-            for name in ("rope_scale", "rope_theta"):
-                T.arg(name, tirx.Var(name, "float32"))
-            sm_scale = T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
+            _, rotary_mode, sm_scale = _scalar_args(causal=False)
             batch, pages_n, nnz = T.int32(), T.int32(), T.int32()
             q = T.match_buffer(handles[0], (batch, h, d), shape.q_dtype)
             pages = T.match_buffer(handles[1], (pages_n, 2, hkv, BLOCK, d), shape.kv_dtype)
@@ -210,11 +218,7 @@ def build_prefill_ragged(shape: _Shape) -> tirx.PrimFunc:
             handles = [T.arg(name, T.handle()) for name in (
                 "var_q", "var_q_indptr", "var_k", "var_v", "var_kv_indptr", "var_q_rope_position",
                 "var_k_rope_pos_offset", "var_output", "var_lse")]
-            causal = T.arg("causal", tirx.Var("causal", "int32"))
-            rotary_mode = T.arg("rotary_mode", tirx.Var("rotary_mode", "int32"))
-            for name in ("rope_scale", "rope_theta"):
-                T.arg(name, tirx.Var(name, "float32"))
-            sm_scale = T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
+            causal, rotary_mode, sm_scale = _scalar_args(causal=True)
             batch, qo_total, kv_total = T.int32(), T.int32(), T.int32()
             q = T.match_buffer(handles[0], (qo_total, h, d), shape.q_dtype)
             q_indptr = _int_buffer(handles[1], (batch + 1,), "q_indptr")
@@ -251,11 +255,7 @@ def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
             handles = [T.arg(name, T.handle()) for name in (
                 "var_q", "var_q_indptr", "var_pages", "var_page_indptr", "var_page_values",
                 "var_length_info", "var_k_rope_pos_offset", "var_q_rope_position", "var_output", "var_lse")]
-            causal = T.arg("causal", tirx.Var("causal", "int32"))
-            rotary_mode = T.arg("rotary_mode", tirx.Var("rotary_mode", "int32"))
-            for name in ("rope_scale", "rope_theta"):
-                T.arg(name, tirx.Var(name, "float32"))
-            sm_scale = T.arg("sm_scale", tirx.Var("sm_scale", "float32"))
+            causal, rotary_mode, sm_scale = _scalar_args(causal=True)
             batch, total, pages_n, nnz = T.int32(), T.int32(), T.int32(), T.int32()
             q = T.match_buffer(handles[0], (total, h, d), shape.q_dtype)
             q_indptr = _int_buffer(handles[1], (batch + 1,), "q_indptr")
