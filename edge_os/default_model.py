@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,10 +81,37 @@ def default_package(quant: str = "auto", target: str = "host", progress: bool = 
     if separate_process:
         command = [sys.executable, "-m", "edge_os", "pack", str(gguf), "--out", str(out), "--quant", quant,
                    "--target", target, "--kv-dtype", kv_dtype, "--name", NAME, "--force"]
-        if subprocess.run(command + ([] if progress else ["--no-progress"]), stdout=subprocess.DEVNULL).returncode:
-            raise ModelSourceError("packing the default model failed (the reason is printed above)")
+        _pack_in_child(command + ([] if progress else ["--no-progress"]))
         return out
     from edge_os.package.pack import PackOptions, pack
 
     return pack(PackOptions(gguf, out, quant=quant, target=target, name=NAME, force=True, progress=progress,
                             kv_dtype=kv_dtype))
+
+
+_ERROR = b"edge-os: error: "
+
+
+def _pack_in_child(command: list[str]) -> None:
+    """Run ``edge-os pack``: its logs and progress bar pass through as they come; its one-line
+    error, if any, becomes this process's error (one line for the user, not two)."""
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    error, pending = b"", b""
+    for chunk in iter(lambda: os.read(child.stderr.fileno(), 1 << 16), b""):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(_ERROR):
+                error = line[len(_ERROR):]
+            else:
+                sys.stderr.buffer.write(line + b"\n")
+        if pending and not _ERROR.startswith(pending[:len(_ERROR)]):  # not the start of the error line
+            sys.stderr.buffer.write(pending)
+            pending = b""
+        sys.stderr.buffer.flush()
+    if pending.startswith(_ERROR):
+        error = pending[len(_ERROR):]
+    else:
+        sys.stderr.buffer.write(pending)
+    if child.wait():
+        reason = error.decode(errors="replace").strip() or f"edge-os pack exited with status {child.returncode}"
+        raise ModelSourceError(f"packing the default model failed: {reason}")

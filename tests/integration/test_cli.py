@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,8 +16,8 @@ import pytest
 EDGE_OS = str(Path(sys.executable).parent / "edge-os")
 
 
-def edge_os(*args, timeout=300):
-    return subprocess.run([EDGE_OS, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+def edge_os(*args, timeout=300, env=None):
+    return subprocess.run([EDGE_OS, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def assert_one_line_error(result, *fragments):
@@ -66,6 +67,15 @@ def test_an_out_path_that_cannot_be_created_is_one_line(tmp_path, tiny_hf_folder
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     assert_one_line_error(edge_os("pack", tiny_hf_folder, "--out", blocker / "pkg"), "cannot use", str(blocker))
+
+
+def test_packing_the_default_model_where_it_cannot_be_stored_is_one_line(tmp_path):
+    # generate packs the default model in a child `edge-os pack`; its error is the only one shown.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = {**os.environ, "EDGE_OS_HOME": str(blocker / "home")}
+    result = edge_os("generate", "hi", env=env)
+    assert_one_line_error(result, "packing the default model failed", "cannot use", str(blocker))
 
 
 def test_garbage_file_is_refused(tmp_path):
