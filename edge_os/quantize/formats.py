@@ -32,13 +32,6 @@ class WeightFormat:
     def quantized(self) -> bool:
         return self.bits < 32
 
-    def storage_bytes(self, n: int, k: int, scale_bytes: int = 4) -> int:
-        """Bytes used by a ``[n, k]`` weight in this format."""
-        if not self.quantized:
-            return n * k * 4
-        groups = n * (k // GROUP_SIZE)
-        return n * k * self.bits // 8 + groups * scale_bytes * (2 if self.asymmetric else 1)
-
 
 FORMATS: dict[str, WeightFormat] = {
     "q4": WeightFormat("q4", 4),
