@@ -6,13 +6,12 @@ file format, so the model definitions map one naming only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
-from edge_os.errors import ModelSourceError
 from edge_os.quantize.reference import QuantizedWeight
 
 # Tokens that end an assistant turn in the chat formats we know; generation stops at any of them.
@@ -30,9 +29,9 @@ class SourceTensor:
     name: str
     shape: tuple[int, ...]  # (rows, cols) for matrices, as in PyTorch
     source_type: str  # F32, F16, BF16, Q4_1, ...
-    _load: Callable[[bool], "np.ndarray | QuantizedWeight"]
+    _load: Callable[[bool], np.ndarray | QuantizedWeight]
 
-    def load(self, keep_blocks: bool = False) -> "np.ndarray | QuantizedWeight":
+    def load(self, keep_blocks: bool = False) -> np.ndarray | QuantizedWeight:
         return self._load(keep_blocks)
 
 
@@ -51,18 +50,3 @@ class ModelSource:
     tensors: Callable[[], Iterator[SourceTensor]]
     tensor_names: list[str] = field(default_factory=list)
 
-
-def open_source(path: str | Path) -> ModelSource:
-    """Open a ``.gguf`` file or a Hugging Face model folder."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelSourceError(f"{path} does not exist; give a .gguf file or a Hugging Face model folder")
-    if path.is_dir():
-        from edge_os.convert.hf import open_hf_folder
-
-        return open_hf_folder(path)
-    if path.suffix.lower() == ".gguf":
-        from edge_os.convert.gguf import open_gguf
-
-        return open_gguf(path)
-    raise ModelSourceError(f"{path} is neither a .gguf file nor a folder; give one of those")

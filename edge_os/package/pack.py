@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_os import __version__
-from edge_os.convert.source import open_source
+from edge_os.convert.importers import open_source
 from edge_os.errors import InputError, ModelSourceError, TargetError
 from edge_os.models.registry import get_architecture
 from edge_os.package.manifest import Manifest, TargetInfo
@@ -70,8 +70,8 @@ def pack(options: PackOptions) -> Path:
     """Pack ``options.source`` into a package directory at ``options.out`` and return it."""
     import tvm
 
-    from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
     from edge_os.compile import ACTIVATIONS
+    from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
     from edge_os.compile.kv_cache import resolve_kv_dtype
 
     started = time.monotonic()
@@ -173,5 +173,6 @@ def _order_params(writer: PackageWriter, specs) -> None:
             )
         ordered.append(entry)
     if written:
-        log.warning("ignoring %d source tensors the model does not use: %s", len(written), ", ".join(sorted(written)[:5]))
+        log.warning("ignoring %d source tensors the model does not use: %s",
+                    len(written), ", ".join(sorted(written)[:5]))
     writer.params = ordered
