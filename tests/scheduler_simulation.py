@@ -9,16 +9,16 @@ governor and loop.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from edge_os.errors import InputError
 from edge_os.package.memory import MemoryFigures
 from edge_os.runtime.request import (
     Event,
-    FinishReason,
     Finished,
+    FinishReason,
     GenerationRequest,
     Refused,
     TextDelta,
@@ -31,7 +31,7 @@ from edge_os.scheduler.governor import GovernorConfig
 from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.policy import prompt_token_bound
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
+from tests.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
 
 
 class SimClock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -23,7 +24,10 @@ from edge_os.scheduler.catalog import Catalog, package_entry
 from edge_os.scheduler.config import SchedulerConfig
 from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the simulated device lives with the tests
+
+from tests.simulated_sysfs import SimulatedDevice  # noqa: E402
 
 
 def run_one(scheduler: Scheduler, i: int, max_tokens: int, out: list) -> None:
@@ -88,7 +92,8 @@ def main() -> None:
         print(f"{entry.name}: {args.n} requests x {args.max_tokens} tokens")
         for name in ("sequential", "concurrent"):
             r = report[name]
-            print(f"  {name:<10}  {r['tok_s']:8.1f} tok/s  wall {r['wall_s']:6.2f} s  mean latency {r['mean_latency_s']:6.2f} s")
+            print(f"  {name:<10}  {r['tok_s']:8.1f} tok/s  wall {r['wall_s']:6.2f} s  "
+                  f"mean latency {r['mean_latency_s']:6.2f} s")
         print(f"  batched decode speedup: {report['speedup']}x")
 
 

@@ -15,7 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge_os.scheduler.simulation import SustainedRun, sustained_run
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the simulated device lives with the tests
+
+from tests.scheduler_simulation import SustainedRun, sustained_run  # noqa: E402
 
 
 def summary(free: SustainedRun, governed: SustainedRun) -> str:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import tempfile
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-from tests.integration.echo_scheduler import EchoScheduler
-from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
-from tests.integration.openai_stub import OpenAIStub
 
 from edge_os.mqtt import Backoff, BridgeConfig, BrokerConfig, MqttBridge, MqttFrontDoor
 from edge_os.scheduler.service import ServeOptions, Service, build_scheduler
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice
+from tests.integration.echo_scheduler import EchoScheduler
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.openai_stub import OpenAIStub
+from tests.simulated_sysfs import SimulatedDevice
 
 
 @pytest.fixture
@@ -78,7 +78,8 @@ def cloud_worker(mosquitto: Mosquitto, openai_stub: OpenAIStub, tmp_path: Path):
          "--openai-url", openai_stub.url, "--state-dir", str(tmp_path / "cloud-state")],
         env=run_env(), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    wait_until(lambda: "subscribed" in (tmp_path / "cloud-worker.log").read_text(), 20, what="the cloud worker subscribed")
+    log_path = tmp_path / "cloud-worker.log"
+    wait_until(lambda: "subscribed" in log_path.read_text(), 20, what="the cloud worker subscribed")
     yield proc
     proc.terminate()
     proc.wait(10)

@@ -5,7 +5,7 @@ kernel throttles it); with it, the hottest zone stays below the setpoint. The th
 governor gives up is printed (``pytest -s``) for the report.
 """
 
-from edge_os.scheduler.simulation import sustained_run
+from tests.scheduler_simulation import sustained_run
 
 
 def test_governed_run_stays_below_the_setpoint_ungoverned_crosses_the_trip(tmp_path):

@@ -1,7 +1,7 @@
 """Readers of the device's own interfaces: /proc/meminfo, /sys/class/thermal, /sys/class/power_supply.
 
 Each probe takes the directory (or file) it reads, so tests point it at a fake tree in the same
-layout (see ``edge_os.scheduler.simulated_sysfs``) and the real reader runs.
+layout (see ``tests.simulated_sysfs``) and the real reader runs.
 """
 
 from edge_os.scheduler.probes.memory import MemoryProbe, MemoryReading

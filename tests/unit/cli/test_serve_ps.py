@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from edge_os.cli.main import main
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
+from tests.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
 
 
 def wait_for_output(stream, needle, timeout=60.0):

@@ -12,8 +12,8 @@ from edge_os.scheduler.catalog import Catalog, ModelEntry, ModelInfo
 from edge_os.scheduler.config import SchedulerConfig
 from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice
-from edge_os.scheduler.simulation import SimClock, SimulatedEngine
+from tests.scheduler_simulation import SimClock, SimulatedEngine
+from tests.simulated_sysfs import SimulatedDevice
 
 M = 1 << 20
 G = 1 << 30

@@ -16,7 +16,7 @@ from edge_os.scheduler.governor import (
 )
 from edge_os.scheduler.probes import PowerProbe, ThermalProbe
 from edge_os.scheduler.probes.power import PowerReading, SupplyReading
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
+from tests.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
 
 ENTRIES = entry_temps(75.0, 5.0)  # 70.0, 70.8, 71.7, 72.5, 73.3, 74.2
 

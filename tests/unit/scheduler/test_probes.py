@@ -4,7 +4,7 @@ import pytest
 
 from edge_os.errors import SchedulerError
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
+from tests.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
 
 
 def test_meminfo_reads_total_and_available(tmp_path):

@@ -15,9 +15,9 @@ from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
 from edge_os.scheduler.report import format_status
 from edge_os.scheduler.service import Service
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice
-from edge_os.scheduler.simulation import SimulatedEngine
 from edge_os.scheduler.status_socket import StatusServer, query
+from tests.scheduler_simulation import SimulatedEngine
+from tests.simulated_sysfs import SimulatedDevice
 
 G = 1 << 30
 
