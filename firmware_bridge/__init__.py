@@ -11,7 +11,7 @@ The wire format is specified in PROTOCOL.md; the reference firmware is in firmwa
 from firmware_bridge.aio import AsyncDevice
 from firmware_bridge.device import Device, ReadingStream, Subscription
 from firmware_bridge.discovery import discover, serial_ports
-from firmware_bridge.errors import DeviceError, NotAnswering, PortError, Refused
+from firmware_bridge.errors import BridgeError, DeviceError, InputError, NotAnswering, PortError, Refused
 from firmware_bridge.link import Link, LinkConfig, LinkStats
 from firmware_bridge.messages import ActuatorInfo, Capabilities, ErrorCode, Reading, SensorInfo
 from firmware_bridge.tools import Tool, device_tools
@@ -19,10 +19,12 @@ from firmware_bridge.tools import Tool, device_tools
 __all__ = [
     "ActuatorInfo",
     "AsyncDevice",
+    "BridgeError",
     "Capabilities",
     "Device",
     "DeviceError",
     "ErrorCode",
+    "InputError",
     "Link",
     "LinkConfig",
     "LinkStats",

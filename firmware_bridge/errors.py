@@ -1,11 +1,33 @@
-"""Errors of the serial bridge. All are edge-os errors, so the CLI prints one line for each."""
+"""Errors of the serial bridge, under its own base so the package stands alone.
+
+Each carries a one-line message that says what is wrong and how to fix it, and a stable
+machine-readable ``code``. ``edge-os sensors`` and ``edge-os actuate`` turn them into edge-os
+errors at their boundary, so the CLI prints one line for each.
+"""
 
 from __future__ import annotations
 
-from edge_os.errors import DeviceError, InputError
 from firmware_bridge.messages import ErrorCode
 
-__all__ = ["DeviceError", "InputError", "NotAnswering", "PortError", "Refused"]
+__all__ = ["BridgeError", "DeviceError", "InputError", "NotAnswering", "PortError", "Refused"]
+
+
+class BridgeError(Exception):
+    """Base class: a problem with a device or a request to it that the user can fix."""
+
+    code = "device_error"
+
+
+class InputError(BridgeError):
+    """A request to a device is invalid: an unknown sensor or actuator, a value it does not allow, ..."""
+
+    code = "invalid_request"
+
+
+class DeviceError(BridgeError):
+    """A serial device cannot be opened, does not answer, or refuses a request."""
+
+    code = "device_error"
 
 
 class PortError(DeviceError):

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 
+from edge_os.cli.serial_errors import device_errors
 from edge_os.errors import InputError
 from firmware_bridge import Device
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         value = int(args.value, 0)
     except ValueError:
         raise InputError(f"VALUE must be an integer, got {args.value!r}") from None
-    with Device.open(args.port) as device:
+    with device_errors(), Device.open(args.port) as device:
         retries_before = device.stats.retries
         start = time.monotonic()
         device.command(args.name, value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from edge_os.cli.serial_errors import device_errors
 from firmware_bridge import Device, DeviceError, discover, serial_ports
 from firmware_bridge.discovery import Survey, survey
 
@@ -38,6 +39,11 @@ def _text(report: Survey) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    with device_errors():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.port:
         devices = [Device.open(args.port)]
     else:

@@ -8,8 +8,8 @@ import time
 import pytest
 import serial
 
-from edge_os.errors import InputError
 from firmware_bridge import Device, ErrorCode, NotAnswering, PortError, Refused
+from firmware_bridge.errors import InputError
 from firmware_bridge.framing import Frame, FrameDecoder, encode_frame
 from firmware_bridge.link import LinkConfig
 from firmware_bridge.messages import COMMAND, MsgType

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from edge_os.errors import InputError
 from firmware_bridge import AsyncDevice, Device, device_tools, discover
+from firmware_bridge.errors import InputError
 
 from .sim import Simulator, pty_pair, wait_until
 
