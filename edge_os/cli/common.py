@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_os.runtime.kv_pool import DEFAULT_CONTEXT
 from edge_os.runtime.tvm_runtime import use_runtime_only_tvm
 
 
@@ -14,7 +15,7 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (default: EDGE_OS_THREADS or all cores)")
     parser.add_argument("--ctx", type=int, default=None, metavar="N",
-                        help="context window in tokens for the KV cache (default: 2048)")
+                        help=f"context window in tokens for the KV cache (default: {DEFAULT_CONTEXT})")
 
 
 def load_engine(args: argparse.Namespace):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -24,16 +24,21 @@ from edge_os.package.manifest import Manifest
 from edge_os.package.reader import open_package, read_params
 from edge_os.runtime.chat_template import ChatTemplate
 from edge_os.runtime.heap import release_free_heap
+from edge_os.runtime.kv_pool import cache_tokens, serving_context
 from edge_os.runtime.request import (
-    Event, Finished, FinishReason, GenerationRequest, TextDelta, Timings, Usage,
+    Event,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    TextDelta,
+    Timings,
+    Usage,
 )
 from edge_os.runtime.runner import CacheShape, ModelRunner
 from edge_os.runtime.sampler import Sampler
 from edge_os.runtime.text_stream import TextStream
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CONTEXT = 2048
 
 
 @dataclass(eq=False)
@@ -84,19 +89,19 @@ class Engine:
 
     @classmethod
     def load(cls, package_dir: str | Path, threads: int | None = None, context_tokens: int | None = None,
-             max_batch: int = 8, verify: bool = True) -> "Engine":
+             max_batch: int = 8, verify: bool = True) -> Engine:
         """Verify and load a package. ``context_tokens`` sizes the KV cache shared by all sequences."""
         package_dir = Path(package_dir)
         started = time.perf_counter()
         manifest = open_package(package_dir, verify=verify)
-        context = min(context_tokens or DEFAULT_CONTEXT, manifest.context_length)
+        context = serving_context(context_tokens, manifest.context_length)
         if context < 16:
             raise InputError(f"context of {context} tokens is too small; use at least 16")
         limits = manifest.limits
         if max_batch > limits.get("max_batch", max_batch):
             raise InputError(f"{manifest.name} was compiled for at most {limits['max_batch']} sequences at once "
                              f"(asked for {max_batch}); lower the batch or re-pack the model")
-        shape = CacheShape(max_batch_size=max_batch, max_total_tokens=context + 16 * max_batch,
+        shape = CacheShape(max_batch_size=max_batch, max_total_tokens=cache_tokens(context, max_batch),
                            prefill_chunk=min(256, context, limits.get("prefill_chunk", 256)))
         # The tokenizer first: its parse garbage is handed back before the weights arrive, so the
         # two never add up in the peak.
@@ -232,7 +237,7 @@ class Engine:
         finally:
             self.release(seq)
 
-    def chat(self) -> "ChatSession":
+    def chat(self) -> ChatSession:
         return ChatSession(self)
 
     def close(self) -> None:
@@ -270,7 +275,7 @@ class ChatSession:
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # up to the shorter one
         if x != y:
             break
         n += 1

@@ -8,17 +8,16 @@ longer than the prefill chunk are fed in chunks.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import tvm_ffi
 
+from edge_os.runtime.kv_pool import PAGE_TOKENS
 from edge_os.runtime.tvm_runtime import ensure_loaded, shape, to_numpy, to_tensor
 
-# TVM's CPU attention kernels assume 16-token pages (other sizes fail at run time).
-PAGE_SIZE = 16
 _CPU, _POOLED_ALLOCATOR = 1, 2  # DLPack's kDLCPU; the VM's pooled allocator
 
 
@@ -50,7 +49,7 @@ class ModelRunner:
         self._decode = self.vm["decode"]
         self.kv = self.vm["create_paged_kv_cache"](
             shape([cache.max_batch_size]), shape([cache.max_total_tokens]),
-            shape([cache.prefill_chunk]), shape([PAGE_SIZE]), shape([0]),
+            shape([cache.prefill_chunk]), shape([PAGE_TOKENS]), shape([0]),
         )
         builtin = tvm_ffi.get_global_func
         self._add = builtin("vm.builtin.kv_state_add_sequence")
@@ -77,7 +76,7 @@ class ModelRunner:
             self._popn(self.kv, int(seq_id), int(drop))
 
     def free_tokens(self) -> int:
-        return int(self._free_pages(self.kv)) * PAGE_SIZE
+        return int(self._free_pages(self.kv)) * PAGE_TOKENS
 
     # --- forwards ----------------------------------------------------------------------------
     def _embed_ids(self, token_ids) -> np.ndarray:

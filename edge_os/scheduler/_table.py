@@ -58,9 +58,7 @@ class LoadedModel:
         self.entry = entry
         self.engine = engine
         self.threads = threads
-        memory, info = engine.memory, entry.info
-        self.resident = (memory.weight_bytes + memory.workspace_bytes + info.code_bytes
-                         + info.kv_pool_tokens * memory.kv_bytes_per_token)
+        self.resident = entry.info.resident_bytes_for(engine.memory)
         self.jobs: list[Job] = []
         self.last_used = now
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from edge_os.package.manifest import Manifest
 from edge_os.package.memory import MemoryFigures
 from edge_os.runtime.api import EngineAPI
-from edge_os.scheduler.policy import PAGE_TOKENS
-
-# Context window a package is served with unless told otherwise (also capped by its manifest).
-DEFAULT_CONTEXT = 2048
+from edge_os.runtime.kv_pool import pool_tokens, serving_context
 
 
 @dataclass(frozen=True)
@@ -37,8 +34,12 @@ class ModelInfo:
     @property
     def resident_bytes(self) -> int:
         """What the model holds while loaded, before any request: weights, workspace, KV pool, code."""
-        m = self.memory
-        return m.weight_bytes + m.workspace_bytes + self.kv_pool_tokens * m.kv_bytes_per_token + self.code_bytes
+        return self.resident_bytes_for(self.memory)
+
+    def resident_bytes_for(self, memory: MemoryFigures) -> int:
+        """``resident_bytes`` with ``memory`` in place of the manifest's figures (the scheduler passes
+        a loaded engine's own)."""
+        return memory.bytes_for(self.kv_pool_tokens) + self.code_bytes
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,8 @@ def package_entry(
     """
     path = Path(path)
     manifest = Manifest.read(path)
-    context = min(context_tokens or DEFAULT_CONTEXT, manifest.context_length)
-    # Engine.load sizes its paged KV cache to the context plus a page per sequence, and TVM's cache
-    # adds one page of its own (tests/integration/test_scheduler_engine.py checks this figure).
-    pool = context + PAGE_TOKENS * (max_batch + 1)
+    context = serving_context(context_tokens, manifest.context_length)
+    pool = pool_tokens(context, max_batch)  # what Engine.load(context_tokens=context, max_batch=...) allocates
     code = sum(manifest.files.get(f, {}).get("size", 0) for f in (manifest.library, manifest.tokenizer["file"]))
     info = ModelInfo(manifest.name, manifest.memory, context, pool, max_batch, code)
 

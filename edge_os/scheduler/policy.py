@@ -7,14 +7,13 @@ prompt bound plus ``max_tokens``, capped at the context window, rounded up to 16
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
+from edge_os.runtime.kv_pool import PAGE_TOKENS
 from edge_os.runtime.request import GenerationRequest
 from edge_os.scheduler.probes.memory import MemoryReading
 from edge_os.scheduler.sizes import format_size
-
-PAGE_TOKENS = 16
 
 
 def round_to_pages(tokens: int) -> int:
