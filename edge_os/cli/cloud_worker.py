@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_os.cli.mqtt_options import add_broker_options, broker_from_args, wait_for_signal
+from edge_os.cli.mqtt_options import add_broker_options, broker_from_args
 from edge_os.config import settings
 from edge_os.mqtt import CloudWorker, WorkerConfig
 from edge_os.mqtt.backends import EngineBackend
 from edge_os.mqtt.openai_backend import OpenAIBackend
+from edge_os.signals import wait_for_signal
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,8 +7,6 @@ attaches ``MqttFrontDoor(bridge_config_from_args(args))`` (see ``edge_os.mqtt.fr
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from pathlib import Path
 
 from edge_os.config import settings
@@ -44,14 +42,18 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
     add_broker_options(parser, required=False)
     group = parser.add_argument_group("MQTT bridge")
     group.add_argument("--device-id", metavar="ID", help="this device in the topic tree (default: EDGE_OS_DEVICE_ID)")
-    group.add_argument("--mqtt-state-dir", metavar="DIR", type=Path, help="outbox and request log (default: EDGE_OS_HOME/mqtt/ID)")
+    group.add_argument(
+        "--mqtt-state-dir", metavar="DIR", type=Path, help="outbox and request log (default: EDGE_OS_HOME/mqtt/ID)"
+    )
     group.add_argument("--mqtt-concurrency", metavar="N", type=int, default=8, help="requests in the scheduler at once")
     group.add_argument(
         "--mqtt-models", metavar="NAME", nargs="+", default=[],
         help="model names requests may ask for, here or in the cloud; others get unknown_model (default: any)",
     )  # fmt: skip
     group.add_argument("--telemetry-interval", metavar="S", type=float, default=30.0, help="seconds between telemetry")
-    group.add_argument("--no-cloud-fallback", action="store_true", help="answer refusals with an error, never the cloud")
+    group.add_argument(
+        "--no-cloud-fallback", action="store_true", help="answer refusals with an error, never the cloud"
+    )
     group.add_argument("--cloud-timeout", metavar="S", type=float, default=120.0, help="wait this long for the cloud")
     group.add_argument("--no-redact", action="store_true", help="send prompts to the cloud unredacted")
     group.add_argument(
@@ -72,11 +74,3 @@ def bridge_config_from_args(args: argparse.Namespace) -> BridgeConfig:
         redaction=RedactionConfig(enabled=not args.no_redact, names=tuple(args.redact_name)),
     )
 
-
-def wait_for_signal() -> None:
-    """Block until SIGTERM or SIGINT (services stop cleanly on either)."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1.0):
-        pass

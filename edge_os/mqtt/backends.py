@@ -7,58 +7,44 @@ engine one request at a time; ``edge_os.mqtt.openai_backend`` serves an OpenAI-c
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import closing
-from typing import Callable, Iterator
 
 from edge_os.errors import InputError
 from edge_os.runtime.api import EngineAPI
-from edge_os.runtime.request import Event, FinishReason, Finished, GenerationRequest, Refused, Timings, Usage
+from edge_os.runtime.request import Event, Finished, FinishReason, GenerationRequest, Refused, Timings, Usage
+from edge_os.scheduler.handle import Handle
 
 EventSource = Callable[[GenerationRequest, threading.Event], Iterator[Event]]
 
 
-class ThreadedHandle:
+class ThreadedHandle(Handle):
     """A ``RequestHandle`` over ``source(request, cancelled)`` running on a daemon thread."""
 
     def __init__(self, request: GenerationRequest, source: EventSource) -> None:
-        self.request_id = request.request_id
-        self._request = request
-        self._events: queue.Queue[Event] = queue.Queue()
         self._cancelled = threading.Event()
+        super().__init__(request.request_id, lambda _request_id: self._cancelled.set())
+        self._request = request
         threading.Thread(target=self._run, args=(source,), name=f"backend-{self.request_id[:8]}", daemon=True).start()
-
-    def events(self, timeout: float | None = None) -> Iterator[Event]:
-        while True:
-            try:
-                event = self._events.get(timeout=timeout)
-            except queue.Empty:
-                raise TimeoutError(f"no event within {timeout} s") from None
-            yield event
-            if isinstance(event, (Finished, Refused)):
-                return
-
-    def cancel(self) -> None:
-        self._cancelled.set()
 
     def _run(self, source: EventSource) -> None:
         try:
             for event in source(self._request, self._cancelled):
                 if self._cancelled.is_set():
                     break
-                self._events.put(event)
+                self.put(event)
                 if isinstance(event, (Finished, Refused)):
                     return
             if self._cancelled.is_set():
-                self._events.put(cancelled(""))
+                self.put(cancelled(""))
             else:
-                self._events.put(Refused("upstream_error", "the backend ended without an answer", fallback=False))
+                self.put(Refused("upstream_error", "the backend ended without an answer", fallback=False))
         except InputError as exc:  # e.g. a prompt longer than the context
-            self._events.put(Refused(exc.code, str(exc), fallback=False))
+            self.put(Refused(exc.code, str(exc), fallback=False))
         except Exception as exc:  # the backend's failure becomes the request's error answer
-            self._events.put(Refused("upstream_error", f"{type(exc).__name__}: {exc}", fallback=False))
+            self.put(Refused("upstream_error", f"{type(exc).__name__}: {exc}", fallback=False))
 
 
 def cancelled(text: str) -> Finished:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import queue
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from edge_os.runtime.request import Event, Finished, Refused
 
@@ -35,5 +35,5 @@ class Handle:
         self._on_cancel(self.request_id)
 
     def put(self, event: Event) -> None:
-        """Called by the scheduler loop only."""
+        """Called by the producer only: the scheduler loop, or a ``ThreadedHandle``'s thread."""
         self._events.put(event)

@@ -1,19 +1,18 @@
 """``edge-os serve``: a scheduler for a device, with front doors attached to it.
 
 A front door is anything with ``name``, ``start(scheduler)`` and ``stop()``: the status socket
-for ``edge-os ps`` is one; the MQTT bridge and the HTTP API attach the same way
-(``Service.attach(door)`` before ``start()``).
+for ``edge-os ps`` is one; the MQTT bridge attaches the same way (``Service.attach(door)`` before
+``start()``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from edge_os.config import settings
 from edge_os.errors import InputError
@@ -24,6 +23,7 @@ from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
 from edge_os.scheduler.sizes import format_size
 from edge_os.scheduler.status_socket import StatusServer
+from edge_os.signals import wait_for_signal
 from edge_os.targets import load_target
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Service:
         """Add a front door; it starts with the service."""
         self.front_doors.append(door)
 
-    def start(self) -> "Service":
+    def start(self) -> Service:
         self.scheduler.start()
         started = []
         try:
@@ -125,17 +125,12 @@ class Service:
 
     def run_until_signalled(self) -> None:
         """Serve until SIGINT or SIGTERM, then stop cleanly."""
-        done = threading.Event()
         self.start()
-        previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            done.wait()
+            wait_for_signal()
             log.info("stopping")
         finally:
             self.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
 
 def serve(options: ServeOptions, front_doors: Iterable[FrontDoor] = ()) -> None:
     """Build the service for ``options``, attach ``front_doors``, run until a signal stops it."""

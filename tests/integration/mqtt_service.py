@@ -12,11 +12,11 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from tests.integration.echo_scheduler import EchoScheduler
-
-from edge_os.cli.mqtt_options import add_bridge_options, bridge_config_from_args, wait_for_signal
+from edge_os.cli.mqtt_options import add_bridge_options, bridge_config_from_args
 from edge_os.mqtt import Backoff, MqttBridge
 from edge_os.runtime.request import Refused
+from edge_os.signals import wait_for_signal
+from tests.integration.echo_scheduler import EchoScheduler
 
 
 def main() -> None:
