@@ -1,7 +1,7 @@
 """The exceptions edge-os raises for bad input.
 
 Every error carries a one-line message that says what is wrong and how to fix it; the CLI prints
-it and exits non-zero, the HTTP API answers 4xx, the MQTT bridge sends an ``error`` message.
+it and exits non-zero, the MQTT bridge sends an ``error`` message.
 """
 
 

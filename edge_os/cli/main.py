@@ -24,7 +24,7 @@ COMMANDS: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-os",
-        description="Pack, flash and run LLMs on edge devices under memory and thermal budgets.",
+        description="Pack and run LLMs on edge devices under memory and thermal budgets.",
         epilog=env_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,1 +1,1 @@
-"""Model packages: a self-describing, hashed, signed directory with everything a device needs."""
+"""Model packages: a self-describing directory, every file hashed, with everything a device needs."""
