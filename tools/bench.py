@@ -95,7 +95,8 @@ def main() -> int:
     from edge_os.runtime.engine import Engine
 
     started = time.perf_counter()
-    engine = Engine.load(package, threads=args.threads, context_tokens=max(2048, args.decode_context + args.decode_tokens + 64))
+    context = max(2048, args.decode_context + args.decode_tokens + 64)
+    engine = Engine.load(package, threads=args.threads, context_tokens=context)
     load_s = time.perf_counter() - started
     p128, p512 = prompt_ids(engine, 128), prompt_ids(engine, 512)
     context = prompt_ids(engine, max(args.decode_context, 1))

@@ -92,7 +92,7 @@ def main() -> int:
             spent = dict.fromkeys(per_kernel, 0.0)
             start = time.perf_counter()
             for layer in range(LAYERS):  # the model's order: weights stream once per step
-                for name, _, _, k, per_layer in SHAPES[:4]:
+                for name, _, _, k, _per_layer in SHAPES[:4]:
                     t = time.perf_counter()
                     kernels[name](xs[k], *weights[name][layer], ys[name])
                     spent[name] += time.perf_counter() - t

@@ -55,9 +55,9 @@ def compare(threads: int, reps: int, extras: dict[str, list[str]]) -> dict:
     table = {}
     for key in samples["edge-os"]:
         higher_better = PER_RUN.get(key, True)
-        e, l = samples["edge-os"][key], samples["llama.cpp"][key]
-        table[key] = {"edge-os": _stats(e), "llama.cpp": _stats(l), "higher_is_better": higher_better,
-                      "ratio": statistics.median(e) / statistics.median(l)}
+        ours, theirs = samples["edge-os"][key], samples["llama.cpp"][key]
+        table[key] = {"edge-os": _stats(ours), "llama.cpp": _stats(theirs), "higher_is_better": higher_better,
+                      "ratio": statistics.median(ours) / statistics.median(theirs)}
     return table
 
 

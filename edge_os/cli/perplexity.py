@@ -38,5 +38,6 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"perplexity": result.perplexity, "tokens": result.tokens}))
     else:
-        print(f"perplexity {result.perplexity:.4f} over {result.tokens} tokens ({result.windows} windows of {args.ctx})")
+        print(f"perplexity {result.perplexity:.4f} over {result.tokens} tokens "
+              f"({result.windows} windows of {args.ctx})")
     return 0

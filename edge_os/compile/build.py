@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tvm
-from tvm.relax.frontend import nn
 
 from edge_os.compile.kernels import MODEL_ATTR
 from edge_os.compile.kv_cache import kv_cache_factory

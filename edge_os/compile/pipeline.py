@@ -1,8 +1,8 @@
 """The Relax compilation pipeline: one flat sequence of numbered phases.
 
 Phase 1 picks kernels for the target (tagged reference kernels may be replaced by faster ones)
-and, on CPUs, gives SiLU a vectorizable exponential; phase 2 legalizes and fuses, phase 3 schedules what is still unscheduled for the CPU, phase 4
-lowers to the VM. Model code never sees any of this.
+and, on CPUs, gives SiLU a vectorizable exponential; phase 2 legalizes and fuses, phase 3 schedules
+what is still unscheduled for the CPU, phase 4 lowers to the VM. Model code never sees any of this.
 """
 
 from __future__ import annotations

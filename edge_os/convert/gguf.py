@@ -7,8 +7,8 @@ back in Hugging Face order here (a row permutation, so quantized blocks stay exa
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

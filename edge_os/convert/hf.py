@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from edge_os.convert.safetensors import load_tensor, read_header
 from edge_os.convert.source import END_OF_TURN_TOKENS, ModelSource, SourceTensor

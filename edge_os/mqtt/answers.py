@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from edge_os.mqtt import schema
 from edge_os.errors import MqttError
+from edge_os.mqtt import schema
 from edge_os.mqtt.connection import Connection
 from edge_os.mqtt.dedup import RequestLog, RequestRecord
 from edge_os.mqtt.delivery import OutboxSender

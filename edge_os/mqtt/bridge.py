@@ -85,7 +85,7 @@ class MqttBridge:
         self._stopping = threading.Event()
         self._housekeeper: threading.Thread | None = None
 
-    def start(self) -> "MqttBridge":
+    def start(self) -> MqttBridge:
         """Resume unfinished work and start connecting (returns at once; see ``wait_connected``)."""
         self._durable.sender.start()
         self._server.start()
@@ -102,10 +102,11 @@ class MqttBridge:
         if self._housekeeper is not None:
             self._housekeeper.join(5)
         self._server.stop()
-        self._connection.stop(farewell=(status_topic(self.config.device_id), telemetry.status(self.config.device_id, False)))
+        device = self.config.device_id
+        self._connection.stop(farewell=(status_topic(device), telemetry.status(device, False)))
         self._durable.close()
 
-    def __enter__(self) -> "MqttBridge":
+    def __enter__(self) -> MqttBridge:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

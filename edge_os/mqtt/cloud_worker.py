@@ -48,7 +48,7 @@ class CloudWorker:
         )
         d.attach(self._connection)
 
-    def start(self) -> "CloudWorker":
+    def start(self) -> CloudWorker:
         self._durable.sender.start()
         self._server.start()
         self._connection.start()
@@ -60,7 +60,7 @@ class CloudWorker:
         self._connection.stop()
         self._durable.close()
 
-    def __enter__(self) -> "CloudWorker":
+    def __enter__(self) -> CloudWorker:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

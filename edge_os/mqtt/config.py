@@ -56,7 +56,7 @@ class BrokerConfig:
         key_file: Path | None = None,
         username: str | None = None,
         password: str | None = None,
-    ) -> "BrokerConfig":
+    ) -> BrokerConfig:
         """Parse ``mqtt://`` / ``mqtts://`` URLs; explicit arguments win over the URL's user info."""
         parts = urlsplit(url)
         if parts.scheme not in _DEFAULT_PORTS:

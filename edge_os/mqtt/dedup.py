@@ -137,4 +137,6 @@ class RequestLog:
 
 def _record(row: tuple) -> RequestRecord:
     key, topic, corr, payload, deadline, state, answer, code, reason, cloud_deadline = row
-    return RequestRecord(key, topic, bytes(corr), bytes(payload), deadline, State(state), answer, code, reason, cloud_deadline)
+    return RequestRecord(
+        key, topic, bytes(corr), bytes(payload), deadline, State(state), answer, code, reason, cloud_deadline
+    )

@@ -100,7 +100,8 @@ class OutboxSender:
             self._parked[message.id] = (time.monotonic() + self._park_s, message)
             return
         if reason_code >= _FIRST_FAILURE_CODE:
-            log.error("broker rejected outbox message %d to %s (reason %#x); dropping it", message.id, message.topic, reason_code)
+            log.error("broker rejected outbox message %d to %s (reason %#x); dropping it",
+                      message.id, message.topic, reason_code)
         self._outbox.remove(message.id)
         self.delivered += 1
 

@@ -23,7 +23,7 @@ class Durable:
     answers: Answers
 
     @classmethod
-    def open(cls, path: Path) -> "Durable":
+    def open(cls, path: Path) -> Durable:
         store = Store(path)
         requests = RequestLog(store)
         outbox = Outbox(store)

@@ -129,6 +129,8 @@ class CloudFallback:
         for record in self._requests.in_state(State.CLOUD):
             if record.cloud_deadline is not None and record.cloud_deadline <= now:
                 if self._answers.fail(
-                    record, "cloud_timeout", f"not served here ({record.fallback_reason}) and the cloud did not answer in time"
+                    record,
+                    "cloud_timeout",
+                    f"not served here ({record.fallback_reason}) and the cloud did not answer in time",
                 ):
                     self.stats.timed_out += 1

@@ -11,11 +11,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from edge_os.errors import MqttError
 from edge_os.mqtt.backends import ThreadedHandle, cancelled
-from edge_os.runtime.request import Event, FinishReason, Finished, GenerationRequest, TextDelta, Timings, Usage
+from edge_os.runtime.request import Event, Finished, FinishReason, GenerationRequest, TextDelta, Timings, Usage
 
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
 
@@ -40,7 +41,10 @@ class OpenAIBackend:
 
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         """The chat-completions request for ``request``."""
-        messages = list(request.messages) if request.messages is not None else [{"role": "user", "content": request.prompt}]
+        if request.messages is not None:
+            messages = list(request.messages)
+        else:
+            messages = [{"role": "user", "content": request.prompt}]
         body: dict[str, Any] = {
             "model": request.model or self._model or "default",
             "messages": messages,
@@ -84,10 +88,12 @@ class OpenAIBackend:
                         yield TextDelta(piece, ())
                     finish = _FINISH.get(choice.get("finish_reason") or "", finish)
                 if chunk.get("usage"):
-                    usage = Usage(int(chunk["usage"].get("prompt_tokens", 0)), int(chunk["usage"].get("completion_tokens", 0)))
+                    counts = chunk["usage"]
+                    usage = Usage(int(counts.get("prompt_tokens", 0)), int(counts.get("completion_tokens", 0)))
         elapsed = time.monotonic() - started
         self._served += 1
-        yield Finished("".join(text), (), finish, usage, Timings(elapsed, 0.0, usage.completion_tokens / max(elapsed, 1e-9)))
+        timings = Timings(elapsed, 0.0, usage.completion_tokens / max(elapsed, 1e-9))
+        yield Finished("".join(text), (), finish, usage, timings)
 
 
 def _sse_chunks(response) -> Iterator[dict]:

@@ -12,8 +12,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from edge_os.errors import EdgeOSError
 from edge_os.mqtt import schema
@@ -21,7 +21,7 @@ from edge_os.mqtt.answers import Answers
 from edge_os.mqtt.connection import Inbound
 from edge_os.mqtt.dedup import RequestLog, RequestRecord, State, request_key
 from edge_os.mqtt.schema import MqttRequest, RequestRejected
-from edge_os.runtime.request import FinishReason, Finished, Refused, TextDelta
+from edge_os.runtime.request import Finished, FinishReason, Refused, TextDelta
 from edge_os.scheduler.api import RequestHandle, SchedulerAPI
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 def status(device_id: str, online: bool) -> bytes:
     """``{"device_id", "state": "online"|"offline", "ts", "version"}``; retained, and the will."""
-    body = {"device_id": device_id, "state": "online" if online else "offline", "ts": time.time(), "version": __version__}
+    state = "online" if online else "offline"
+    body = {"device_id": device_id, "state": state, "ts": time.time(), "version": __version__}
     return json.dumps(body).encode()
 
 

@@ -64,7 +64,7 @@ class Manifest:
         return json.dumps(data, indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, where: str = MANIFEST) -> "Manifest":
+    def from_json(cls, text: str, where: str = MANIFEST) -> Manifest:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -85,7 +85,7 @@ class Manifest:
             raise PackageError(f"{where} is missing or has a malformed field ({exc}); re-pack the model") from exc
 
     @classmethod
-    def read(cls, package_dir: Path) -> "Manifest":
+    def read(cls, package_dir: Path) -> Manifest:
         path = Path(package_dir) / MANIFEST
         if not path.is_file():
             raise PackageError(f"{package_dir} is not a model package (no {MANIFEST}); pack one with `edge-os pack`")

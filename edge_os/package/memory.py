@@ -19,5 +19,5 @@ class MemoryFigures:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "MemoryFigures":
+    def from_json(cls, data: dict) -> MemoryFigures:
         return cls(**{k: int(data[k]) for k in ("weight_bytes", "kv_bytes_per_token", "workspace_bytes")})

@@ -45,7 +45,7 @@ class PackageWriter:
         self._shard = None
         self._shard_size = 0
 
-    def __enter__(self) -> "PackageWriter":
+    def __enter__(self) -> PackageWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

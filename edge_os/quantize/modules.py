@@ -32,7 +32,8 @@ def _declare_weight(module: nn.Module, fmt: WeightFormat, n: int, k: int, scale_
     return params
 
 
-def quantized_matmul(x: nn.Tensor, fmt: WeightFormat, params: list[nn.Parameter], n: int, k: int, scale_dtype: str) -> nn.Tensor:
+def quantized_matmul(x: nn.Tensor, fmt: WeightFormat, params: list[nn.Parameter], n: int, k: int,
+                     scale_dtype: str) -> nn.Tensor:
     """``x[..., k] @ W^T -> [..., n]`` through the format's kernel."""
     lead = list(x.shape[:-1])
     x2 = op.reshape(x, (-1, k))
@@ -80,7 +81,8 @@ class _Quantizer(nn.Mutator):
     def visit_module(self, name: str, node: nn.Module):
         if isinstance(node, nn.Linear):
             fmt = self.formats_by_name.get(f"{name}.weight", "f32")
-            return QuantizedLinear(node.in_features, node.out_features, fmt, self.scale_dtype, bias=node.bias is not None)
+            return QuantizedLinear(node.in_features, node.out_features, fmt, self.scale_dtype,
+                                   bias=node.bias is not None)
         if isinstance(node, nn.Embedding):
             fmt = self.formats_by_name.get(f"{name}.weight", "f32")
             return QuantizedEmbedding(node.num, node.dim, fmt, self.scale_dtype)

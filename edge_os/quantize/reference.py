@@ -28,12 +28,12 @@ class QuantizedWeight:
     def dequantize(self) -> np.ndarray:
         return dequantize(self)
 
-    def take_rows(self, rows: np.ndarray) -> "QuantizedWeight":
+    def take_rows(self, rows: np.ndarray) -> QuantizedWeight:
         """The same weight restricted to (or reordered by) ``rows``: exact, blocks are per row."""
         arrays = {name: a[rows] for name, a in self.arrays.items()}
         return QuantizedWeight(self.fmt, (len(rows), self.shape[1]), arrays)
 
-    def with_scale_dtype(self, dtype: str) -> "QuantizedWeight":
+    def with_scale_dtype(self, dtype: str) -> QuantizedWeight:
         """The same weight with scales and minimums stored as ``dtype`` (float32 or float16)."""
         arrays = {name: a.astype(dtype, copy=False) if name in ("scale", "minimum") else a
                   for name, a in self.arrays.items()}

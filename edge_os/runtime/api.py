@@ -6,7 +6,8 @@ uses the step interface so several requests of one model decode in one batch.
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 from edge_os.package.memory import MemoryFigures
 from edge_os.runtime.request import Event, GenerationRequest

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -23,7 +23,8 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def perplexity(engine, text: str, window: int = 512, on_window: Callable[[int, int], None] | None = None) -> PerplexityResult:
+def perplexity(engine, text: str, window: int = 512,
+               on_window: Callable[[int, int], None] | None = None) -> PerplexityResult:
     if window < 2:
         raise InputError(f"--ctx must be at least 2 tokens (got {window})")
     if window > engine.context_length:

@@ -128,8 +128,8 @@ class Refused:
     """The scheduler did not serve the request locally.
 
     ``code`` is one of: ``over_memory``, ``too_hot``, ``low_battery``, ``model_absent``,
-    ``deadline``, ``queue_full``, ``invalid_request``, ``engine_error``, ``shutting_down``. When ``fallback`` is true another server
-    (the cloud worker) may serve it.
+    ``deadline``, ``queue_full``, ``invalid_request``, ``engine_error``, ``shutting_down``. When
+    ``fallback`` is true another server (the cloud worker) may serve it.
     """
 
     code: str

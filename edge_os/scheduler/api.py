@@ -6,7 +6,8 @@ more ``TextDelta``, then exactly one ``Finished`` or ``Refused``.
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 from edge_os.runtime.request import Event, GenerationRequest
 

@@ -48,7 +48,7 @@ class Throttle:
     refuse_new: str | None = None  # Refused code for new requests (they go to the fallback path)
     stop: bool = False  # no engine steps; queued requests are handed off
 
-    def strictest(self, other: "Throttle") -> "Throttle":
+    def strictest(self, other: Throttle) -> Throttle:
         """The field-by-field stricter of two throttles."""
         batches = [b for b in (self.max_batch, other.max_batch) if b is not None]
         return Throttle(

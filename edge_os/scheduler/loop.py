@@ -16,13 +16,13 @@ import math
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from edge_os.errors import InputError, SchedulerError
 from edge_os.runtime.request import (
     Event,
-    FinishReason,
     Finished,
+    FinishReason,
     GenerationRequest,
     Refused,
     TextDelta,
@@ -122,7 +122,7 @@ class Scheduler:
         with self._cond:
             return self._status
 
-    def start(self) -> "Scheduler":
+    def start(self) -> Scheduler:
         """Run the loop on a daemon thread."""
         self._thread = threading.Thread(target=self._run, name="edge-os-scheduler", daemon=True)
         self._thread.start()
@@ -144,7 +144,7 @@ class Scheduler:
             self._unload(name, "scheduler closed")
         self._publish()
 
-    def __enter__(self) -> "Scheduler":
+    def __enter__(self) -> Scheduler:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -216,7 +216,8 @@ class Scheduler:
             return self._refuse(job, "model_absent", f"no model {request.model!r} here (have: {have})", True)
         job.entry = entry
         if self._throttle.refuse_new:
-            reason = self._governor.power_reason if self._throttle.refuse_new == "low_battery" else self._governor.reason
+            low_battery = self._throttle.refuse_new == "low_battery"
+            reason = self._governor.power_reason if low_battery else self._governor.reason
             return self._refuse(job, self._throttle.refuse_new, reason, True)
         if request.deadline is not None and now >= request.deadline:
             return self._refuse(job, "deadline", "the deadline passed before the request arrived", False)

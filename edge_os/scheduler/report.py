@@ -24,12 +24,13 @@ def format_status(status: dict) -> str:
             "forever" if m["keep_alive_s"] is None else f"{m['keep_alive_s']:.0f}s",
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
     mem = status["memory"]
     device = (f"; device {format_size(mem['device_available_bytes'])} available of "
               f"{format_size(mem['device_total_bytes'])}") if mem["pooled"] else ""
-    lines.append(f"memory:   {format_size(mem['accounted_bytes'])} of {format_size(mem['budget_bytes'])} budget{device}")
+    budget = format_size(mem["budget_bytes"])
+    lines.append(f"memory:   {format_size(mem['accounted_bytes'])} of {budget} budget{device}")
 
     gov = status["governor"]
     zones = ", ".join(f"{z['name']} {_temp(z['temp_c'])}" for z in status["thermal"]["zones"]) or "no sensors"

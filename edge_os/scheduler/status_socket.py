@@ -65,7 +65,9 @@ class StatusServer:
             except SchedulerError:
                 self.path.unlink()  # left behind by a service that died
             else:
-                raise SchedulerError(f"another edge-os service already answers at {self.path}; stop it or pass --socket")
+                raise SchedulerError(
+                    f"another edge-os service already answers at {self.path}; stop it or pass --socket"
+                )
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
@@ -111,7 +113,8 @@ class StatusServer:
         try:
             request = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return {"ok": False, "protocol": PROTOCOL, "error": "send one JSON object per line, e.g. {\"op\": \"status\"}"}
+            error = 'send one JSON object per line, e.g. {"op": "status"}'
+            return {"ok": False, "protocol": PROTOCOL, "error": error}
         op = request.get("op") if isinstance(request, dict) else None
         if op != "status":
             return {"ok": False, "protocol": PROTOCOL, "error": f"unknown op {op!r}; supported: status"}

@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from edge_os.mqtt.backends import ThreadedHandle
-from edge_os.runtime.request import Event, FinishReason, Finished, GenerationRequest, Refused, TextDelta, Timings, Usage
+from edge_os.runtime.request import Event, Finished, FinishReason, GenerationRequest, Refused, TextDelta, Timings, Usage
 
 
 def prompt_text(request: GenerationRequest) -> str:
@@ -88,7 +88,8 @@ class EchoScheduler:
                 yield TextDelta(word if i == 0 else " " + word, (i,))
             text = " ".join(words)
             reason = FinishReason.LENGTH if len(words) == request.max_tokens else FinishReason.STOP
-            yield Finished(text, tuple(range(len(words))), reason, Usage(len(prompt_text(request).split()), len(words)), Timings(0.0, 0.0, 0.0))
+            usage = Usage(len(prompt_text(request).split()), len(words))
+            yield Finished(text, tuple(range(len(words))), reason, usage, Timings(0.0, 0.0, 0.0))
         finally:
             if self._gate is not None:
                 self._gate.release()

@@ -15,8 +15,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
@@ -74,12 +75,15 @@ class Mosquitto:
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         self.starts += 1
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()} {self.log.read_text() if self.log.exists() else ''}")
+                log = self.log.read_text() if self.log.exists() else ""
+                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()} {log}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
@@ -113,7 +117,8 @@ class Requester:
     reconnect) and reconnects by itself, as an IoT hub's client would.
     """
 
-    def __init__(self, port: int, name: str, subscribe: tuple[str, ...] = (), tls: dict | None = None, auth: tuple[str, str] | None = None) -> None:
+    def __init__(self, port: int, name: str, subscribe: tuple[str, ...] = (), tls: dict | None = None,
+                 auth: tuple[str, str] | None = None) -> None:
         self.name = name
         self.response_topic = f"test/{name}/res"
         self.received: list[tuple[str, bytes | None, dict]] = []  # (topic, correlation, body)

@@ -42,7 +42,12 @@ class OpenAIStub:
                     self.wfile.write(b"data: [DONE]\n\n")
                 else:
                     payload = json.dumps(
-                        {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "usage": usage}
+                        {
+                            "choices": [
+                                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                            ],
+                            "usage": usage,
+                        }
                     ).encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")

@@ -88,13 +88,19 @@ def test_unsupported_architecture_and_tensor_type_are_named(tmp_path):
     path = tmp_path / "gpt2.gguf"
     writer = gguf.GGUFWriter(str(path), "gpt2")
     writer.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
-    writer.write_header_to_file(); writer.write_kv_data_to_file(); writer.write_tensors_to_file(); writer.close()
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
     assert_one_line_error(edge_os("pack", path, "--out", tmp_path / "a"), "'gpt2' is not supported")
 
     path = tmp_path / "f64.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_tensor("token_embd.weight", np.zeros((4, 32), np.float64))
-    writer.write_header_to_file(); writer.write_kv_data_to_file(); writer.write_tensors_to_file(); writer.close()
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
     assert_one_line_error(edge_os("pack", path, "--out", tmp_path / "b"), "type F64", "supported:")
 
 
@@ -160,7 +166,8 @@ def test_prompt_longer_than_the_context(tiny_package):
 
 @pytest.mark.parametrize("flag,value", [("--temperature", "-1"), ("--top-p", "0"), ("--max-tokens", "0")])
 def test_invalid_sampling_parameters(tiny_package, flag, value):
-    assert_one_line_error(edge_os("generate", "-m", tiny_package, "hi", flag, value), flag.strip("-").replace("-", "_").split("_")[0])
+    named = flag.strip("-").replace("-", "_").split("_")[0]
+    assert_one_line_error(edge_os("generate", "-m", tiny_package, "hi", flag, value), named)
 
 
 def test_perplexity_json(tiny_package, tmp_path):

@@ -24,7 +24,7 @@ GREEDY = SamplingParams(temperature=0)
 def package_weights(package) -> dict[str, np.ndarray]:
     """The package's weights dequantized and split back into Hugging Face tensors."""
     manifest = Manifest.read(package)
-    arrays = {p.name: a for p, a in zip(manifest.params, read_params(package, manifest))}
+    arrays = {p.name: a for p, a in zip(manifest.params, read_params(package, manifest), strict=True)}
     weights = {}
     for name, fmt in manifest.quantization["tensors"].items():
         base = name.removesuffix(".weight")
@@ -43,8 +43,10 @@ def package_weights(package) -> dict[str, np.ndarray]:
         for suffix in ("weight", "bias"):
             qkv = weights.pop(f"{p}self_attn.qkv_proj.{suffix}", None)
             if qkv is not None:
-                q, k, v = np.split(qkv, [cfg["num_attention_heads"] * d, (cfg["num_attention_heads"] + cfg["num_key_value_heads"]) * d])
-                weights |= {f"{p}self_attn.q_proj.{suffix}": q, f"{p}self_attn.k_proj.{suffix}": k, f"{p}self_attn.v_proj.{suffix}": v}
+                heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+                q, k, v = np.split(qkv, [heads * d, (heads + kv_heads) * d])
+                attn = f"{p}self_attn"
+                weights |= {f"{attn}.q_proj.{suffix}": q, f"{attn}.k_proj.{suffix}": k, f"{attn}.v_proj.{suffix}": v}
         gate, up = np.split(weights.pop(f"{p}mlp.gate_up_proj.weight"), 2)
         weights |= {f"{p}mlp.gate_proj.weight": gate, f"{p}mlp.up_proj.weight": up}
     return weights
@@ -229,7 +231,8 @@ def test_float16_kv_cache_is_recorded_and_halves_the_kv_figure(tiny_package_fact
     f16, f32 = (Manifest.read(tiny_package_factory("q4f32", kv_dtype=dt)) for dt in ("float16", "float32"))
     assert (f16.kv_dtype, f32.kv_dtype) == ("float16", "float32")
     cfg = f16.config
-    assert f16.memory.kv_bytes_per_token == 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * cfg["head_dim"] * 2
+    per_layer = cfg["num_key_value_heads"] * cfg["head_dim"]
+    assert f16.memory.kv_bytes_per_token == 2 * cfg["num_hidden_layers"] * per_layer * 2
     assert 2 * f16.memory.kv_bytes_per_token == f32.memory.kv_bytes_per_token
 
 

@@ -29,7 +29,9 @@ def test_200_requests_survive_five_broker_kills(mosquitto: Mosquitto, start_brid
     scheduler = EchoScheduler(token_delay_s=0.02)
     bridge = start_bridge(scheduler, concurrency=8)
     requester = Requester(mosquitto.port, "fleet-hub")
-    prompts = {f"req-{i:03d}".encode(): f"sensor {i} reads {i * 7 % 31} degrees near pump {i % 5}" for i in range(N_REQUESTS)}
+    prompts = {
+        f"req-{i:03d}".encode(): f"sensor {i} reads {i * 7 % 31} degrees near pump {i % 5}" for i in range(N_REQUESTS)
+    }
 
     kills_done = threading.Event()
 

@@ -16,7 +16,9 @@ from tests.integration.mqtt_cli import ask_with_mosquitto_clients
 from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
 
 
-def test_cloud_worker_serves_a_package(start_bridge, requester: Requester, mosquitto: Mosquitto, tiny_package: Path, tmp_path: Path):
+def test_cloud_worker_serves_a_package(
+    start_bridge, requester: Requester, mosquitto: Mosquitto, tiny_package: Path, tmp_path: Path
+):
     """`edge-os cloud-worker -m PACKAGE` in its own process answers what the device refused; the
     text equals what the same engine produces directly for the redacted prompt (greedy)."""
     log = tmp_path / "cloud-worker.log"
@@ -29,7 +31,8 @@ def test_cloud_worker_serves_a_package(start_bridge, requester: Requester, mosqu
         wait_until(lambda: "subscribed" in log.read_text(), 60, what="the cloud worker subscribed")
         refuse = Refused("model_absent", "no package for this model on the device", fallback=True)
         start_bridge(EchoScheduler(refuse=lambda r: refuse))
-        requester.ask({"prompt": "write to ops@example.com", "max_tokens": 6, "temperature": 0}, b"pkg", topic="edge-os/dev1/req")
+        body = {"prompt": "write to ops@example.com", "max_tokens": 6, "temperature": 0}
+        requester.ask(body, b"pkg", topic="edge-os/dev1/req")
         answer = requester.final(b"pkg", timeout=60)
     finally:
         worker.terminate()

@@ -7,12 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge_os.mqtt import RedactionConfig
+from edge_os.runtime.request import Refused
 from tests.integration.echo_scheduler import EchoScheduler, prompt_text
 from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
 from tests.integration.openai_stub import OpenAIStub, cloud_answer
-
-from edge_os.mqtt import RedactionConfig
-from edge_os.runtime.request import Refused
 
 SECRET_PROMPT = "Alice Smith (alice.smith@example.com, +1 415 555 0100) asks: is boiler 3 safe above 80 C?"
 REDACTED_PROMPT = "[NAME] ([EMAIL], [PHONE]) asks: is boiler 3 safe above 80 C?"
@@ -98,5 +97,6 @@ def test_redaction_can_be_turned_off(start_bridge, requester: Requester, mosquit
     spy = Requester(mosquitto.port, "spy", subscribe=("edge-os/cloud/req",))
     start_bridge(EchoScheduler(refuse=_refuse), redaction=RedactionConfig(enabled=False), cloud_timeout_s=1.0)
     requester.ask({"prompt": SECRET_PROMPT}, b"raw", topic="edge-os/dev1/req")
-    assert wait_until(lambda: spy.on_topic("edge-os/cloud/req"), 5, what="the cloud request")[0]["prompt"] == SECRET_PROMPT
+    handed_over = wait_until(lambda: spy.on_topic("edge-os/cloud/req"), 5, what="the cloud request")
+    assert handed_over[0]["prompt"] == SECRET_PROMPT
     spy.close()

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from tests.integration.echo_scheduler import expected_answer
 from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
 

@@ -6,11 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.integration.echo_scheduler import EchoScheduler, expected_answer
-from tests.integration.mqtt_harness import Mosquitto, Requester, free_port, wait_until
 
 from edge_os.mqtt import BridgeConfig, BrokerConfig, MqttBridge
 from edge_os.mqtt.config import Backoff
+from tests.integration.echo_scheduler import EchoScheduler, expected_answer
+from tests.integration.mqtt_harness import Mosquitto, Requester, free_port, wait_until
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -73,7 +73,11 @@ def test_bridge_answers_over_mutual_tls_with_password(tls_broker: Mosquitto, pki
         requester = Requester(
             tls_broker.port,
             "tls-hub",
-            tls={"ca_certs": str(pki / "ca.pem"), "certfile": str(pki / "device.pem"), "keyfile": str(pki / "device.key")},
+            tls={
+                "ca_certs": str(pki / "ca.pem"),
+                "certfile": str(pki / "device.pem"),
+                "keyfile": str(pki / "device.key"),
+            },
             auth=("device", "s3cret"),
         )
         requester.ask({"prompt": "encrypted hello"}, b"t1", topic="edge-os/secure/req")
@@ -90,7 +94,8 @@ def test_wrong_password_never_connects_and_says_why(tls_broker: Mosquitto, pki: 
 def test_server_certificate_from_another_ca_is_rejected(tls_broker: Mosquitto, pki: Path, tmp_path: Path, caplog):
     other = tmp_path / "other-ca.pem"
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(tmp_path / "other.key"), "-out", str(other), "-days", "1", "-subj", "/CN=evil", cwd=tmp_path)  # fmt: skip
+             "-keyout", str(tmp_path / "other.key"), "-out", str(other), "-days", "1", "-subj", "/CN=evil",
+             cwd=tmp_path)  # fmt: skip
     config = _config(tls_broker, pki, tmp_path, "s3cret")
     config = BridgeConfig(
         BrokerConfig.from_url(

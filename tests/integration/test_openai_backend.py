@@ -7,11 +7,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from tests.integration.openai_stub import OpenAIStub, cloud_answer
 
 from edge_os.errors import MqttError
 from edge_os.mqtt.openai_backend import OpenAIBackend
 from edge_os.runtime.request import Finished, GenerationRequest, Refused, SamplingParams, TextDelta
+from tests.integration.openai_stub import OpenAIStub, cloud_answer
 
 
 @pytest.fixture
@@ -23,7 +23,9 @@ def stub():
 
 def test_streams_deltas_and_finishes_with_usage(stub: OpenAIStub):
     backend = OpenAIBackend(stub.url + "/v1", model="tiny", api_key="k")
-    request = GenerationRequest(prompt="one two three", max_tokens=9, sampling=SamplingParams(temperature=0), stop=("\n",))
+    request = GenerationRequest(
+        prompt="one two three", max_tokens=9, sampling=SamplingParams(temperature=0), stop=("\n",)
+    )
     events = list(backend.submit(request).events(timeout=10))
     deltas = [e.text for e in events if isinstance(e, TextDelta)]
     final = events[-1]

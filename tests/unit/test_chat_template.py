@@ -20,6 +20,7 @@ def test_template_cannot_reach_python_internals():
 
 
 def test_raise_exception_in_a_template_is_a_clear_input_error():
-    tpl = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first message must be from the user') }}{% endif %}"
+    tpl = ("{% if messages[0]['role'] != 'user' %}"
+           "{{ raise_exception('first message must be from the user') }}{% endif %}")
     with pytest.raises(InputError, match="first message must be from the user"):
         ChatTemplate(tpl).render([{"role": "assistant", "content": "x"}])

@@ -23,13 +23,17 @@ def write_vocab(path, model, tokens, types, scores=None, merges=None, pre=None):
         writer.add_token_merges(merges)
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
-    writer.write_header_to_file(); writer.write_kv_data_to_file(); writer.write_tensors_to_file(); writer.close()
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
     return gguf.GGUFReader(str(path))
 
 
 def test_sentencepiece_vocabulary_merges_by_score(tmp_path):
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
-    words = ["▁", "h", "e", "l", "o", "w", "r", "d", "he", "ll", "▁he", "llo", "▁hello", "▁w", "or", "▁wor", "ld", "▁world"]
+    words = ["▁", "h", "e", "l", "o", "w", "r", "d", "he", "ll", "▁he", "llo", "▁hello", "▁w", "or", "▁wor", "ld",
+             "▁world"]
     tokens = ["<unk>", "<s>", "</s>"] + byte_tokens + words
     types = [2, 3, 3] + [6] * 256 + [1] * len(words)
     scores = [0.0] * (3 + 256) + [-float(i) for i in range(len(words))]

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import json
+
 from tokenizers import Tokenizer
 
 from edge_os.runtime.text_stream import TextStream
 from tests.tiny_model import byte_tokenizer
-import json
 
 
 def tokenizer():

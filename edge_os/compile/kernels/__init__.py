@@ -17,7 +17,7 @@ with the same signature.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tvm
 from tvm import tirx
@@ -78,7 +78,7 @@ def select_kernels(mod: tvm.ir.IRModule, target: tvm.target.Target, activations:
     return mod
 
 
-def _fast_kernel(func: tirx.PrimFunc, target: tvm.target.Target, activations: str) -> "tirx.PrimFunc | None":
+def _fast_kernel(func: tirx.PrimFunc, target: tvm.target.Target, activations: str) -> tirx.PrimFunc | None:
     info = _kernel_info(func) | {"activations": activations}
     for family, builder in families(target):
         fast = builder(info, target)
@@ -87,7 +87,7 @@ def _fast_kernel(func: tirx.PrimFunc, target: tvm.target.Target, activations: st
     return None
 
 
-def _replacement(func: tirx.PrimFunc, target: tvm.target.Target, model: dict) -> "tirx.PrimFunc | None":
+def _replacement(func: tirx.PrimFunc, target: tvm.target.Target, model: dict) -> tirx.PrimFunc | None:
     for applies, replace in _REPLACEMENTS:
         if applies(target):
             fast = replace(func, model)

@@ -127,7 +127,8 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
             high = tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), LANES)), nibble_mask)
             if bits == 8:
                 evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
-                pairs = _pmaddubsw(tirx.reinterpret("int8x32", low), evens) + _pmaddubsw(tirx.reinterpret("int8x32", high), odds)
+                pairs = (_pmaddubsw(tirx.reinterpret("int8x32", low), evens)
+                         + _pmaddubsw(tirx.reinterpret("int8x32", high), odds))
                 dots = _pmaddwd(pairs, bcast(const(1, "int16"), 16))
             else:
                 widened = [_widen_nibbles(v, upper) for v in (low, high) for upper in (False, True)]

@@ -11,7 +11,7 @@ import functools
 import tvm
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _features(target_json: str) -> frozenset[str]:
     query = tvm.get_global_func("target.llvm_get_cpu_features")
     return frozenset(str(name) for name in dict(query(tvm.target.Target(target_json))))

@@ -109,7 +109,8 @@ def _prefill(layout: WeightLayout, tiling: MatmulTiling, x, weights, y, m) -> No
             _micro_kernel(layout, tiling, x, y, w_tile, acc, tile, i, 1)
 
 
-def _micro_kernel(layout: WeightLayout, tiling: MatmulTiling, x, y, w_tile, acc, tile, first_token, tokens: int) -> None:
+def _micro_kernel(layout: WeightLayout, tiling: MatmulTiling, x, y, w_tile, acc, tile, first_token,
+                  tokens: int) -> None:
     """``y[first_token : +tokens, tile rows] = x[...] @ w_tile``, accumulators in registers."""
     tile_rows = tiling.tile_rows
     vectors = tile_rows // LANES

@@ -24,7 +24,7 @@ class WeightLayout:
     scale_dtype: str = "float32"
 
     @classmethod
-    def from_info(cls, info: dict) -> "WeightLayout":
+    def from_info(cls, info: dict) -> WeightLayout:
         return cls(FORMATS[info["format"]], info["n"], info["k"], info.get("scale_dtype", "float32"))
 
     @property

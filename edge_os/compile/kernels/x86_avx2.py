@@ -12,8 +12,13 @@ import tvm
 
 from edge_os.compile.kernels import avx2_dot, register
 from edge_os.compile.kernels.features import arch, has
-from edge_os.compile.kernels.matmul_fp32 import (ROUNDED_BITS_ATTR, ROUNDED_ROWS_ATTR, MatmulTiling, build_matmul,
-                                                  supports)
+from edge_os.compile.kernels.matmul_fp32 import (
+    ROUNDED_BITS_ATTR,
+    ROUNDED_ROWS_ATTR,
+    MatmulTiling,
+    build_matmul,
+    supports,
+)
 from edge_os.compile.kernels.weights import WeightLayout
 
 TILING = MatmulTiling(rows=4, tile_rows=16, tile_tokens=6, gemm_from=8)

@@ -34,7 +34,7 @@ class LlamaConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "LlamaConfig":
+    def from_json(cls, data: dict) -> LlamaConfig:
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -17,6 +17,7 @@ from tvm.relax.frontend.nn.llm.kv_cache import PagedKVCache
 
 from edge_os.models.llama.config import LlamaConfig
 
+
 class KVCacheFactory(Protocol):
     """Builds the cache: ``(config, max_batch_size, max_total_seq_len, prefill_chunk_size,
     page_size, support_sliding_window) -> PagedKVCache``. ``dtype`` is the dtype the cache stores

@@ -56,7 +56,7 @@ def _paged(rng, lengths, dtype="float32"):
     order = rng.permutation(sum(counts) + 2).astype(np.int32)
     pages = rng.standard_normal((len(order), 2, HKV, PAGE, D)).astype(dtype)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    last = np.array([n - (c - 1) * PAGE if c else 0 for n, c in zip(lengths, counts)], np.int32)
+    last = np.array([n - (c - 1) * PAGE if c else 0 for n, c in zip(lengths, counts, strict=True)], np.int32)
     keys = [pages[order[indptr[i]:indptr[i + 1]], 0].transpose(0, 2, 1, 3).reshape(-1, HKV, D)[:n]
             for i, n in enumerate(lengths)]
     values = [pages[order[indptr[i]:indptr[i + 1]], 1].transpose(0, 2, 1, 3).reshape(-1, HKV, D)[:n]

@@ -43,13 +43,13 @@ def test_matches_tvms_kernel_and_numpy(seq, apply_rope):
     positions = rng.integers(0, 8000, seq).astype(np.int32)
     ours = _run(replacement(_tvm_rope(), PLAIN), qkv, positions, apply_rope)
     theirs = _run(_tvm_rope(), qkv, positions, apply_rope)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     q, k, v = qkv[:, :QH], qkv[:, QH:QH + KVH], qkv[:, QH + KVH:]
     if apply_rope:
         q, k = _numpy_rope(q, positions), _numpy_rope(k, positions)
     # float32 angles of positions up to 8000 are exact to ~1e-3 rad: the same for TVM's kernel.
-    for got, want in zip(ours, (q, k, v)):
+    for got, want in zip(ours, (q, k, v), strict=True):
         np.testing.assert_allclose(got, want, atol=3e-3 if apply_rope else 0)
 
 
@@ -59,7 +59,7 @@ def test_float16_rows_are_rotated_in_float32():
     positions = np.arange(5, dtype=np.int32)
     ours = _run(replacement(_tvm_rope("float16"), PLAIN), qkv, positions, 1)
     theirs = _run(_tvm_rope("float16"), qkv, positions, 1)
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), atol=2e-3)
 
 

@@ -43,7 +43,7 @@ def test_small_operators_match_numpy():
                 4 * rng.standard_normal((n, 2 * INTERMEDIATE))]
         args = [a.astype(np.float32) for a in args]
         got = vm["main"](*[tvm.runtime.tensor(a) for a in args])
-        for g, want in zip(got, _numpy(*args)):
+        for g, want in zip(got, _numpy(*args), strict=True):
             np.testing.assert_allclose(g.numpy(), want, rtol=2e-6, atol=2e-6)
 
 

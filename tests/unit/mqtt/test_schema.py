@@ -91,7 +91,13 @@ def test_arbitrary_bytes_either_parse_or_are_rejected(payload):
         pass
 
 
-@given(st.dictionaries(st.sampled_from(sorted(schema.REQUEST_FIELDS)), st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.lists(st.text(max_size=3), max_size=2)))
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(schema.REQUEST_FIELDS)),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
+        | st.lists(st.text(max_size=3), max_size=2),
+    )
+)
 def test_arbitrary_field_values_either_parse_or_are_rejected(body):
     try:
         parse(body)
@@ -100,7 +106,8 @@ def test_arbitrary_field_values_either_parse_or_are_rejected(body):
 
 
 def test_answers_round_trip():
-    final = json.loads(schema.final("t", "stop", {"prompt_tokens": 1, "completion_tokens": 2}, "cloud", reason_code="too_hot", reason="hot"))
+    usage = {"prompt_tokens": 1, "completion_tokens": 2}
+    final = json.loads(schema.final("t", "stop", usage, "cloud", reason_code="too_hot", reason="hot"))
     assert final == {
         "type": "final", "text": "t", "finish_reason": "stop", "usage": {"prompt_tokens": 1, "completion_tokens": 2},
         "served_by": "cloud", "reason_code": "too_hot", "reason": "hot",
