@@ -1,4 +1,4 @@
-"""The compiled C simulator as a test fixture: build once, run one per test."""
+"""The compiled C simulator as a test fixture: build once (into a temporary directory), run one per test."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 FIRMWARE = ROOT / "firmware_bridge"
-SIM_BINARY = FIRMWARE / "build" / "edge-bridge-sim"
 
 
 def require_tool(name: str) -> str:
@@ -25,10 +24,16 @@ def require_tool(name: str) -> str:
     return path
 
 
-def build(target: str) -> None:
+def build(target: str, build_dir: Path, *, always: bool = False) -> str:
+    """``make target`` of the firmware with its outputs in ``build_dir``; returns what make printed.
+
+    ``always`` rebuilds even what is up to date (to see the compiler's command lines).
+    """
     require_tool("make")
-    result = subprocess.run(["make", "-C", str(FIRMWARE), target], capture_output=True, text=True)
+    command = ["make", *(["-B"] if always else []), "-C", str(FIRMWARE), f"BUILD={build_dir}", target]
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, f"make {target} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
 
 
 @dataclass
@@ -41,8 +46,8 @@ class Simulator:
     stats: dict[str, int] | None = None
 
     @classmethod
-    def start(cls, journal: Path, link: Path | None = None) -> Simulator:
-        args = [str(SIM_BINARY), "--journal", str(journal)] + (["--link", str(link)] if link else [])
+    def start(cls, binary: Path, journal: Path, link: Path | None = None) -> Simulator:
+        args = [str(binary), "--journal", str(journal)] + (["--link", str(link)] if link else [])
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert process.stdout is not None
         pty = process.stdout.readline().strip()

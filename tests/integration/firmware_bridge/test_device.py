@@ -38,8 +38,9 @@ def test_reads_are_live_and_in_range(sim: Simulator) -> None:
             reading = dev.read(info.name)
             assert reading.sensor == info.name and reading.unit == info.unit
             assert info.min <= reading.value <= info.max
-        first, second = dev.read("temperature"), (time.sleep(0.02), dev.read("temperature"))[1]
-        assert second.device_ms > first.device_ms  # sampled now, not cached
+        first = dev.read("temperature")
+        # Sampled now, not cached: a later read carries a later time of the device's clock.
+        assert wait_until(lambda: dev.read("temperature").device_ms > first.device_ms, 2)
 
 
 def test_command_is_acked_and_has_its_effect(sim: Simulator) -> None:
@@ -59,10 +60,19 @@ def test_subscription_streams_at_the_period(sim: Simulator) -> None:
         # Sampled on the device's clock every 20 ms; generous bounds for a loaded 2-core machine.
         assert all(g > 0 for g in gaps) and 150 <= sum(gaps) <= 400, gaps
         assert dev.stats.drops == 0
-        time.sleep(0.1)  # the stream stopped: nothing more arrives
+        # The stream stopped (its SUBSCRIBE off was acknowledged): over five of its periods on the
+        # device's clock, the only frames that arrive are the answers to our reads.
         count = dev.stats.frames_ok
-        time.sleep(0.1)
-        assert dev.stats.frames_ok == count
+        start = dev.read("light").device_ms
+        reads = 1
+
+        def five_periods_passed() -> bool:
+            nonlocal reads
+            reads += 1
+            return dev.read("light").device_ms >= start + 100
+
+        assert wait_until(five_periods_passed, 5)
+        assert dev.stats.frames_ok == count + reads
 
 
 def test_host_refuses_bad_values_before_the_wire(sim: Simulator) -> None:

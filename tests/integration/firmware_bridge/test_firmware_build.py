@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from .sim import FIRMWARE, build, require_tool
-
-BUILD = FIRMWARE / "build"
+from .sim import build, require_tool
 
 
-def make_output(target: str, *args: str) -> str:
-    result = subprocess.run(["make", "-B", "-C", str(FIRMWARE), target, *args], capture_output=True, text=True)
-    assert result.returncode == 0, f"make {target} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def test_core_is_strict_c99_without_warnings() -> None:
+def test_core_is_strict_c99_without_warnings(tmp_path: Path) -> None:
     require_tool("gcc")
-    out = make_output("core")
+    out = build("core", tmp_path, always=True)
     assert "-std=c99 -pedantic -Wall -Wextra -Werror" in out
-    assert sorted(p.name for p in (BUILD / "core").glob("*.o")) == [
+    assert sorted(p.name for p in (tmp_path / "core").glob("*.o")) == [
         "ebp_cobs.o",
         "ebp_crc32.o",
         "ebp_device.o",
@@ -29,11 +22,11 @@ def test_core_is_strict_c99_without_warnings() -> None:
     ]
 
 
-def test_core_builds_for_cortex_m4_without_libc() -> None:
+def test_core_builds_for_cortex_m4_without_libc(tmp_path: Path) -> None:
     require_tool("arm-none-eabi-gcc")
-    out = make_output("cortex-m")
+    out = build("cortex-m", tmp_path, always=True)
     assert "-mcpu=cortex-m4 -mthumb" in out and "-Werror" in out
-    objects = sorted((BUILD / "cortex-m4").glob("*.o"))
+    objects = sorted((tmp_path / "cortex-m4").glob("*.o"))
     assert len(objects) == 4
     attributes = subprocess.run(
         ["arm-none-eabi-readelf", "-A", str(objects[0])], capture_output=True, text=True, check=True
@@ -49,26 +42,26 @@ def test_core_builds_for_cortex_m4_without_libc() -> None:
     assert symbols <= own, symbols - own
 
 
-def test_arduino_sketch_builds_and_fits_an_uno() -> None:
+def test_arduino_sketch_builds_and_fits_an_uno(tmp_path: Path) -> None:
     require_tool("avr-gcc")
-    out = make_output("arduino-uno")
-    assert (BUILD / "uno" / "edge_bridge.hex").stat().st_size > 0
+    out = build("arduino-uno", tmp_path, always=True)
+    assert (tmp_path / "uno" / "edge_bridge.hex").stat().st_size > 0
     data_line = next(line for line in out.splitlines() if line.startswith("Data:"))
     ram = int(data_line.split()[1])
     assert ram < 1600, f"static RAM {ram} bytes leaves too little of the Uno's 2048 for the stack"
 
 
 @pytest.mark.slow
-def test_fuzz_frame_decoder_briefly() -> None:
+def test_fuzz_frame_decoder_briefly(tmp_path: Path) -> None:
     require_tool("clang")
-    build("fuzz")
-    corpus = BUILD / "corpus-ci"
-    corpus.mkdir(exist_ok=True)
+    build("fuzz", tmp_path)
+    corpus = tmp_path / "corpus-ci"
+    corpus.mkdir()
     result = subprocess.run(
         # ASan's shadow memory alone can pass libFuzzer's default 2 GB RSS limit (the live heap
         # stays near 24 MB), so the limit is raised; crash artifacts go to the build folder.
-        [str(BUILD / "fuzz-frame"), "-max_total_time=30", "-max_len=1024", "-print_final_stats=1",
-         "-rss_limit_mb=6144", f"-artifact_prefix={BUILD}/", str(corpus)],
+        [str(tmp_path / "fuzz-frame"), "-max_total_time=30", "-max_len=1024", "-print_final_stats=1",
+         "-rss_limit_mb=6144", f"-artifact_prefix={tmp_path}/", str(corpus)],
         capture_output=True,
         text=True,
         timeout=120,

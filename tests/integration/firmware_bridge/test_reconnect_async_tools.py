@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
@@ -13,17 +14,17 @@ from firmware_bridge.errors import InputError
 from .sim import Simulator, pty_pair, wait_until
 
 
-def test_reconnects_and_resumes_the_stream(sim_binary: None, tmp_path) -> None:
+def test_reconnects_and_resumes_the_stream(sim_binary: Path, tmp_path) -> None:
     """The board is unplugged (the simulator dies, its pty vanishes) and comes back."""
     link = tmp_path / "ttyEDGE"
-    first = Simulator.start(tmp_path / "journal.jsonl", link=link)
+    first = Simulator.start(sim_binary, tmp_path / "journal.jsonl", link=link)
     readings = []
     with Device.open(str(link)) as dev:
         dev.subscribe("light", 0.02, readings.append)
         assert wait_until(lambda: len(readings) >= 3, 2)
         first.stop()
         assert wait_until(lambda: not dev.link.connected, 2)
-        second = Simulator.start(tmp_path / "journal.jsonl", link=link)
+        second = Simulator.start(sim_binary, tmp_path / "journal.jsonl", link=link)
         try:
             assert wait_until(lambda: dev.link.connected, 5)
             before = len(readings)
