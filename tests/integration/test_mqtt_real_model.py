@@ -1,33 +1,20 @@
 """End to end with the real default model: `edge-os serve --mqtt` on a real broker, asked with
 the stock mosquitto clients.
-
-Needs `serve` to attach ``MqttFrontDoor`` when ``--mqtt`` is given; until it does, the tests are
-reported as skipped with that reason (never silently).
 """
 
 from __future__ import annotations
 
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
 from tests.integration.mqtt_cli import ask_with_mosquitto_clients
 from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
 
-from edge_os.cli.main import build_parser
-
-
-def _serve_takes_mqtt() -> bool:
-    _, unknown = build_parser().parse_known_args(["serve", "--mqtt", "mqtt://127.0.0.1"])
-    return not unknown
-
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not _serve_takes_mqtt(), reason="`edge-os serve` has no --mqtt yet (see MqttFrontDoor)"),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -41,9 +28,14 @@ def served_device(mosquitto: Mosquitto, tmp_path: Path, default_package: Path):
          "--device-id", "e2e", "--mqtt-state-dir", str(tmp_path / "state"), "--socket", str(socket_dir / "s.sock")],
         env=run_env(), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+    def online_or_exited() -> bool:
+        statuses = watcher.on_topic("edge-os/e2e/status")
+        return proc.poll() is not None or any(s["state"] == "online" for s in statuses)
+
     try:
         wait_until(
-            lambda: proc.poll() is not None or any(s["state"] == "online" for s in watcher.on_topic("edge-os/e2e/status")),
+            online_or_exited,
             600,  # the first run packs the default model
             interval=0.5,
             what="edge-os serve online",
