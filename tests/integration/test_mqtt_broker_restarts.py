@@ -8,12 +8,11 @@ a retried request from its record, without running it again.
 
 from __future__ import annotations
 
-import threading
 import time
 
 from edge_os.mqtt.dedup import request_key
 from tests.integration.echo_scheduler import EchoScheduler, expected_answer
-from tests.integration.mqtt_harness import Mosquitto, Requester
+from tests.integration.mqtt_harness import Mosquitto, Requester, wait_until
 
 N_REQUESTS = 200
 N_KILLS = 5
@@ -33,43 +32,42 @@ def test_200_requests_survive_five_broker_kills(mosquitto: Mosquitto, start_brid
         f"req-{i:03d}".encode(): f"sensor {i} reads {i * 7 % 31} degrees near pump {i % 5}" for i in range(N_REQUESTS)
     }
 
-    kills_done = threading.Event()
-
-    def kill_broker_repeatedly() -> None:
-        for _ in range(N_KILLS):
-            time.sleep(0.6)
-            mosquitto.kill()
-            time.sleep(0.2)
-            mosquitto.start()
-        kills_done.set()
-
     started = time.monotonic()
-    killer = threading.Thread(target=kill_broker_repeatedly)
-    killer.start()
     sent_at: dict[bytes, float] = {}
     retries = 0
     acked_then_lost: set[bytes] = set()  # the broker acknowledged them, then died before saving
-    for corr, prompt in prompts.items():
-        requester.ask({"prompt": prompt, "max_tokens": 32}, corr, topic="edge-os/dev1/req")
-        sent_at[corr] = time.monotonic()
-        time.sleep(0.005)
+    # The requests go out in N_KILLS + 1 batches; the broker is killed once the bridge has begun
+    # running each of the first N_KILLS batches, so every kill lands with requests in flight.
+    corrs = list(prompts)
+    batch = -(-N_REQUESTS // (N_KILLS + 1))
+    for first in range(0, N_REQUESTS, batch):
+        for corr in corrs[first : first + batch]:
+            requester.ask({"prompt": prompts[corr], "max_tokens": 32}, corr, topic="edge-os/dev1/req")
+            sent_at[corr] = time.monotonic()
+        if mosquitto.starts > N_KILLS:
+            continue
+        wait_until(lambda sent=first: len(scheduler.submissions) > sent, 30, what="the bridge running the batch")
+        mosquitto.kill()
+        wait_until(lambda: not bridge.stats()["connected"], 10, what="the bridge seeing the broker gone")
+        connects = bridge.stats()["connects"]
+        mosquitto.start()
+        wait_until(lambda before=connects: bridge.stats()["connects"] > before, 30, what="the bridge reconnecting")
 
     deadline = time.monotonic() + 90
     missing = set(prompts)
     while missing and time.monotonic() < deadline:
         time.sleep(0.1)
         missing = {c for c in prompts if not requester.answers(c, "final")}
-        if kills_done.is_set():
-            for corr in missing:
-                if time.monotonic() - sent_at[corr] > RETRY_AFTER_S:
-                    if corr in requester.acked and runs_of(scheduler, requester, corr) == 0:
-                        acked_then_lost.add(corr)
-                    requester.ask({"prompt": prompts[corr], "max_tokens": 32}, corr, topic="edge-os/dev1/req")
-                    sent_at[corr] = time.monotonic()
-                    retries += 1
+        for corr in missing:
+            if time.monotonic() - sent_at[corr] > RETRY_AFTER_S:
+                if corr in requester.acked and runs_of(scheduler, requester, corr) == 0:
+                    acked_then_lost.add(corr)
+                requester.ask({"prompt": prompts[corr], "max_tokens": 32}, corr, topic="edge-os/dev1/req")
+                sent_at[corr] = time.monotonic()
+                retries += 1
     elapsed = time.monotonic() - started
-    killer.join()
-    time.sleep(0.5)  # let late duplicate copies arrive so they are counted
+    # Copies still in the bridge's outbox would arrive late; count them too.
+    wait_until(lambda: bridge.stats()["outbox"] == 0, 30, what="the bridge's outbox to drain")
 
     stats = bridge.stats()
     finals = {c: requester.answers(c, "final") for c in prompts}
