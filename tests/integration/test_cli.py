@@ -84,23 +84,22 @@ def test_garbage_file_is_refused(tmp_path):
     assert_one_line_error(edge_os("pack", bad, "--out", tmp_path / "pkg"), "not a readable GGUF")
 
 
-def test_unsupported_architecture_and_tensor_type_are_named(tmp_path):
-    path = tmp_path / "gpt2.gguf"
-    writer = gguf.GGUFWriter(str(path), "gpt2")
-    writer.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
+def one_tensor_gguf(path: Path, architecture: str, embedding: np.ndarray) -> Path:
+    """A GGUF file of ``architecture`` holding only ``token_embd.weight``."""
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_tensor("token_embd.weight", embedding)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    return path
+
+
+def test_unsupported_architecture_and_tensor_type_are_named(tmp_path):
+    path = one_tensor_gguf(tmp_path / "gpt2.gguf", "gpt2", np.zeros((4, 32), np.float32))
     assert_one_line_error(edge_os("pack", path, "--out", tmp_path / "a"), "'gpt2' is not supported")
 
-    path = tmp_path / "f64.gguf"
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_tensor("token_embd.weight", np.zeros((4, 32), np.float64))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    path = one_tensor_gguf(tmp_path / "f64.gguf", "llama", np.zeros((4, 32), np.float64))
     assert_one_line_error(edge_os("pack", path, "--out", tmp_path / "b"), "type F64", "supported:")
 
 
