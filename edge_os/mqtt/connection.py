@@ -135,10 +135,10 @@ class Connection:
         message no broker can take (checked before anything is sent) and ``MqttError`` if paho
         refuses the message for another reason.
         """
-        for name, value in (("topic", topic), ("response topic", response_topic)):
-            problem = None if value is None and name != "topic" else publish_topic_problem(value)
+        for value in (topic,) if response_topic is None else (topic, response_topic):
+            problem = publish_topic_problem(value)
             if problem is not None:
-                raise Undeliverable(f"cannot publish to {str(value)[:80]!r}: {problem} ({name})")
+                raise Undeliverable(f"cannot publish with topic {str(value)[:80]!r}: {problem}")
         client = self._client
         if client is None or not self._connected.is_set():
             raise NotConnected(f"not connected to {self.broker.url}")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from edge_os.mqtt.store import Store
+from edge_os.mqtt.topics import InvalidTopic, publish_topic_problem
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -76,7 +77,14 @@ class Outbox:
         expires: float | None = None,
         request_key: str | None = None,
     ) -> int:
-        """Queue a message durably; returns its id (ids give the sending order)."""
+        """Queue a message durably; returns its id (ids give the sending order).
+
+        Raises ``InvalidTopic`` (nothing stored) for a topic no broker would take.
+        """
+        for value in (topic,) if response_topic is None else (topic, response_topic):
+            problem = publish_topic_problem(value)
+            if problem is not None:
+                raise InvalidTopic(f"not queueing a message for {str(value)[:80]!r}: {problem}")
         with self._store.transaction() as db:
             cur = db.execute(
                 "INSERT INTO outbox (kind, topic, payload, correlation, response_topic, expires, request_key, created)"

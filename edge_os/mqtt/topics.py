@@ -14,7 +14,7 @@ Answers to requests go to each request's own MQTT v5 response topic, not into th
 
 from __future__ import annotations
 
-from edge_os.errors import InputError
+from edge_os.errors import InputError, MqttError
 
 ROOT = "edge-os"
 BROADCAST = "all"
@@ -42,6 +42,12 @@ def check_device_id(device_id: str) -> str:
     if device_id in _RESERVED:
         raise InputError(f"device id {device_id!r} is reserved in the topic tree; pick another")
     return device_id
+
+
+class InvalidTopic(MqttError):
+    """A topic no broker lets a client publish to."""
+
+    code = "invalid_topic"
 
 
 def publish_topic_problem(topic: object) -> str | None:

@@ -118,10 +118,20 @@ def test_answering_drops_the_prompt_and_retention_forgets_answers_before_keys(st
     assert log.prune(older_than_s=0) == 1 and log.get("k1") is None
 
 
+def test_a_bad_topic_is_never_queued(store):
+    from edge_os.mqtt.topics import InvalidTopic
+
+    outbox = Outbox(store)
+    for topic, response_topic in (("x/#", None), ("", None), ("$SYS/a", None), ("ok", "a/+")):
+        with pytest.raises(InvalidTopic):
+            outbox.put(Kind.ANSWER, topic, b"{}", response_topic=response_topic)
+    assert len(outbox) == 0
+
+
 def test_dead_letters_leave_the_queue_with_their_reason(store):
     outbox = Outbox(store)
-    bad = outbox.put(Kind.ANSWER, "x/#", b"{}")
-    good = outbox.put(Kind.ANSWER, "ok/topic", b"{}")
-    [message] = [m for m in outbox.after(0, 10) if m.id == bad]
-    outbox.dead_letter(message, "wildcard")
-    assert [m.id for m in outbox.after(0, 10)] == [good] and outbox.dead_letters() == 1
+    first = outbox.put(Kind.ANSWER, "resp/one", b"{}")
+    second = outbox.put(Kind.ANSWER, "resp/two", b"{}")
+    [message] = [m for m in outbox.after(0, 10) if m.id == first]
+    outbox.dead_letter(message, "the broker refused it")
+    assert [m.id for m in outbox.after(0, 10)] == [second] and outbox.dead_letters() == 1
