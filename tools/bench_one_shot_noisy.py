@@ -21,17 +21,18 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from edge_os.cli.actuate import FULL_HELLO_RETRIES, ONE_SHOT
+from firmware_bridge import Device, DeviceError
+from firmware_bridge.capability_cache import CapabilityCache
 
-from edge_os.cli.actuate import FULL_HELLO_RETRIES, ONE_SHOT  # noqa: E402
-from firmware_bridge import Device, DeviceError  # noqa: E402
-from firmware_bridge.capability_cache import CapabilityCache  # noqa: E402
-from tests.integration.firmware_bridge.proxy import CorruptingProxy, Noise  # noqa: E402
-from tests.integration.firmware_bridge.sim import Simulator  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(mode: str, n: int, seed: int, workdir: Path) -> dict:
+    sys.path.insert(0, str(ROOT))  # the simulator and the proxy are the tests' own real parts
+    from tests.integration.firmware_bridge.proxy import CorruptingProxy, Noise
+    from tests.integration.firmware_bridge.sim import Simulator
+
     sim = Simulator.start(workdir / f"journal-{mode}.jsonl")
     proxy = CorruptingProxy(sim.path, Noise(), seed=seed)
     cache = CapabilityCache(workdir / f"caps-{mode}")
