@@ -29,6 +29,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_MAX_QUEUE", "64", "requests the scheduler lets wait before refusing with queue_full"),
     EnvVar("EDGE_OS_SOCKET", "$EDGE_OS_HOME/scheduler.sock", "Unix socket where `serve` answers `ps`"),
     EnvVar("EDGE_OS_DEVICE_ID", "host name", "device id in the MQTT topic tree when --device-id is not given"),
+    EnvVar("EDGE_OS_MQTT_ANSWER_RETENTION", "3600",
+           "seconds the MQTT bridge keeps an answer to send again to a retry"),
     EnvVar("EDGE_OS_MQTT_PASSWORD", "unset",
            "MQTT password (kept off the command line; the user name is --mqtt-username)"),
     EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token the cloud worker sends to its OpenAI-compatible server"),
@@ -47,6 +49,7 @@ class Settings:
     max_queue: str
     socket: Path
     device_id: str
+    mqtt_answer_retention: str  # parsed by edge_os.mqtt.config
     mqtt_password: str | None
     openai_api_key: str | None
 
@@ -67,6 +70,7 @@ def settings() -> Settings:
         max_queue=env.get("EDGE_OS_MAX_QUEUE", "64"),
         socket=Path(env.get("EDGE_OS_SOCKET", "") or home / "scheduler.sock").expanduser(),
         device_id=env.get("EDGE_OS_DEVICE_ID") or socket.gethostname(),
+        mqtt_answer_retention=env.get("EDGE_OS_MQTT_ANSWER_RETENTION", "3600"),
         mqtt_password=env.get("EDGE_OS_MQTT_PASSWORD") or None,
         openai_api_key=env.get("EDGE_OS_OPENAI_API_KEY") or None,
     )

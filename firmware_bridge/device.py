@@ -12,15 +12,20 @@ from __future__ import annotations
 import logging
 import queue
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+from edge_os.safe_text import terminal_safe
+from firmware_bridge.capability_cache import CapabilityCache
 from firmware_bridge.errors import DeviceError, InputError, Refused
 from firmware_bridge.framing import Frame
 from firmware_bridge.link import Link, LinkConfig, LinkStats
 from firmware_bridge.messages import (
     COMMAND,
+    DIGEST,
+    HELLO_DIGEST,
     MIN_PERIOD_MS,
     SUBSCRIBE,
     ActuatorInfo,
@@ -99,16 +104,27 @@ class Device:
         link.on_reconnect = self._on_reconnect
 
     @classmethod
-    def open(cls, url: str, config: LinkConfig | None = None, *, hello_retries: int | None = None) -> Device:
+    def open(
+        cls,
+        url: str,
+        config: LinkConfig | None = None,
+        *,
+        hello_retries: int | None = None,
+        cache: CapabilityCache | None = None,
+    ) -> Device:
         """Open ``url``, do the HELLO handshake and return the device.
 
-        Raises PortError if the port cannot be opened and NotAnswering if nothing answers HELLO.
+        With ``cache``, the handshake is the compact one (:meth:`hello_cached`). Raises PortError
+        if the port cannot be opened and NotAnswering if nothing answers HELLO.
         """
         link = Link(url, config)
         link.open()
         device = cls(link)
         try:
-            device.hello(retries=hello_retries)
+            if cache is None:
+                device.hello(retries=hello_retries)
+            else:
+                device.hello_cached(cache, retries=hello_retries)
         except BaseException:
             link.close()
             raise
@@ -138,6 +154,26 @@ class Device:
         """Start a session (the device forgets older subscriptions) and read its capabilities."""
         answer = self._call(MsgType.HELLO, b"", MsgType.HELLO, "HELLO", retries=retries)
         self.capabilities = self._decode(decode_hello, answer.payload)
+        return self.capabilities
+
+    def hello_cached(self, cache: CapabilityCache, retries: int | None = None) -> Capabilities:
+        """Start a session with a compact HELLO: the device answers with the CRC-32 of its
+        capabilities, found in ``cache``. Only on a miss are the full capabilities fetched (with
+        ``retries``) and added to it. Firmware without the compact HELLO answers in full."""
+        answer = self._call(MsgType.HELLO, HELLO_DIGEST, MsgType.HELLO, "HELLO (compact)")
+        if len(answer.payload) != DIGEST.size:  # an older firmware sent everything
+            self.capabilities = self._decode(decode_hello, answer.payload)
+            return self.capabilities
+        (digest,) = DIGEST.unpack(answer.payload)
+        cached = cache.get(digest)
+        if cached is not None:
+            self.capabilities = cached
+            return cached
+        log.debug("capabilities %08x of %s are not cached yet; asking for them in full", digest, self.link.url)
+        full = self._call(MsgType.HELLO, b"", MsgType.HELLO, "HELLO", retries=retries)
+        self.capabilities = self._decode(decode_hello, full.payload)
+        if zlib.crc32(full.payload) == digest:
+            cache.put(full.payload)
         return self.capabilities
 
     def read(self, sensor: str) -> Reading:
@@ -258,9 +294,9 @@ class Device:
                     subscription.on_reading(reading)
             elif frame.type == MsgType.LOG:
                 level, text = self._decode(decode_log, frame.payload)
-                device_log.log(_LOG_LEVELS[min(level, 3)], "%s: %s", self.name, text)
+                device_log.log(_LOG_LEVELS[min(level, 3)], "%s: %s", terminal_safe(self.name), terminal_safe(text))
         except DeviceError as exc:
-            log.warning("ignoring a message from %s: %s", self.link.url, exc)
+            log.warning("ignoring a message from %s: %s", self.link.url, terminal_safe(str(exc)))
 
     def _on_reconnect(self) -> None:
         """The port came back (a replugged cable, a rebooted board): new session, same streams."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from serial.tools import list_ports
 from firmware_bridge.device import Device
 from firmware_bridge.errors import DeviceError
 from firmware_bridge.link import LinkConfig
-from firmware_bridge.messages import Capabilities, Reading
+from firmware_bridge.messages import Capabilities, Reading, SensorInfo
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,24 @@ def discover(ports: Iterable[str] | None = None, config: LinkConfig = PROBE) -> 
     return found
 
 
+NOT_FINITE = "not_finite"  # the device sent NaN or an infinity
+OUT_OF_RANGE = "out_of_range"  # outside the range the device itself declared for the sensor
+
+
+def reading_flags(sensor: SensorInfo, value: float) -> list[str]:
+    """What is wrong with ``value`` as a reading of ``sensor`` (empty when nothing is)."""
+    if not math.isfinite(value):
+        return [NOT_FINITE]
+    declared = math.isfinite(sensor.min) and math.isfinite(sensor.max)
+    if declared and not sensor.min <= value <= sensor.max:
+        return [OUT_OF_RANGE]
+    return []
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 @dataclass(frozen=True)
 class Survey:
     """A device's capabilities and one live reading of each sensor (or why it failed)."""
@@ -49,12 +68,17 @@ class Survey:
     readings: dict[str, Reading | DeviceError]
 
     def to_json(self) -> dict[str, Any]:
+        """Plain JSON: a non-finite number (a reading, a declared bound) becomes null, and each
+        reading carries ``flags`` (``not_finite``, ``out_of_range``)."""
         caps = self.capabilities
         sensors = []
         for s in caps.sensors:
             reading = self.readings[s.name]
-            live = {"value": reading.value} if isinstance(reading, Reading) else {"error": str(reading)}
-            sensors.append({"name": s.name, "unit": s.unit, "min": s.min, "max": s.max, **live})
+            if isinstance(reading, Reading):
+                live = {"value": _finite(reading.value), "flags": reading_flags(s, reading.value)}
+            else:
+                live = {"error": str(reading)}
+            sensors.append({"name": s.name, "unit": s.unit, "min": _finite(s.min), "max": _finite(s.max), **live})
         actuators = []
         for a in caps.actuators:
             allowed = {"values": list(a.values)} if a.values is not None else {"min": a.min, "max": a.max}

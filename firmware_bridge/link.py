@@ -28,9 +28,16 @@ class LinkConfig:
 
     timeout: float = 0.25  # seconds to wait for an answer before retransmitting
     retries: int = 3  # retransmissions after the first attempt
+    backoff: float = 1.0  # each retransmission waits this many times longer than the one before...
+    max_timeout: float | None = None  # ...up to this (None: no limit)
     reconnect_interval: float = 0.5  # seconds between attempts to reopen a vanished port
     baudrate: int = 115200
     read_timeout: float = 0.02  # how long one read blocks; bounds how fast close() returns
+
+    def wait_s(self, attempt: int) -> float:
+        """Seconds to wait for an answer to attempt ``attempt`` (0 is the first sending)."""
+        wait = self.timeout * self.backoff ** min(attempt, 64)
+        return wait if self.max_timeout is None else min(wait, self.max_timeout)
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,8 @@ class Link:
         """Send one request and return the device's answer (any type: ACK, NACK, READING...).
 
         The same bytes, with the same sequence number, are sent again after each timeout, so the
-        device can tell a retransmission from a new request. Raises NotAnswering at the end.
+        device can tell a retransmission from a new request: retransmitting is safe for every
+        request, COMMAND included. Raises NotAnswering at the end.
         """
         retries = self.config.retries if retries is None else retries
         with self._request_lock:
@@ -141,7 +149,7 @@ class Link:
                     if attempt:
                         self._counts["retries"] += 1
                     self._write(data)
-                    if pending.done.wait(self.config.timeout):
+                    if pending.done.wait(self.config.wait_s(attempt)):
                         assert pending.answer is not None
                         return pending.answer
             finally:

@@ -45,6 +45,8 @@ READING = struct.Struct("<BfI")  # sensor id, value, device clock in ms
 SUBSCRIBE = struct.Struct("<BI")  # sensor id, period in ms (0 stops the stream)
 COMMAND = struct.Struct("<Bi")  # actuator id, value
 MIN_PERIOD_MS = 10
+HELLO_DIGEST = b"\x01"  # HELLO payload asking only for the CRC-32 of the capabilities
+DIGEST = struct.Struct("<I")  # the answer to it; full capabilities are never this short
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import sys
 from edge_os import __version__
 from edge_os.config import env_help, settings
 from edge_os.errors import EdgeOSError
+from edge_os.safe_text import terminal_safe
 
 # Module names under edge_os.cli, in the order --help lists them.
 COMMANDS: tuple[str, ...] = (
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeOSError as exc:
-        print(f"edge-os: error: {exc}", file=sys.stderr)
+        print(f"edge-os: error: {terminal_safe(str(exc))}", file=sys.stderr)  # may quote a device's text
         return 1
     except OSError as exc:  # a path that cannot be read or written: the user's to fix, not a bug
         where = f" {exc.filename}" if exc.filename else ""

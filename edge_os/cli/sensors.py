@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from edge_os.cli.serial_errors import device_errors
+from edge_os.safe_text import json_dumps, terminal_safe
 from firmware_bridge import Device, DeviceError, discover, serial_ports
-from firmware_bridge.discovery import Survey, survey
+from firmware_bridge.discovery import (
+    NOT_FINITE,
+    OUT_OF_RANGE,
+    Survey,
+    reading_flags,
+    survey,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,19 +28,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+_FLAG_TEXT = {NOT_FINITE: "not a finite number", OUT_OF_RANGE: "outside the declared range"}
+
+
 def _text(report: Survey) -> str:
+    """The report for a terminal; every string the device sent goes through ``terminal_safe``."""
     caps = report.capabilities
-    lines = [f"{caps.firmware} {caps.version} on {report.url}", "  sensors:"]
-    names = [s.name for s in caps.sensors] + [a.name for a in caps.actuators]
+    safe = terminal_safe
+    lines = [f"{safe(caps.firmware)} {safe(caps.version)} on {safe(report.url)}", "  sensors:"]
+    names = [safe(s.name) for s in caps.sensors] + [safe(a.name) for a in caps.actuators]
     width = max(map(len, names), default=0)
     for s in caps.sensors:
         reading = report.readings[s.name]
-        now = f"{reading.value:g} {s.unit}".rstrip() if not isinstance(reading, DeviceError) else f"error: {reading}"
-        lines.append(f"    {s.name:<{width}}  {now}  (range {s.min:g} to {s.max:g})")
+        if isinstance(reading, DeviceError):
+            now = f"error: {safe(str(reading))}"
+        else:
+            now = f"{reading.value:g} {safe(s.unit)}".rstrip()
+            now += "".join(f"  [{_FLAG_TEXT[flag]}]" for flag in reading_flags(s, reading.value))
+        lines.append(f"    {safe(s.name):<{width}}  {now}  (range {s.min:g} to {s.max:g})")
     lines.append("  actuators:")
     for a in caps.actuators:
-        unit = f" ({a.unit})" if a.unit else ""
-        lines.append(f"    {a.name:<{width}}  {a.describe_allowed()}{unit}")
+        unit = f" ({safe(a.unit)})" if a.unit else ""
+        lines.append(f"    {safe(a.name):<{width}}  {a.describe_allowed()}{unit}")
     return "\n".join(lines)
 
 
@@ -57,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         for d in devices:
             d.close()
     if args.json:
-        print(json.dumps([r.to_json() for r in reports], indent=2, ensure_ascii=False))
+        print(json_dumps([r.to_json() for r in reports], indent=2))
     else:
         print("\n".join(_text(r) for r in reports))
     return 0

@@ -63,12 +63,19 @@ class Answers:
                 self.fail(record, code, message)
 
     def resend(self, record: RequestRecord) -> None:
-        """Queue the recorded answer again unless it is still waiting in the outbox."""
-        if record.answer is None or self._outbox.holds_answer_for(record.key):
+        """Queue the recorded answer again unless it is still waiting in the outbox. An answer no
+        longer kept (past the retention) is replaced by an ``already_answered`` error."""
+        if self._outbox.holds_answer_for(record.key):
             return
-        self._outbox.put(
-            Kind.ANSWER, record.response_topic, record.answer, correlation=record.correlation, request_key=record.key
-        )
+        answer = record.answer
+        if answer is None:
+            answer = schema.error(
+                "already_answered",
+                "this request was answered earlier and its answer is no longer kept; "
+                "ask again with new correlation data",
+            )
+        self._outbox.put(Kind.ANSWER, record.response_topic, answer,
+                         correlation=record.correlation, request_key=record.key)
         self.resent += 1
         self._sender.notify()
 

@@ -30,7 +30,7 @@ from edge_os.scheduler.api import SchedulerAPI
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.5
-_PRUNE_EVERY_S = 3600.0
+_PRUNE_EVERY_S = 60.0
 
 
 class MqttBridge:
@@ -127,6 +127,7 @@ class MqttBridge:
             "outbox": len(d.outbox),
             "sent": d.sender.sent,
             "delivered": d.sender.delivered,
+            "dead_lettered": d.sender.dead_lettered,
             "answers_resent": d.answers.resent,
             "fallback": asdict(self._fallback.stats) if self._fallback else None,
         }
@@ -161,6 +162,7 @@ class MqttBridge:
                     self._durable.sender.notify()
                 if now >= next_prune:
                     next_prune = now + _PRUNE_EVERY_S
-                    self._durable.requests.prune(self.config.dedup_ttl_s)
+                    self._durable.requests.prune(self.config.dedup_ttl_s, self.config.answer_retention_s)
+                    self._durable.store.checkpoint()
             except Exception:
                 log.exception("MQTT housekeeping failed; trying again next tick")

@@ -101,6 +101,18 @@ class Backoff:
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
+def answer_retention_from_env() -> float:
+    """``EDGE_OS_MQTT_ANSWER_RETENTION`` in seconds, checked."""
+    text = settings().mqtt_answer_retention
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise MqttError(f"EDGE_OS_MQTT_ANSWER_RETENTION must be a number of seconds >= 0 (got {text!r})")
+    return seconds
+
+
 @dataclass(frozen=True)
 class BridgeConfig:
     """Everything the device-side bridge needs besides its scheduler."""
@@ -113,7 +125,9 @@ class BridgeConfig:
     models: tuple[str, ...] = ()  # model names accepted (local or cloud); empty: any
     telemetry_interval_s: float = 30.0
     session_expiry_s: int = 7 * 24 * 3600
-    dedup_ttl_s: float = 7 * 24 * 3600  # how long answered requests are remembered
+    dedup_ttl_s: float = 7 * 24 * 3600  # how long the keys of answered requests are remembered
+    # How long an answer is kept to be sent again to a retry (the prompt is dropped when answered).
+    answer_retention_s: float = field(default_factory=answer_retention_from_env)
     request_timeout_s: float = 600.0  # longest silence from the scheduler before giving up
     cloud_fallback: bool = True
     cloud_timeout_s: float = 120.0
@@ -126,6 +140,8 @@ class BridgeConfig:
             raise MqttError(f"concurrency must be >= 1 (got {self.concurrency})")
         if self.telemetry_interval_s <= 0:
             raise MqttError(f"telemetry interval must be > 0 seconds (got {self.telemetry_interval_s})")
+        if not 0 <= self.answer_retention_s <= self.dedup_ttl_s:
+            raise MqttError(f"answer retention must be 0..{self.dedup_ttl_s:.0f} s (got {self.answer_retention_s})")
 
     @property
     def state_path(self) -> Path:

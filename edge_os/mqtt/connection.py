@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 
 from edge_os.errors import MqttError
 from edge_os.mqtt.config import Backoff, BrokerConfig
+from edge_os.mqtt.topics import publish_topic_problem
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,12 @@ class NotConnected(MqttError):
     """The broker is not reachable right now; the message was not handed to the network."""
 
     code = "mqtt_not_connected"
+
+
+class Undeliverable(MqttError):
+    """The message can never be published (a bad topic, a payload paho refuses): retrying is useless."""
+
+    code = "mqtt_undeliverable"
 
 
 @dataclass(frozen=True)
@@ -124,9 +131,14 @@ class Connection:
     ) -> int:
         """Send at QoS 1 and return the message id that ``Handlers.acked`` will report.
 
-        Raises ``NotConnected`` when offline (nothing is queued in memory) and ``MqttError`` if
-        paho refuses the message.
+        Raises ``NotConnected`` when offline (nothing is queued in memory), ``Undeliverable`` for a
+        message no broker can take (checked before anything is sent) and ``MqttError`` if paho
+        refuses the message for another reason.
         """
+        for value in (topic,) if response_topic is None else (topic, response_topic):
+            problem = publish_topic_problem(value)
+            if problem is not None:
+                raise Undeliverable(f"cannot publish with topic {str(value)[:80]!r}: {problem}")
         client = self._client
         if client is None or not self._connected.is_set():
             raise NotConnected(f"not connected to {self.broker.url}")
@@ -139,7 +151,10 @@ class Connection:
             props.CorrelationData = correlation
         if expiry_s is not None:
             props.MessageExpiryInterval = max(1, int(expiry_s))
-        info = client.publish(topic, payload, qos=1, retain=retain, properties=props)
+        try:
+            info = client.publish(topic, payload, qos=1, retain=retain, properties=props)
+        except (ValueError, TypeError) as exc:  # paho's own checks (payload too large, ...)
+            raise Undeliverable(f"cannot publish to {topic[:80]!r}: {exc}") from None
         if info.rc == paho.MQTT_ERR_NO_CONN:
             raise NotConnected(f"connection to {self.broker.url} lost")
         if info.rc != paho.MQTT_ERR_SUCCESS:

@@ -1,8 +1,10 @@
 """The request log: every request the bridge has accepted, keyed by its correlation data.
 
-It makes redelivery harmless: a request whose key is already known is never run again, and once
-answered, its answer is kept (for ``ttl``) so a requester that asks again gets the same answer.
-Requests still ``accepted`` when the process stops are resumed on the next start.
+It makes redelivery harmless: a request whose key is already known is never run again. Once
+answered, the request's payload (the prompt) is dropped at once; the answer is kept for a while
+(``answer_ttl``) so a requester that asks again gets the same answer, and the key alone for
+longer (``ttl``), which is all deduplication needs. Requests still ``accepted`` when the process
+stops are resumed on the next start.
 """
 
 from __future__ import annotations
@@ -112,20 +114,29 @@ class RequestLog:
             return cur.rowcount == 1
 
     def mark_answered(self, key: str, answer: bytes) -> bool:
-        """Record the answer; False if the request was already answered (or is unknown)."""
+        """Record the answer and drop the request's payload; False if the request was already
+        answered (or is unknown)."""
         with self._store.transaction() as db:
             cur = db.execute(
-                "UPDATE requests SET state = ?, answer = ?, updated = ? WHERE key = ? AND state != ?",
+                "UPDATE requests SET state = ?, answer = ?, payload = x'', updated = ? WHERE key = ? AND state != ?",
                 (State.ANSWERED.value, answer, time.time(), key, State.ANSWERED.value),
             )
             return cur.rowcount == 1
 
-    def prune(self, older_than_s: float) -> int:
-        """Forget answered requests last touched more than ``older_than_s`` ago."""
+    def prune(self, older_than_s: float, answers_older_than_s: float | None = None) -> int:
+        """Forget answered requests answered more than ``older_than_s`` ago, and the answers
+        (keeping the key) of those answered more than ``answers_older_than_s`` ago. Returns how
+        many requests were forgotten."""
+        now = time.time()
         with self._store.transaction() as db:
+            if answers_older_than_s is not None:
+                db.execute(
+                    "UPDATE requests SET answer = NULL WHERE state = ? AND answer IS NOT NULL AND updated < ?",
+                    (State.ANSWERED.value, now - answers_older_than_s),
+                )
             cur = db.execute(
                 "DELETE FROM requests WHERE state = ? AND updated < ?",
-                (State.ANSWERED.value, time.time() - older_than_s),
+                (State.ANSWERED.value, now - older_than_s),
             )
             return cur.rowcount
 

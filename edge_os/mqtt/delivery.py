@@ -8,6 +8,10 @@ A request handed to the cloud that the broker acknowledges with "no matching sub
 cloud worker is subscribed, or none has ever been) is not done: it stays in the outbox and is
 offered again every ``park_s`` seconds until its expiry. Answers are done on any success code:
 a requester that is not listening chose not to keep a session.
+
+A row that can never be delivered (paho or the broker refuses its topic) is dead-lettered with
+a log line; a row that fails for another reason is skipped until the next connection. Either
+way the rows after it go out.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import queue
 import threading
 import time
 
-from edge_os.mqtt.connection import Connection, NotConnected
+from edge_os.errors import MqttError
+from edge_os.mqtt.connection import Connection, NotConnected, Undeliverable
 from edge_os.mqtt.outbox import Kind, Outbox, OutMessage
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ class OutboxSender:
         self._thread: threading.Thread | None = None
         self.sent = 0  # publishes, re-sends after reconnects included
         self.delivered = 0  # PUBACKs
+        self.dead_lettered = 0  # rows given up for good
 
     def attach(self, connection: Connection) -> None:
         self._connection = connection
@@ -100,10 +106,18 @@ class OutboxSender:
             self._parked[message.id] = (time.monotonic() + self._park_s, message)
             return
         if reason_code >= _FIRST_FAILURE_CODE:
-            log.error("broker rejected outbox message %d to %s (reason %#x); dropping it",
-                      message.id, message.topic, reason_code)
+            self._dead_letter(message, f"the broker refused it (PUBACK reason {reason_code:#x})")
+            return
         self._outbox.remove(message.id)
         self.delivered += 1
+
+    def _dead_letter(self, message: OutMessage, reason: str) -> None:
+        log.error(
+            "outbox message %d (%s, request %s) to %.80r can never be delivered: %s; moved to the dead letters",
+            message.id, message.kind.value, message.request_key, message.topic, reason,
+        )  # fmt: skip
+        self._outbox.dead_letter(message, reason)
+        self.dead_lettered += 1
 
     def _retry_parked(self) -> None:
         if not self._online:
@@ -116,6 +130,9 @@ class OutboxSender:
                 except NotConnected:
                     self._online = False
                     return
+                except MqttError as exc:
+                    log.warning("outbox message %d to %.80r not sent: %s", message.id, message.topic, exc)
+                    mid = None
                 del self._parked[row_id]
                 if mid is not None:
                     self._in_flight[mid] = message
@@ -134,6 +151,9 @@ class OutboxSender:
                 except NotConnected:
                     self._online = False  # "down" is on its way; "up" restarts from the top
                     return
+                except Exception as exc:  # noqa: BLE001 (this row only: the next connection offers it again)
+                    log.warning("outbox message %d to %.80r not sent: %s", message.id, message.topic, exc)
+                    mid = None
                 self._last_sent = message.id
                 if mid is not None:
                     self._in_flight[mid] = message
@@ -149,12 +169,16 @@ class OutboxSender:
                 self._outbox.remove(message.id)
                 return None
         assert self._connection is not None
-        mid = self._connection.publish(
-            message.topic,
-            message.payload,
-            response_topic=message.response_topic,
-            correlation=message.correlation,
-            expiry_s=None if expiry_s is None else max(1, int(expiry_s)),
-        )
+        try:
+            mid = self._connection.publish(
+                message.topic,
+                message.payload,
+                response_topic=message.response_topic,
+                correlation=message.correlation,
+                expiry_s=None if expiry_s is None else max(1, int(expiry_s)),
+            )
+        except Undeliverable as exc:
+            self._dead_letter(message, str(exc))
+            return None
         self.sent += 1
         return mid

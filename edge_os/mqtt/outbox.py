@@ -2,7 +2,9 @@
 
 Answers, cloud requests and telemetry are written here first and deleted only on PUBACK, so a
 broker outage or a crash loses none of them. Telemetry is capped (oldest dropped first) so a
-long outage cannot fill the disk; answers are never dropped.
+long outage cannot fill the disk; answers are never dropped, except a message no broker can ever
+take (a bad topic, a broker's refusal): it moves to the dead letters (its topic, kind and why, not
+its payload) so it cannot hold up the rows after it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from edge_os.mqtt.store import Store
+from edge_os.mqtt.topics import InvalidTopic, publish_topic_problem
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -27,7 +30,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_request ON outbox (request_key);
 CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,   -- the outbox id it had
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,      -- cut to 200 characters
+    request_key TEXT,
+    reason TEXT NOT NULL,
+    created REAL NOT NULL
+);
 """
+_MAX_DEAD_LETTERS = 1000
 
 
 class Kind(str, enum.Enum):
@@ -65,7 +77,14 @@ class Outbox:
         expires: float | None = None,
         request_key: str | None = None,
     ) -> int:
-        """Queue a message durably; returns its id (ids give the sending order)."""
+        """Queue a message durably; returns its id (ids give the sending order).
+
+        Raises ``InvalidTopic`` (nothing stored) for a topic no broker would take.
+        """
+        for value in (topic,) if response_topic is None else (topic, response_topic):
+            problem = publish_topic_problem(value)
+            if problem is not None:
+                raise InvalidTopic(f"not queueing a message for {str(value)[:80]!r}: {problem}")
         with self._store.transaction() as db:
             cur = db.execute(
                 "INSERT INTO outbox (kind, topic, payload, correlation, response_topic, expires, request_key, created)"
@@ -95,6 +114,24 @@ class Outbox:
     def remove(self, message_id: int) -> None:
         with self._store.transaction() as db:
             db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+
+    def dead_letter(self, message: OutMessage, reason: str) -> None:
+        """Move ``message`` out of the queue for good, keeping a record of what and why."""
+        with self._store.transaction() as db:
+            db.execute("DELETE FROM outbox WHERE id = ?", (message.id,))
+            db.execute(
+                "INSERT OR REPLACE INTO dead_letters (id, kind, topic, request_key, reason, created)"
+                " VALUES (?,?,?,?,?,?)",
+                (message.id, message.kind.value, message.topic[:200], message.request_key, reason, time.time()),
+            )
+            db.execute(
+                "DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (_MAX_DEAD_LETTERS,),
+            )
+
+    def dead_letters(self) -> int:
+        """How many dead letters are recorded (the newest 1000 are kept)."""
+        return int(self._store.rows("SELECT COUNT(*) FROM dead_letters")[0][0])
 
     def holds_answer_for(self, request_key: str) -> bool:
         """Whether an answer to this request is still waiting to be sent."""

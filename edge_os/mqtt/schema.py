@@ -52,10 +52,7 @@ def parse_request(
     """
     if len(payload) > max_bytes:
         raise RequestRejected("payload_too_large", f"request is {len(payload)} bytes; the limit is {max_bytes}")
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestRejected("invalid_json", f"request payload is not UTF-8 JSON: {exc}") from None
+    data = _load_json(payload)
     if not isinstance(data, dict):
         raise RequestRejected("invalid_request", "request payload must be a JSON object")
     unknown = sorted(set(data) - REQUEST_FIELDS)
@@ -111,6 +108,27 @@ def parse_request(
     return MqttRequest(generation=generation, stream=fields["stream"], fields=fields)
 
 
+def _load_json(payload: bytes) -> Any:
+    """The payload as JSON, strictly UTF-8 (``json.loads`` alone would guess UTF-16 or UTF-32)."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestRejected(
+            "invalid_encoding",
+            f"request payload is not UTF-8 (byte {exc.start} is not valid); encode the JSON as UTF-8",
+        ) from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise RequestRejected("invalid_json", "request payload is nested too deeply; send a flat JSON object") from None
+    except ValueError as exc:  # JSONDecodeError, and integers longer than Python converts (4300 digits)
+        raise RequestRejected("invalid_json", f"request payload is not valid JSON: {str(exc)[:200]}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON; use a finite number")
+
+
 def _optional(data: dict, name: str, kind: type) -> Any:
     """``data[name]`` checked against ``kind`` (ints accepted for floats, bools never for numbers)."""
     value = data.get(name)
@@ -118,11 +136,14 @@ def _optional(data: dict, name: str, kind: type) -> Any:
         return None
     ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
+        try:
+            value, ok = float(value), True
+        except OverflowError:  # an integer beyond any float: out of range, like a non-finite number
+            value, ok = f"an integer of {len(str(value))} digits", False
     if kind is float and ok and not math.isfinite(value):
         ok = False
     if not ok:
-        raise RequestRejected("invalid_request", f'"{name}" must be a {kind.__name__} (got {value!r})')
+        raise RequestRejected("invalid_request", f'"{name}" must be a {kind.__name__} (got {repr(value)[:80]})')
     return value
 
 

@@ -21,6 +21,7 @@ from edge_os.mqtt.answers import Answers
 from edge_os.mqtt.connection import Inbound
 from edge_os.mqtt.dedup import RequestLog, RequestRecord, State, request_key
 from edge_os.mqtt.schema import MqttRequest, RequestRejected
+from edge_os.mqtt.topics import publish_topic_problem
 from edge_os.runtime.request import Finished, FinishReason, Refused, TextDelta
 from edge_os.scheduler.api import RequestHandle, SchedulerAPI
 
@@ -37,7 +38,7 @@ class ServerStats:
     redelivered: int = 0  # of those, copies the broker marked as redelivered (DUP)
     duplicates_suppressed: int = 0  # copies of a known request that were not run again
     rejected: int = 0  # answered with an error at intake
-    dropped: int = 0  # no response topic: nowhere to answer
+    dropped: int = 0  # no usable response topic: nowhere to answer
     submitted: int = 0  # handed to the scheduler
     resumed: int = 0  # accepted before a restart and picked up again
 
@@ -113,6 +114,14 @@ class RequestServer:
         if not msg.response_topic:
             self.stats.dropped += 1
             log.warning("dropped a request on %s: it has no MQTT v5 response topic", msg.topic)
+            return
+        problem = publish_topic_problem(msg.response_topic)
+        if problem is not None:  # the response topic is the only address there is: no error can be sent
+            self.stats.dropped += 1
+            log.warning(
+                "dropped a request on %s: its response topic %.80r cannot be published to: %s",
+                msg.topic, msg.response_topic, problem,
+            )  # fmt: skip
             return
         if not msg.correlation:
             self.stats.rejected += 1

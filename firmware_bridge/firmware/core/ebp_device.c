@@ -1,5 +1,7 @@
 #include "ebp_device.h"
 
+#include "ebp_crc32.h"
+
 /* Appends little-endian fields to a payload; ok turns false (and stays) on overflow. */
 typedef struct {
     uint8_t *p;
@@ -156,7 +158,11 @@ static uint8_t execute(ebp_device_t *dev, const ebp_msg_t *m, writer_t *w)
         for (unsigned i = 0; i < EBP_MAX_SENSORS; i++) {
             dev->subs[i].period_ms = 0;
         }
-        write_hello(caps, w);
+        if (m->len == 1 && m->payload[0] == EBP_HELLO_DIGEST) {
+            w_u32(w, dev->caps_crc); /* a compact HELLO: the host checks it against its cache */
+        } else {
+            write_hello(caps, w);
+        }
         return EBP_HELLO;
     case EBP_READ: {
         if (m->len != 1) {
@@ -266,6 +272,7 @@ bool ebp_device_init(ebp_device_t *dev, const ebp_caps_t *caps, const ebp_board_
     }
     writer_t w = {dev->scratch, 0, EBP_MAX_PAYLOAD, true};
     write_hello(caps, &w);
+    dev->caps_crc = ebp_crc32(0, dev->scratch, w.len);
     return w.ok;
 }
 

@@ -80,6 +80,7 @@ typedef struct {
     uint16_t reply_seq;
     uint8_t reply_type;
     uint16_t tx_seq; /* sequence of unsolicited frames, so the host can count losses */
+    uint32_t caps_crc; /* CRC-32 of the HELLO capabilities, the answer to a compact HELLO */
     ebp_subscription_t subs[EBP_MAX_SENSORS];
     ebp_device_stats_t stats;
 } ebp_device_t;

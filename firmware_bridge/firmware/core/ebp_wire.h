@@ -37,6 +37,10 @@ enum {
     EBP_LOG = 0x0A
 };
 
+/* HELLO request payload: empty asks for the capabilities, this one byte asks only for their
+ * CRC-32 (a 4-byte answer), so a host holding them from before need not fetch ~180 bytes. */
+#define EBP_HELLO_DIGEST 0x01u
+
 /* Header flags. */
 #define EBP_FLAG_RESPONSE 0x01u /* answers the request whose seq this frame carries */
 

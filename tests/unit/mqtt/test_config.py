@@ -69,7 +69,9 @@ def test_backoff_grows_is_capped_and_jittered():
         assert max(delays) - min(delays) > ceiling / 4  # really jittered, not lock-step
 
 
-@pytest.mark.parametrize("device_id", ["", "a/b", "a+b", "x#", "all", "cloud", "$SYS"])
+@pytest.mark.parametrize(
+    "device_id", ["", "a/b", "a+b", "x#", "all", "cloud", "$SYS", ".", "..", "a\\b", "a\nb", "x" * 129]
+)
 def test_device_ids_that_break_the_topic_tree_are_refused(device_id):
     with pytest.raises(InputError):
         BridgeConfig(BrokerConfig.from_url("mqtt://h"), device_id=device_id)
@@ -79,3 +81,41 @@ def test_state_lives_under_edge_os_home_by_default(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGE_OS_HOME", str(tmp_path))
     config = BridgeConfig(BrokerConfig.from_url("mqtt://h"), device_id="cam-7")
     assert config.state_path == tmp_path / "mqtt" / "cam-7" / "bridge.sqlite3"
+
+
+def test_answer_retention_comes_from_the_environment_and_is_checked(monkeypatch):
+    from edge_os.errors import MqttError
+    from edge_os.mqtt.config import BridgeConfig, BrokerConfig
+
+    monkeypatch.setenv("EDGE_OS_MQTT_ANSWER_RETENTION", "120")
+    assert BridgeConfig(BrokerConfig("h"), device_id="d").answer_retention_s == 120
+    for bad in ("soon", "-1", "inf", "nan"):
+        monkeypatch.setenv("EDGE_OS_MQTT_ANSWER_RETENTION", bad)
+        with pytest.raises(MqttError, match="EDGE_OS_MQTT_ANSWER_RETENTION"):
+            BridgeConfig(BrokerConfig("h"), device_id="d")
+
+
+@pytest.mark.parametrize(
+    ("topic", "problem"),
+    [
+        ("", "empty"),
+        (None, "empty"),
+        ("x/#", "wildcard"),
+        ("a/+/b", "wildcard"),
+        ("a\0b", "NUL"),
+        ("$SYS/x", "reserved"),
+        ("\ud800", "UTF-8"),
+        ("é" * 32768, "65536 bytes"),
+    ],
+)
+def test_topics_that_cannot_be_published_to_are_named(topic, problem):
+    from edge_os.mqtt.topics import publish_topic_problem
+
+    assert problem in publish_topic_problem(topic)
+
+
+def test_good_topics_pass():
+    from edge_os.mqtt.topics import publish_topic_problem
+
+    assert publish_topic_problem("me/answers") is None
+    assert publish_topic_problem("x" * 65535) is None

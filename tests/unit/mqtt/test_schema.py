@@ -49,7 +49,7 @@ def test_chat_messages_and_defaults():
     "body, code",
     [
         (b"{oops", "invalid_json"),
-        (b"\xff\xfe", "invalid_json"),
+        (b"\xff\xfe", "invalid_encoding"),
         ([1, 2], "invalid_request"),
         ({}, "invalid_request"),
         ({"prompt": "a", "messages": [{"role": "user", "content": "b"}]}, "invalid_request"),

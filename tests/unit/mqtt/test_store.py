@@ -103,3 +103,35 @@ def test_prune_forgets_only_old_answered_requests(store):
     assert log.prune(older_than_s=-1) == 1
     assert log.get("old") is None and log.get("open") is not None
     assert log.counts() == {"accepted": 1, "cloud": 0, "answered": 0}
+
+
+def test_answering_drops_the_prompt_and_retention_forgets_answers_before_keys(store):
+    log = RequestLog(store)
+    log.admit(record())
+    assert log.get("k1").payload == b'{"prompt": "x"}'
+    log.mark_answered("k1", b"the answer")
+    assert log.get("k1").payload == b"" and log.get("k1").answer == b"the answer"
+    assert log.prune(older_than_s=3600, answers_older_than_s=3600) == 0
+    assert log.get("k1").answer == b"the answer"
+    assert log.prune(older_than_s=3600, answers_older_than_s=0) == 0
+    assert log.get("k1").answer is None and log.get("k1").state is State.ANSWERED  # the key still dedups
+    assert log.prune(older_than_s=0) == 1 and log.get("k1") is None
+
+
+def test_a_bad_topic_is_never_queued(store):
+    from edge_os.mqtt.topics import InvalidTopic
+
+    outbox = Outbox(store)
+    for topic, response_topic in (("x/#", None), ("", None), ("$SYS/a", None), ("ok", "a/+")):
+        with pytest.raises(InvalidTopic):
+            outbox.put(Kind.ANSWER, topic, b"{}", response_topic=response_topic)
+    assert len(outbox) == 0
+
+
+def test_dead_letters_leave_the_queue_with_their_reason(store):
+    outbox = Outbox(store)
+    first = outbox.put(Kind.ANSWER, "resp/one", b"{}")
+    second = outbox.put(Kind.ANSWER, "resp/two", b"{}")
+    [message] = [m for m in outbox.after(0, 10) if m.id == first]
+    outbox.dead_letter(message, "the broker refused it")
+    assert [m.id for m in outbox.after(0, 10)] == [second] and outbox.dead_letters() == 1
