@@ -180,3 +180,23 @@ def test_store_commands_are_listed_in_help():
     result = subprocess.run([sys.executable, "-m", "edge_os", "--help"], capture_output=True, text=True)
     for command in ("pull", "list", "rm", "prune"):
         assert f"    {command}" in result.stdout
+
+
+def test_pull_a_sharded_bf16_folder_with_a_generation_config(home, tmp_path):
+    import numpy as np
+
+    from tests.tiny_model import stored_values, tiny_config, tiny_weights, write_hf_folder
+
+    folder = write_hf_folder(tmp_path / "Tiny-BF16", seed=5, dtype="BF16", shards=2,
+                             generation_config={"eos_token_id": [0, 2]})
+    ok(home, "pull", folder, "--quant", "f32", "--no-progress")
+    package = Path(listed(home)["tiny-bf16:latest"]["package"])
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert {0, 2} <= set(manifest["stop_token_ids"])
+    expected = stored_values(tiny_weights(tiny_config(), seed=5)["model.norm.weight"], "BF16")
+    entry = next(p for p in manifest["params"] if p["name"] == "model.norm.weight")
+    raw = (package / entry["shard"]).read_bytes()[entry["offset"]:entry["offset"] + entry["nbytes"]]
+    np.testing.assert_array_equal(np.frombuffer(raw, dtype=np.float32), expected)
+    generated = json.loads(ok(home, "generate", "-m", "tiny-bf16", "hi", "--max-tokens", "2", "--temperature", "0",
+                              "--ignore-eos", "--json"))
+    assert generated["usage"]["completion_tokens"] == 2
