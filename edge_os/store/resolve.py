@@ -24,7 +24,10 @@ def resolve_model(value: str | Path) -> Path:
     path = Path(text).expanduser()
     store = Store.default()
     if path.exists() or not looks_like_name(text):
-        hold_package(path, store)
+        try:
+            hold_package(path, store)
+        except OSError:
+            pass  # a home it cannot write to: nothing there can be pruned either
         return path
     name = ModelName.parse(text)
     with store.locked(exclusive=False):

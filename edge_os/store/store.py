@@ -173,7 +173,8 @@ class Store:
     def add(self, name: ModelName, package: Path, source: str, work: Path) -> Ref:
         """Store the package at ``package`` under ``name`` (replacing what the name pointed at).
 
-        Its files are checked against the manifest's sha256 as they enter; ``work`` is a
+        Its files are checked against the manifest's sha256 as they enter (files already stored
+        are linked, not copied); ``work`` is a
         ``work_dir()``, where files are staged (a package already inside it is linked, not copied).
         """
         manifest = Manifest.read(package)
@@ -198,6 +199,7 @@ class Store:
                 os.rename(assembled, final)
             ref = Ref(name, package_id, source, time.time())
             self._write_ref(ref)
+            self._collect_garbage_locked()  # what the name pointed at before, unless another name or a process has it
         return ref
 
     def _stage(self, package: Path, manifest: Manifest, work: Path) -> dict[str, str]:
