@@ -66,6 +66,42 @@ def _cache_key(gguf: Path, quant: str, target: str, kv_dtype: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+_PREFIX = "smollm2-135m-"
+
+
+def _package_dir(gguf: Path, quant: str, target: str, kv_dtype: str) -> Path:
+    return settings().home / "packages" / f"{_PREFIX}{quant}-{target}-{_cache_key(gguf, quant, target, kv_dtype)}"
+
+
+def stale_packages() -> list[Path]:
+    """Default packages under ``$EDGE_OS_HOME/packages`` that this edge-os, checkout and CPU would
+    never use again (another version, other packing code, another CPU): what ``prune`` deletes."""
+    from edge_os.compile import KV_DTYPES
+    from edge_os.quantize.formats import SCHEMES
+
+    folder = settings().home / "packages"
+    if not folder.is_dir():
+        return []
+    try:
+        gguf = bundled_gguf()
+    except ModelSourceError:
+        gguf = None  # without the default model no cached package of it can be current
+    stale = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".pruning-"):  # a prune that was killed midway
+            stale.append(path)
+            continue
+        if not path.is_dir() or not path.name.startswith(_PREFIX):
+            continue  # dot-prefixed: a pack in progress (or killed); anything else: not ours
+        middle = path.name[len(_PREFIX):].rpartition("-")[0]
+        quant, _, target = middle.partition("-")
+        current = gguf is not None and quant in SCHEMES and any(
+            _package_dir(gguf, quant, target, kv) == path for kv in KV_DTYPES)
+        if not current:
+            stale.append(path)
+    return stale
+
+
 def default_package(quant: str = "auto", target: str = "host", progress: bool = True, kv_dtype: str = "auto",
                     separate_process: bool = False) -> Path:
     """The packed default model, packing it first if this machine has none yet.
@@ -74,8 +110,7 @@ def default_package(quant: str = "auto", target: str = "host", progress: bool = 
     500 MiB), which a process that then only runs the model should never hold.
     """
     gguf = bundled_gguf()
-    key = _cache_key(gguf, quant, target, kv_dtype)
-    out = settings().home / "packages" / f"smollm2-135m-{quant}-{target}-{key}"
+    out = _package_dir(gguf, quant, target, kv_dtype)
     if (out / "manifest.json").is_file():
         return out
     log.info("packing the default model once for this machine into %s", out)

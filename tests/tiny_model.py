@@ -71,11 +71,30 @@ def byte_tokenizer() -> dict:
     return json.loads(tok.to_str())
 
 
-def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
+def to_bf16_bits(array: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns, rounded to nearest even (what torch's .to(bfloat16) does)."""
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return rounded.astype(np.uint16)
+
+
+def stored_values(array: np.ndarray, dtype: str) -> np.ndarray:
+    """The float32 values a tensor has after being written as ``dtype`` (F32, F16 or BF16)."""
+    if dtype == "F16":
+        return array.astype(np.float16).astype(np.float32)
+    if dtype == "BF16":
+        return (to_bf16_bits(array).astype(np.uint32) << 16).view(np.float32)
+    return array.astype(np.float32)
+
+
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: str = "F32") -> None:
     header, offset, blobs = {}, 0, []
     for name, array in tensors.items():
-        data = np.ascontiguousarray(array, dtype=np.float32).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        if dtype == "BF16":
+            data = to_bf16_bits(array).tobytes()
+        else:
+            data = np.ascontiguousarray(array, dtype={"F32": np.float32, "F16": np.float16}[dtype]).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
         offset += len(data)
         blobs.append(data)
     text = json.dumps(header).encode()
@@ -86,11 +105,29 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
             f.write(blob)
 
 
-def write_hf_folder(folder: Path, seed: int = 0, **overrides) -> Path:
+def write_hf_folder(folder: Path, seed: int = 0, dtype: str = "F32", shards: int = 1,
+                    generation_config: dict | None = None, **overrides) -> Path:
+    """A Hugging Face folder as people download it: weights as ``dtype`` (F32, F16, BF16), in one
+    ``model.safetensors`` or in ``shards`` files with a ``model.safetensors.index.json``, and a
+    ``generation_config.json`` when given."""
     folder.mkdir(parents=True, exist_ok=True)
     config = tiny_config(**overrides)
     (folder / "config.json").write_text(json.dumps(config))
-    write_safetensors(folder / "model.safetensors", tiny_weights(config, seed))
+    tensors = tiny_weights(config, seed)
+    if shards == 1:
+        write_safetensors(folder / "model.safetensors", tensors, dtype)
+    else:
+        names = list(tensors)
+        weight_map = {}
+        for k in range(shards):
+            file = f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
+            part = names[k::shards]
+            write_safetensors(folder / file, {n: tensors[n] for n in part}, dtype)
+            weight_map |= {n: file for n in part}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(
+            {"metadata": {"total_size": sum(a.nbytes for a in tensors.values())}, "weight_map": weight_map}))
+    if generation_config is not None:
+        (folder / "generation_config.json").write_text(json.dumps(generation_config))
     (folder / "tokenizer.json").write_text(json.dumps(byte_tokenizer()))
     (folder / "tokenizer_config.json").write_text(json.dumps(
         {"eos_token": "<|im_end|>", "bos_token": None, "chat_template": CHATML, "add_bos_token": False}))

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_broker_options(parser, required=True)
     backend = parser.add_mutually_exclusive_group(required=True)
     backend.add_argument("--openai-url", metavar="URL", help="base URL of an OpenAI-compatible server")
-    backend.add_argument("-m", "--model", metavar="PACKAGE", type=Path, help="an edge-os model package directory")
+    backend.add_argument("-m", "--model", metavar="MODEL",
+                         help="a stored model's NAME[:TAG] or an edge-os model package directory")
     parser.add_argument("--openai-model", metavar="NAME", help="model name sent when a request names none")
     parser.add_argument("--worker-id", default="edge-os-cloud-worker", help="MQTT client id (keeps its session)")
     parser.add_argument("--state-dir", type=Path, help="outbox and request log (default: EDGE_OS_HOME/cloud-worker/ID)")
@@ -39,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
         backend = OpenAIBackend(args.openai_url, api_key=settings().openai_api_key, model=args.openai_model)
     else:
         from edge_os.runtime.engine import Engine  # TVM loads only when a package is served
+        from edge_os.store.resolve import resolve_model
 
-        backend = EngineBackend(Engine.load(args.model))
+        backend = EngineBackend(Engine.load(resolve_model(args.model)))
     with CloudWorker(backend, config):
         wait_for_signal()
     return 0

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from edge_os.runtime.kv_pool import DEFAULT_CONTEXT
 from edge_os.runtime.tvm_runtime import use_runtime_only_tvm
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-m", "--model", type=Path, metavar="PACKAGE",
-                        help="model package directory (default: the bundled SmolLM2-135M, packed on first use)")
+    parser.add_argument("-m", "--model", metavar="MODEL",
+                        help="a stored model's NAME[:TAG] or a package directory "
+                             "(default: the bundled SmolLM2-135M, packed on first use)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (default: EDGE_OS_THREADS or all cores)")
     parser.add_argument("--ctx", type=int, default=None, metavar="N",
@@ -20,8 +20,13 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_engine(args: argparse.Namespace):
     from edge_os.default_model import default_package
+    from edge_os.store.resolve import hold_package, resolve_model
 
-    package = args.model if args.model else default_package(separate_process=True)
+    if args.model:
+        package = resolve_model(args.model)
+    else:
+        package = default_package(separate_process=True)
+        hold_package(package)
     use_runtime_only_tvm()
     from edge_os.runtime.engine import Engine
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="describe a package: sizes, quantization, memory needed",
                               description="Print what a package holds and how much memory it needs at a context.")
-    p.add_argument("package", type=Path)
+    p.add_argument("package", metavar="MODEL", help="a stored model's NAME[:TAG] or a package directory")
     p.add_argument("--ctx", type=int, default=2048, help="context (tokens) to size memory for (default 2048)")
     p.add_argument("--verify", action="store_true", help="also check every file's sha256")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -21,7 +20,9 @@ def run(args) -> int:
 
     from edge_os.package.manifest import Manifest
     from edge_os.package.reader import verify_files
+    from edge_os.store.resolve import resolve_model
 
+    args.package = resolve_model(args.package)
     m = Manifest.read(args.package)
     if args.verify:
         verify_files(args.package, m)

@@ -19,6 +19,7 @@ from edge_os.safe_text import terminal_safe
 # Module names under edge_os.cli, in the order --help lists them.
 COMMANDS: tuple[str, ...] = (
     "demo", "pack", "info", "generate", "chat", "perplexity", "sensors", "actuate", "serve", "ps", "cloud_worker",
+    "pull", "list_models", "rm", "prune",
 )
 
 

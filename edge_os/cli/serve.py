@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         description="Serve model packages under the device's memory, thermal and power budgets. "
         "`edge-os ps` asks it what it is doing.",
     )
-    p.add_argument("--models", nargs="+", type=Path, default=[], metavar="PKG", help="model package directories")
+    p.add_argument("--models", nargs="+", default=[], metavar="MODEL",
+                   help="stored models' NAME[:TAG]s or package directories")
     p.add_argument("--memory-budget", metavar="SIZE",
                    help="memory edge-os may use, e.g. 2G or 512M (default: the target's share of MemTotal)")
     p.add_argument("--target", help="target descriptor for budgets and thermal zones (default: EDGE_OS_TARGET)")
@@ -37,8 +38,10 @@ def register(subparsers) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
+    from edge_os.store.resolve import resolve_model
+
     return ServeOptions(
-        models=tuple(args.models),
+        models=tuple(resolve_model(m) for m in args.models),
         target=args.target,
         memory_budget=args.memory_budget,
         keep_alive=args.keep_alive,
