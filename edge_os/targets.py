@@ -7,7 +7,6 @@ edge-os finds them with ``importlib.resources``. A user's own descriptor is give
 
 from __future__ import annotations
 
-import shutil
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,6 +35,9 @@ class Target:
     unified_memory: bool = False
     cross_cc: str | None = None  # the compiler that links the library (cross targets)
     cross_cc_provider: str | None = None  # what installs it, for the error when it is missing
+    # The only libraries the model library may need, all the device's own (Android: libc.so, ...);
+    # empty: whatever the cross compiler links by default.
+    device_libs: tuple[str, ...] = ()
     budgets: Budgets = field(default_factory=Budgets)
     thermal_zones: tuple[str, ...] = ()
 
@@ -89,6 +91,7 @@ def load_target(name_or_path: str) -> Target:
             unified_memory=raw.get("unified_memory", False),
             cross_cc=raw.get("cross_cc"),
             cross_cc_provider=raw.get("cross_cc_provider"),
+            device_libs=tuple(raw.get("device_libs", ())),
             budgets=Budgets(**raw.get("budgets", {})),
             thermal_zones=tuple(raw.get("thermal", {}).get("zones", ())),
         )
@@ -101,7 +104,10 @@ def load_target(name_or_path: str) -> Target:
 def check_toolchain(target: Target) -> None:
     """Raise ``TargetError`` naming the package that provides the target's cross compiler when
     it is not on PATH. Cheap: ``pack`` calls it before any other work."""
-    if target.cross_cc and shutil.which(target.cross_cc) is None:
+    from edge_os.compile.link import command
+
+    if target.cross_cc and not command(target.cross_cc):
         provider = target.cross_cc_provider or "your distribution's cross toolchain"
-        raise TargetError(f"packing for {target.name} needs the cross compiler {target.cross_cc}, which is not on "
+        program = target.cross_cc.split()[0]
+        raise TargetError(f"packing for {target.name} needs the cross compiler {program}, which is not on "
                           f"PATH; install {provider}")

@@ -114,7 +114,8 @@ def write_bundle(target: Target, out: Path, force: bool = False) -> Bundle:
         _copy_runtime(tmp / "runtime")
         (tmp / "requirements.txt").write_text("\n".join(runtime_requirements()) + "\n")
         major, minor = PYTHON_VERSION.split(".")
-        script = INSTALL_SH.replace("__PYTHON__", PYTHON_VERSION).replace("__MAJOR__", major).replace("__MINOR__", minor)
+        script = (INSTALL_SH.replace("__PYTHON__", PYTHON_VERSION)
+                  .replace("__MAJOR__", major).replace("__MINOR__", minor))
         (tmp / "install.sh").write_text(script)
         (tmp / "install.sh").chmod(0o755)
         (tmp / BUNDLE_JSON).write_text(json.dumps({

@@ -96,7 +96,7 @@ def pack(options: PackOptions) -> Path:
         limits = CompileLimits()
         specs = compile_model(arch.model_class, config, formats, scheme.scale_dtype, tvm_target,
                               writer.path(library), cross_cc=target.cross_cc, activations=options.activations,
-                              limits=limits, kv_dtype=kv_dtype)
+                              limits=limits, kv_dtype=kv_dtype, device_libs=target.device_libs)
         _order_params(writer, specs)
         writer.path("tokenizer.json").write_text(source.tokenizer_json)
         manifest = Manifest(

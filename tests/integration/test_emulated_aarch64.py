@@ -83,7 +83,8 @@ def test_a_tiny_model_packed_for_rpi5_answers_under_emulation_as_the_host_packag
         emulator, emulation_home, tiny_hf_folder, tiny_package_factory, tmp_path):
     env = {**os.environ, "EDGE_OS_HOME": str(emulation_home)}
     package = tmp_path / "rpi5"
-    packed = edge_os("pack", tiny_hf_folder, "--target", "rpi5", "--out", package, "--no-progress", env=env, timeout=900)
+    packed = edge_os("pack", tiny_hf_folder, "--target", "rpi5", "--out", package, "--no-progress", env=env,
+                     timeout=900)
     assert packed.returncode == 0, packed.stderr[-3000:]
     manifest = json.loads((package / "manifest.json").read_text())
     assert (manifest["target"]["name"], manifest["kv_dtype"]) == ("rpi5", "float16")
