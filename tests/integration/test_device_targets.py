@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -52,9 +53,11 @@ def test_the_wheel_installed_into_a_fresh_venv_finds_its_targets_and_packs(tmp_p
     installed with --no-deps into a new virtual environment that borrows the dev environment's
     dependencies (nothing big is downloaded), and run from a directory where the source tree is
     not importable."""
+    source = tmp_path / "source"  # a copy: setuptools writes build/ and *.egg-info next to setup.py
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "*.whl"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "-w", str(wheels), str(REPO)], check=True, timeout=300)
+                    "-w", str(wheels), str(source)], check=True, timeout=300)
     wheel = next(wheels.glob("edge_os-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
