@@ -51,3 +51,10 @@ class MqttError(EdgeOSError):
     """The MQTT broker URL, credentials or TLS files are wrong, or the broker cannot be used."""
 
     code = "mqtt"
+
+
+class EmulationError(EdgeOSError):
+    """A device cannot be emulated here: qemu or the userland is missing, or the target is not
+    one that runs under emulation."""
+
+    code = "emulation"

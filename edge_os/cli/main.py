@@ -20,6 +20,7 @@ from edge_os.safe_text import terminal_safe
 COMMANDS: tuple[str, ...] = (
     "demo", "pack", "info", "generate", "chat", "perplexity", "sensors", "actuate", "serve", "ps", "cloud_worker",
     "pull", "list_models", "rm", "prune",
+    "bundle", "emulate",
 )
 
 

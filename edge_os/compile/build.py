@@ -11,6 +11,7 @@ import tvm
 
 from edge_os.compile.kernels import MODEL_ATTR
 from edge_os.compile.kv_cache import kv_cache_factory
+from edge_os.compile.link import export_options
 from edge_os.compile.pipeline import build_pipeline
 from edge_os.quantize.modules import quantize_model
 
@@ -72,14 +73,14 @@ def export_model(model_class, config, formats_by_name: dict[str, str], scale_dty
 def compile_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str,
                   tvm_target_json: dict, library_path: Path, cross_cc: str | None = None,
                   activations: str = "float32", limits: CompileLimits = CompileLimits(),
-                  kv_dtype: str = "auto") -> list[ParamSpec]:
+                  kv_dtype: str = "auto", device_libs: tuple[str, ...] = ()) -> list[ParamSpec]:
     """Compile and write ``library_path`` (``.so``); returns the parameters it expects.
     ``activations`` is how far decode kernels may round activations (``build_pipeline``); calls
     must stay within ``limits``; ``kv_dtype`` is what the KV cache stores
-    (``edge_os.compile.kv_cache.KV_DTYPES``)."""
+    (``edge_os.compile.kv_cache.KV_DTYPES``); ``cross_cc`` and ``device_libs`` say how it is
+    linked (``edge_os.compile.link``)."""
     tvm_target = tvm.target.Target(tvm_target_json)
     mod, params = export_model(model_class, config, formats_by_name, scale_dtype, tvm_target, limits, kv_dtype)
     executable = tvm.compile(mod, target=tvm_target, relax_pipeline=build_pipeline(tvm_target, activations))
-    kwargs = {"cc": cross_cc} if cross_cc else {}
-    executable.export_library(str(library_path), **kwargs)
+    executable.export_library(str(library_path), **export_options(cross_cc, device_libs))
     return params

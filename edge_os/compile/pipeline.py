@@ -2,13 +2,15 @@
 
 Phase 1 picks kernels for the target (tagged reference kernels may be replaced by faster ones)
 and, on CPUs, gives SiLU a vectorizable exponential; phase 2 legalizes and fuses, phase 3 schedules
-what is still unscheduled for the CPU, phase 4 lowers to the VM. Model code never sees any of this.
+what is still unscheduled (for the CPU by ``schedule``, for GPUs by TVM's dlight rules), phase 4
+lowers to the VM. Model code never sees any of this.
 """
 
 from __future__ import annotations
 
 import tvm
 from tvm import relax
+from tvm.s_tir import dlight as dl
 
 import edge_os.compile.kernels.library  # noqa: F401  (registers the kernel families)
 from edge_os.compile.fast_math import fast_silu
@@ -43,9 +45,14 @@ def build_pipeline(tvm_target: tvm.target.Target, activations: str = "float32"):
                 relax.transform.FuseTIR(),
                 relax.transform.DeadCodeElimination(),
             ])(mod)
-            # 3. schedule every kernel that nobody scheduled (threads, vectors)
+            # 3. schedule every kernel that nobody scheduled (threads, vectors; GPU threads and
+            # blocks by TVM's dlight rules, most specific first)
             if tvm_target.kind.name == "llvm":
                 mod = schedule_cpu_functions(mod, tvm_target)
+            else:
+                mod = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.LowBatchGEMV(),
+                                              dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
+                                              dl.gpu.Fallback())(mod)
             # 4. lower to the VM. No KillAfterLastUse: storage is planned statically (the same few
             # buffers for any number of layers), and its ~1100 kill instructions per decode step
             # were a third of the VM's work.

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_os import __version__
 from edge_os.convert.importers import open_source
-from edge_os.errors import InputError, ModelSourceError, TargetError
+from edge_os.errors import InputError, ModelSourceError
 from edge_os.models.registry import get_architecture
 from edge_os.package.manifest import Manifest, TargetInfo
 from edge_os.package.memory import MemoryFigures
@@ -19,7 +19,7 @@ from edge_os.package.reader import host_cpu_flags
 from edge_os.package.writer import PackageWriter
 from edge_os.quantize.formats import GROUP_SIZE, Scheme, get_scheme
 from edge_os.quantize.reference import QuantizedWeight, quantize
-from edge_os.targets import Target, load_target
+from edge_os.targets import Target, check_toolchain, load_target
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ def _workspace_bytes(config, prefill_chunk: int = 256, max_batch: int = 8) -> in
 
 def pack(options: PackOptions) -> Path:
     """Pack ``options.source`` into a package directory at ``options.out`` and return it."""
+    target = load_target(options.target)
+    check_toolchain(target)  # before any work: a missing cross compiler is known in milliseconds
+
     import tvm
 
     from edge_os.compile import ACTIVATIONS
@@ -78,7 +81,6 @@ def pack(options: PackOptions) -> Path:
     if options.activations not in ACTIVATIONS:
         raise InputError(f"unknown decode activations {options.activations!r}; choose one of {', '.join(ACTIVATIONS)}")
     scheme = get_scheme(options.quant)
-    target = load_target(options.target)
     source = open_source(options.source)
     arch = get_architecture(source.architecture)
     config = arch.config_from_hf(source.hf_config)
@@ -92,14 +94,9 @@ def pack(options: PackOptions) -> Path:
         log.info("compiling for %s with TVM (this takes a minute)", tvm_target.get("mcpu", target.name))
         library = "model.so"
         limits = CompileLimits()
-        try:
-            specs = compile_model(arch.model_class, config, formats, scheme.scale_dtype, tvm_target,
-                                  writer.path(library), cross_cc=target.cross_cc, activations=options.activations,
-                                  limits=limits, kv_dtype=kv_dtype)
-        except RuntimeError as exc:
-            if target.cross_cc and "not found" in str(exc).lower():
-                raise TargetError(f"cross-compiling for {target.name} needs {target.cross_cc}; install it") from exc
-            raise
+        specs = compile_model(arch.model_class, config, formats, scheme.scale_dtype, tvm_target,
+                              writer.path(library), cross_cc=target.cross_cc, activations=options.activations,
+                              limits=limits, kv_dtype=kv_dtype, device_libs=target.device_libs)
         _order_params(writer, specs)
         writer.path("tokenizer.json").write_text(source.tokenizer_json)
         manifest = Manifest(

@@ -30,8 +30,19 @@ def verify_files(package_dir: Path, manifest: Manifest) -> None:
             )
 
 
+# aarch64 hardware capabilities (getauxval, as the kernel reports them; qemu-user reports the
+# emulated CPU's): bit -> the /proc/cpuinfo name, which is what manifests record.
+_HWCAP = {1: "asimd", 20: "asimddp", 22: "sve"}
+_HWCAP2 = {13: "i8mm"}
+_AT_HWCAP, _AT_HWCAP2 = 16, 26
+
+
 def host_cpu_flags() -> set[str]:
-    """ISA flags of this CPU as /proc/cpuinfo names them (empty where unreadable)."""
+    """ISA flags of this CPU as /proc/cpuinfo names them (empty where unknown). On aarch64 they
+    come from the auxiliary vector, which emulators fill in for the CPU they emulate (their
+    /proc/cpuinfo shows the host's)."""
+    if platform.machine() in ("aarch64", "arm64"):
+        return _aarch64_hwcaps()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -41,6 +52,19 @@ def host_cpu_flags() -> set[str]:
         if key.strip() in ("flags", "Features"):
             return set(value.split())
     return set()
+
+
+def _aarch64_hwcaps() -> set[str]:
+    import ctypes
+
+    try:
+        getauxval = ctypes.CDLL(None).getauxval
+    except (OSError, AttributeError):
+        return set()
+    getauxval.restype = ctypes.c_ulong
+    getauxval.argtypes = [ctypes.c_ulong]
+    words = {_AT_HWCAP: _HWCAP, _AT_HWCAP2: _HWCAP2}
+    return {name for at, bits in words.items() for bit, name in bits.items() if getauxval(at) >> bit & 1}
 
 
 def check_target(package_dir: Path, manifest: Manifest) -> None:

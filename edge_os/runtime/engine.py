@@ -34,7 +34,7 @@ from edge_os.runtime.request import (
     Timings,
     Usage,
 )
-from edge_os.runtime.runner import CacheShape, ModelRunner
+from edge_os.runtime.runner import CacheShape, ModelRunner, package_device
 from edge_os.runtime.sampler import Sampler
 from edge_os.runtime.text_stream import TextStream
 
@@ -108,7 +108,8 @@ class Engine:
         tokenizer = Tokenizer.from_file(str(package_dir / manifest.tokenizer["file"]))
         release_free_heap()
         params = read_params(package_dir, manifest)
-        runner = ModelRunner(package_dir / manifest.library, params, shape, threads or settings().threads)
+        runner = ModelRunner(package_dir / manifest.library, params, shape, threads or settings().threads,
+                             device=package_device(manifest.target.tvm_target))
         release_free_heap()
         engine = cls(package_dir, manifest, runner, context, tokenizer)
         engine.load_s = time.perf_counter() - started

@@ -15,10 +15,21 @@ from pathlib import Path
 import numpy as np
 import tvm_ffi
 
+from edge_os.errors import TargetError
 from edge_os.runtime.kv_pool import PAGE_TOKENS
 from edge_os.runtime.tvm_runtime import ensure_loaded, shape, to_numpy, to_tensor
 
-_CPU, _POOLED_ALLOCATOR = 1, 2  # DLPack's kDLCPU; the VM's pooled allocator
+_POOLED_ALLOCATOR = 2  # the VM's pooled allocator
+# The device a package runs on, by the kind of its TVM target (manifest ``target.tvm_target``).
+DEVICES = {"llvm": "cpu", "cuda": "cuda"}
+
+
+def package_device(tvm_target: dict) -> str:
+    """``cpu`` or ``cuda``: where a package with this (resolved) TVM target runs."""
+    kind = tvm_target.get("kind", "llvm")
+    if kind not in DEVICES:
+        raise TargetError(f"packages for {kind} devices cannot be run by this edge-os; pack for a cpu or cuda target")
+    return DEVICES[kind]
 
 
 @dataclass(frozen=True)
@@ -31,18 +42,29 @@ class CacheShape:
 class ModelRunner:
     """Owns the VM, the parameters on the device and the KV cache of one loaded model.
 
-    ``params`` must stay unchanged: the device tensors share their memory (CPU, no copy).
+    ``device`` is ``cpu`` or ``cuda`` (``package_device``). On the CPU the parameter tensors share
+    the arrays' memory (no copy), so ``params`` must stay unchanged; on a GPU each array is
+    uploaded once as it arrives and may be dropped after.
     """
 
-    def __init__(self, library: Path, params: Iterable[np.ndarray], cache: CacheShape, threads: int | None = None):
+    def __init__(self, library: Path, params: Iterable[np.ndarray], cache: CacheShape, threads: int | None = None,
+                 device: str = "cpu"):
         if threads:
             # TVM sizes its thread pool once, at the first parallel kernel of the process.
             os.environ["TVM_NUM_THREADS"] = str(threads)
         ensure_loaded()
+        if device != "cpu" and tvm_ffi.get_global_func(f"device_api.{device}", allow_missing=True) is None:
+            raise TargetError(f"{library.parent} runs on a {device.upper()} GPU, and this TVM runtime was built "
+                              f"without {device.upper()} (the PyPI wheel is CPU-only); run it with a TVM runtime "
+                              f"built with USE_{device.upper()}=ON")
         self.cache_shape = cache
+        self.device = tvm_ffi.device(device, 0)
+        self._host = tvm_ffi.device("cpu", 0)
         self.vm = tvm_ffi.load_module(str(library))["vm_load_executable"]()
-        self.vm["vm_initialization"](_CPU, 0, _POOLED_ALLOCATOR)
-        self.params = [to_tensor(p) for p in params]
+        devices = [self.device] if device == "cpu" else [self.device, self._host]  # the host comes last
+        self.vm["vm_initialization"](*[v for d in devices for v in (d.dlpack_device_type(), d.index,
+                                                                     _POOLED_ALLOCATOR)])
+        self.params = [self._to_device(p) for p in params]
         self._embed = self.vm["embed"]
         self._prefill = self.vm["prefill"]
         self._prefill_all = self.vm["prefill_all"]
@@ -79,10 +101,17 @@ class ModelRunner:
         return int(self._free_pages(self.kv)) * PAGE_TOKENS
 
     # --- forwards ----------------------------------------------------------------------------
+    def _to_device(self, array: np.ndarray) -> tvm_ffi.Tensor:
+        tensor = to_tensor(array)
+        return tensor if self.device == self._host else tensor.copyto(self.device)
+
+    def _to_host(self, tensor: tvm_ffi.Tensor) -> np.ndarray:
+        return to_numpy(tensor if tensor.device == self._host else tensor.copyto(self._host))
+
     def _embed_ids(self, token_ids) -> np.ndarray:
         """Embeddings ``(len, hidden)`` of the ids."""
-        ids = to_tensor(np.asarray(token_ids, dtype=np.int32))
-        return to_numpy(self._embed(ids, self.params))
+        ids = self._to_device(np.asarray(token_ids, dtype=np.int32))
+        return self._to_host(self._embed(ids, self.params))
 
     def prefill(self, seq_id: int, token_ids: list[int], all_logits: bool = False) -> np.ndarray:
         """Append ``token_ids`` to a sequence; logits of the last token ``(vocab,)``, or of every
@@ -94,9 +123,9 @@ class ModelRunner:
             hidden = self._embed_ids(piece).reshape(1, len(piece), -1)
             self._begin(self.kv, shape([seq_id]), shape([len(piece)]))
             fn = self._prefill_all if all_logits else self._prefill
-            logits, _ = fn(to_tensor(hidden), self.kv, self.params)
+            logits, _ = fn(self._to_device(hidden), self.kv, self.params)
             self._end(self.kv)
-            outputs.append(to_numpy(logits)[0])
+            outputs.append(self._to_host(logits)[0])
         if all_logits:
             return np.concatenate(outputs, axis=0)
         return outputs[-1][-1]
@@ -105,6 +134,6 @@ class ModelRunner:
         """One token for each sequence, batched: logits ``(batch, vocab)``."""
         embeds = self._embed_ids(token_ids).reshape(len(seq_ids), 1, -1)
         self._begin(self.kv, shape(seq_ids), shape([1] * len(seq_ids)))
-        logits, _ = self._decode(to_tensor(embeds), self.kv, self.params)
+        logits, _ = self._decode(self._to_device(embeds), self.kv, self.params)
         self._end(self.kv)
-        return to_numpy(logits)[:, 0, :]
+        return self._to_host(logits)[:, 0, :]

@@ -27,7 +27,19 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.script.ir_builder import tirx as T
 
-from edge_os.compile.kernels.vector import bcast, const, load, prefetch, to_f32, tree_sum, vload, vstore_index
+from edge_os.compile.kernels.vector import (
+    bcast,
+    const,
+    lane_max,
+    lane_sum,
+    load,
+    prefetch,
+    to_f32,
+    tree_max,
+    tree_sum,
+    vload,
+    vstore_index,
+)
 from edge_os.compile.kernels.weights import WeightLayout
 from edge_os.quantize.formats import GROUP_SIZE
 
@@ -94,10 +106,10 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
     with T.serial(0, m) as i:
         with T.serial(0, groups) as g:
             v = [vload(x, i, g * GROUP_SIZE + w * LANES, lanes=LANES) for w in range(GROUP_SIZE // LANES)]
-            peak = _hmax(_tree_max([tirx.max(a, const(0.0) - a) for a in v]))
+            peak = lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), LANES)
             inv = tirx.Select(peak > const(0.0), top / peak, const(0.0))
             T.buffer_store(xd, peak / top, [i * groups + g])
-            T.buffer_store(xs, _hsum(tree_sum(v)) * const(0.25), [i * groups + g])
+            T.buffer_store(xs, lane_sum(tree_sum(v), LANES) * const(0.25), [i * groups + g])
             for w, a in enumerate(v):
                 q = tirx.Cast(f"int{bits}x{LANES}", tirx.round(a * bcast(inv, LANES)))
                 if layout.fmt.bits == 4:
@@ -194,28 +206,9 @@ def _pair(a, b):
     return tirx.Shuffle([bcast(a, 4), bcast(b, 4)], list(range(LANES)))
 
 
-def _lane(vector, lane: int):
-    return tirx.Shuffle([vector], [lane])
-
-
 def _prefetch_ahead(layout: WeightLayout, weights, row, column, group) -> None:
     """Prefetch the same columns ``PREFETCH_BYTES`` further down the weight stream."""
     ahead = max(1, PREFETCH_BYTES // layout.row_bytes())
     T.evaluate(prefetch(weights[0], row + ahead, column))
     for extra in weights[1:]:
         T.evaluate(prefetch(extra, row + ahead, group))
-
-
-def _tree_max(values):
-    while len(values) > 1:
-        values = [tirx.max(values[j], values[j + 1]) if j + 1 < len(values) else values[j]
-                  for j in range(0, len(values), 2)]
-    return values[0]
-
-
-def _hmax(vector):
-    return _tree_max([_lane(vector, lane) for lane in range(LANES)])
-
-
-def _hsum(vector):
-    return tree_sum([_lane(vector, lane) for lane in range(LANES)])

@@ -83,3 +83,21 @@ def exp2(x: tirx.PrimExpr, lanes: int) -> tirx.PrimExpr:
     exponent = tirx.shift_left(tirx.Cast(f"int32x{lanes}", n) + bcast(const(127, "int32"), lanes),
                                bcast(const(23, "int32"), lanes))
     return poly * tirx.reinterpret(f"float32x{lanes}", exponent)
+
+
+def tree_max(values: list[tirx.PrimExpr]) -> tirx.PrimExpr:
+    """Maximum as a balanced tree (see ``tree_sum``)."""
+    while len(values) > 1:
+        values = [tirx.max(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def lane_max(vector: tirx.PrimExpr, lanes: int) -> tirx.PrimExpr:
+    """The largest of a vector's ``lanes`` lanes, as a scalar."""
+    return tree_max([tirx.Shuffle([vector], [lane]) for lane in range(lanes)])
+
+
+def lane_sum(vector: tirx.PrimExpr, lanes: int) -> tirx.PrimExpr:
+    """The sum of a vector's ``lanes`` lanes, as a scalar."""
+    return tree_sum([tirx.Shuffle([vector], [lane]) for lane in range(lanes)])

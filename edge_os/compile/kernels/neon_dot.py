@@ -1,0 +1,140 @@
+"""Decode matmul on aarch64 NEON with integer activations and integer dot products.
+
+The counterpart of ``avx2_dot`` for 128-bit NEON registers. Activations are rounded once per
+call, per group of 32, to signed integers of ``bits`` bits (scale = max|x| / (2**(bits-1) - 1)),
+and each 16-byte load of weights feeds integer multiply-adds:
+
+- ``bits=16`` (near-exact): weight nibbles or bytes are widened to int16 (``uxtl``/``sxtl``) and
+  multiplied by int16 activations with widening multiply-adds into int32 (``smull``/``smlal``,
+  base AdvSIMD, any ARMv8 core).
+- ``bits=8`` (llama.cpp's method): ``sdot`` (ARMv8.2 ``+dotprod``: Cortex-A55/A76 and later)
+  multiplies 16 int8 pairs and adds each 4 into one of 4 int32 lanes, in one instruction.
+
+int4 (q4, q4_1): a 16-byte load holds one group (32 nibbles); its low nibbles are the group's
+even elements in order and the high nibbles the odd ones, so the prologue stores each group's
+activations as [evens, odds]. Each group's products end in 4 int32 lanes, scaled once; the group
+minimum (q4_1) or the -8 zero point (q4) multiplies the group's exact float activation sum (a
+quarter of it in each lane). q8: natural order, two loads per group.
+
+The error against float activations is at most half a rounding step of each activation,
+max|x_g| / (2**bits - 2) * sum|W_g| per group (as for ``avx2_dot``).
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.script.ir_builder import tirx as T
+
+from edge_os.compile.kernels.vector import (
+    bcast,
+    const,
+    lane_max,
+    lane_sum,
+    load,
+    to_f32,
+    tree_max,
+    tree_sum,
+    vload,
+    vstore_index,
+)
+from edge_os.compile.kernels.weights import WeightLayout
+from edge_os.quantize.formats import GROUP_SIZE
+
+LANES = 4  # float32 / int32 lanes of a 128-bit register
+BYTES = 16  # int8 lanes of a 128-bit register
+HALF = GROUP_SIZE // 2
+
+
+def supports(layout: WeightLayout) -> bool:
+    return layout.fmt.quantized and layout.fmt.bits in (4, 8)
+
+
+def decoder(bits: int):
+    """The decode path (arguments of ``matmul_fp32.decode_fp32``) for ``bits``-bit activations;
+    ``bits=8`` needs ``+dotprod``."""
+    if bits not in (8, 16):
+        raise ValueError(f"activations of {bits} bits")
+
+    def decode(layout: WeightLayout, tiling, x, weights, y, m) -> None:
+        k, groups = layout.k, layout.groups
+        xq = T.decl_buffer((m * k,), f"int{bits}")  # rounded activations (int4: evens, odds)
+        xd = T.decl_buffer((m * groups,), "float32")  # their scale per group
+        xs = T.decl_buffer((m * groups,), "float32")  # a quarter of each group's float sum
+        _quantize_activations(layout, bits, x, m, xq, xd, xs)
+        rows = tiling.rows
+        with T.parallel(0, layout.n // rows) as block:
+            acc = T.decl_buffer((rows * LANES,), "float32")
+            with T.serial(0, m) as i:
+                for r in range(rows):
+                    T.buffer_store(acc, bcast(const(0.0), LANES), vstore_index(r * LANES, lanes=LANES))
+                with T.serial(0, groups) as g:
+                    at = i * k + g * GROUP_SIZE
+                    x_scale = bcast(load(xd, i * groups + g), LANES)
+                    x_sum = bcast(load(xs, i * groups + g), LANES)
+                    for r in range(rows):
+                        row = block * rows + r
+                        dots = to_f32(_group_dots(layout, bits, weights, row, g, xq, at), LANES)
+                        scale = bcast(to_f32(load(weights[1], row, g)), LANES)
+                        if layout.fmt.asymmetric:  # W = scale*q + minimum
+                            minimum = bcast(to_f32(load(weights[2], row, g)), LANES)
+                            term = dots * (scale * x_scale) + minimum * x_sum
+                        elif layout.fmt.bits == 4:  # W = scale*(q - 8)
+                            term = (dots * x_scale - x_sum * bcast(const(8.0), LANES)) * scale
+                        else:
+                            term = dots * (scale * x_scale)
+                        old = vload(acc, r * LANES, lanes=LANES)
+                        T.buffer_store(acc, old + term, vstore_index(r * LANES, lanes=LANES))
+                for r in range(rows):
+                    total = tree_sum([load(acc, r * LANES + lane) for lane in range(LANES)])
+                    T.buffer_store(y, total, [i, block * rows + r])
+
+    return decode
+
+
+def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs) -> None:
+    k, groups = layout.k, layout.groups
+    top = const(float(2 ** (bits - 1) - 1))
+    with T.serial(0, m) as i:
+        with T.serial(0, groups) as g:
+            v = [vload(x, i, g * GROUP_SIZE + w * 8, lanes=8) for w in range(GROUP_SIZE // 8)]
+            peak = lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), 8)
+            inv = tirx.Select(peak > const(0.0), top / peak, const(0.0))
+            T.buffer_store(xd, peak / top, [i * groups + g])
+            T.buffer_store(xs, lane_sum(tree_sum(v), 8) * const(0.25), [i * groups + g])
+            base = i * k + g * GROUP_SIZE
+            for w, a in enumerate(v):
+                q = tirx.Cast(f"int{bits}x8", tirx.round(a * bcast(inv, 8)))
+                if layout.fmt.bits == 4:  # element 8w+2j is the low nibble of byte 4w+j
+                    T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base + 4 * w, lanes=4))
+                    T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + HALF + 4 * w, lanes=4))
+                else:
+                    T.buffer_store(xq, q, vstore_index(base + 8 * w, lanes=8))
+
+
+def _group_dots(layout: WeightLayout, bits: int, weights, row, g, xq, at):
+    """int32x4 whose lanes add up to the group's integer dot product."""
+    if layout.fmt.bits == 4:
+        words = vload(weights[0], row, g * LANES, lanes=LANES)  # 32 nibbles
+        mask = bcast(const(0x0F0F0F0F, "uint32"), LANES)
+        low = tirx.reinterpret("int8x16", tirx.bitwise_and(words, mask))
+        high = tirx.reinterpret("int8x16", tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), LANES)),
+                                                            mask))
+    else:
+        low = vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES)
+        high = vload(weights[0], row, g * GROUP_SIZE + BYTES, lanes=BYTES)
+    if bits == 8:
+        zero = bcast(const(0, "int32"), LANES)
+        return _sdot(_sdot(zero, low, vload(xq, at, lanes=BYTES)), high, vload(xq, at + BYTES, lanes=BYTES))
+    products = []
+    for h, half in enumerate((low, high)):
+        for part in range(2):
+            w16 = tirx.Cast("int16x8", tirx.Shuffle([half], list(range(8 * part, 8 * part + 8))))
+            x16 = vload(xq, at + h * BYTES + 8 * part, lanes=8)
+            products.append(tirx.Cast("int32x8", w16) * tirx.Cast("int32x8", x16))  # smull, smull2
+    wide = tree_sum(products)
+    return tirx.Shuffle([wide], [0, 1, 2, 3]) + tirx.Shuffle([wide], [4, 5, 6, 7])
+
+
+def _sdot(acc, a, b):
+    """acc[l] += sum of a[4l+j] * b[4l+j] (signed int8), one ``sdot``."""
+    return tirx.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", acc, a, b)
