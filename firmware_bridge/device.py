@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from edge_os.safe_text import terminal_safe
 from firmware_bridge.capability_cache import CapabilityCache
 from firmware_bridge.errors import DeviceError, InputError, Refused
 from firmware_bridge.framing import Frame
@@ -294,9 +293,10 @@ class Device:
                     subscription.on_reading(reading)
             elif frame.type == MsgType.LOG:
                 level, text = self._decode(decode_log, frame.payload)
-                device_log.log(_LOG_LEVELS[min(level, 3)], "%s: %s", terminal_safe(self.name), terminal_safe(text))
+                # %r: the device's text is untrusted; repr shows every control character as an escape
+                device_log.log(_LOG_LEVELS[min(level, 3)], "%r: %r", self.name, text)
         except DeviceError as exc:
-            log.warning("ignoring a message from %s: %s", self.link.url, terminal_safe(str(exc)))
+            log.warning("ignoring a message from %s: %r", self.link.url, str(exc))
 
     def _on_reconnect(self) -> None:
         """The port came back (a replugged cable, a rebooted board): new session, same streams."""
