@@ -7,7 +7,6 @@ import json
 import time
 
 from edge_os.errors import InputError
-from firmware_bridge import Device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware_bridge import Device
+
     try:
         value = int(args.value, 0)
     except ValueError:

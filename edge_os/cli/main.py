@@ -1,7 +1,10 @@
 """Entry point of the `edge-os` command.
 
 Each subcommand lives in its own module with a ``register(subparsers)`` function; add a module to
-``COMMANDS`` to add a subcommand.
+``COMMANDS`` to add a subcommand. Every command module is imported to build the parser, so a
+module's top level and its ``register`` import only light modules (argparse, edge_os.config,
+edge_os.errors...); TVM, numpy, paho-mqtt, pyserial and the like are imported inside ``run``.
+``tests/integration/test_cli_imports.py`` holds this.
 """
 
 from __future__ import annotations

@@ -10,9 +10,12 @@ import argparse
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_os.config import settings
-from edge_os.mqtt import BridgeConfig, BrokerConfig, RedactionConfig
+
+if TYPE_CHECKING:
+    from edge_os.mqtt.config import BridgeConfig, BrokerConfig
 
 
 def add_broker_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -29,6 +32,8 @@ def add_broker_options(parser: argparse.ArgumentParser, *, required: bool) -> No
 
 
 def broker_from_args(args: argparse.Namespace) -> BrokerConfig:
+    from edge_os.mqtt.config import BrokerConfig
+
     return BrokerConfig.from_url(
         args.mqtt,
         ca_file=args.mqtt_ca,
@@ -60,6 +65,9 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
 
 
 def bridge_config_from_args(args: argparse.Namespace) -> BridgeConfig:
+    from edge_os.mqtt.config import BridgeConfig
+    from edge_os.mqtt.redact import RedactionConfig
+
     return BridgeConfig(
         broker=broker_from_args(args),
         device_id=args.device_id or settings().device_id,

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 from edge_os.config import settings
-from edge_os.scheduler.report import format_status
-from edge_os.scheduler.status_socket import query
 
 
 def register(subparsers) -> None:
@@ -22,6 +20,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_os.scheduler.report import format_status
+    from edge_os.scheduler.status_socket import query
+
     status = query(args.socket or settings().socket)
     print(json.dumps(status, indent=1) if args.json else format_status(status))
     return 0

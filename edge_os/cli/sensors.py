@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from firmware_bridge import Device, DeviceError, discover, serial_ports
-from firmware_bridge.discovery import Survey, survey
+if TYPE_CHECKING:
+    from firmware_bridge.discovery import Survey
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _text(report: Survey) -> str:
+    from firmware_bridge import DeviceError
+
     caps = report.capabilities
     lines = [f"{caps.firmware} {caps.version} on {report.url}", "  sensors:"]
     names = [s.name for s in caps.sensors] + [a.name for a in caps.actuators]
@@ -38,6 +41,9 @@ def _text(report: Survey) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware_bridge import Device, DeviceError, discover, serial_ports
+    from firmware_bridge.discovery import survey
+
     if args.port:
         devices = [Device.open(args.port)]
     else:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge_os.cli.mqtt_options import add_bridge_options, bridge_config_from_args
-from edge_os.scheduler.service import ServeOptions, serve
+from edge_os.cli.mqtt_options import add_bridge_options
+
+if TYPE_CHECKING:
+    from edge_os.scheduler.service import ServeOptions
 
 
 def register(subparsers) -> None:
@@ -37,6 +40,8 @@ def register(subparsers) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
+    from edge_os.scheduler.service import ServeOptions
+
     return ServeOptions(
         models=tuple(args.models),
         target=args.target,
@@ -54,6 +59,9 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_os.cli.mqtt_options import bridge_config_from_args
+    from edge_os.scheduler.service import serve
+
     doors = []
     if args.mqtt:
         from edge_os.mqtt.front_door import MqttFrontDoor
