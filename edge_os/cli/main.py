@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from edge_os import __version__
@@ -58,8 +59,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("edge-os: interrupted", file=sys.stderr)
+        print("edge-os: interrupted", file=sys.stderr, flush=True)
+        _quiet_teardown()
         return 130
+
+
+def _quiet_teardown() -> None:
+    """After the one line, the interpreter's teardown stays silent: TVM's C++ destructors warn
+    about work that Ctrl-C cut short, which says nothing to the user."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stderr.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":
