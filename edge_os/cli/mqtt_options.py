@@ -56,7 +56,11 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
         help="model names requests may ask for, here or in the cloud; others get unknown_model (default: any)",
     )  # fmt: skip
     group.add_argument("--telemetry-interval", metavar="S", type=float, default=30.0, help="seconds between telemetry")
-    group.add_argument("--no-cloud-fallback", action="store_true", help="answer refusals with an error, never the cloud")
+    group.add_argument(
+        "--cloud-fallback", action=argparse.BooleanOptionalAction, default=False,
+        help="hand requests this device refuses to a cloud worker (`edge-os cloud-worker`) and relay its answer; "
+        "off by default: a refusal is answered at once with an error",
+    )  # fmt: skip
     group.add_argument("--cloud-timeout", metavar="S", type=float, default=120.0, help="wait this long for the cloud")
     group.add_argument("--no-redact", action="store_true", help="send prompts to the cloud unredacted")
     group.add_argument(
@@ -75,7 +79,7 @@ def bridge_config_from_args(args: argparse.Namespace) -> BridgeConfig:
         concurrency=args.mqtt_concurrency,
         models=tuple(args.mqtt_models),
         telemetry_interval_s=args.telemetry_interval,
-        cloud_fallback=not args.no_cloud_fallback,
+        cloud_fallback=args.cloud_fallback,
         cloud_timeout_s=args.cloud_timeout,
         redaction=RedactionConfig(enabled=not args.no_redact, names=tuple(args.redact_name)),
     )

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
         description="Serve model packages under the device's memory, thermal and power budgets. "
         "`edge-os ps` asks it what it is doing.",
     )
-    p.add_argument("--models", nargs="+", type=Path, default=[], metavar="PKG", help="model package directories")
+    p.add_argument("--models", nargs="+", type=Path, default=[], metavar="PKG",
+                   help="model package directories (default: the bundled SmolLM2-135M, packed on first use)")
     p.add_argument("--memory-budget", metavar="SIZE",
                    help="memory edge-os may use, e.g. 2G or 512M (default: the target's share of MemTotal)")
     p.add_argument("--target", help="target descriptor for budgets and thermal zones (default: EDGE_OS_TARGET)")
