@@ -25,8 +25,15 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors are one line, like every other error (subcommands' parsers inherit this)."""
+
+    def error(self, message: str):
+        self.exit(2, f"edge-os: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edge-os",
         description="Pack, flash and run LLMs on edge devices under memory and thermal budgets.",
         epilog=env_help(),

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_os.cli.common import positive_int
 from edge_os.cli.mqtt_options import add_bridge_options
 
 if TYPE_CHECKING:
@@ -33,8 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--keep-alive", metavar="SECONDS", help="how long an idle model stays loaded (inf: forever)")
     p.add_argument("--pin", nargs="+", default=[], metavar="NAME", help="load these models now and never unload them")
     p.add_argument("--preload", nargs="+", default=[], metavar="NAME", help="load these models now")
-    p.add_argument("--threads", type=int, help="engine threads at full speed (default: EDGE_OS_THREADS)")
-    p.add_argument("--context", type=int, metavar="TOKENS", help="context window each model is served with")
+    p.add_argument("--threads", type=positive_int, help="engine threads at full speed (default: EDGE_OS_THREADS)")
+    p.add_argument("--context", type=positive_int, metavar="TOKENS", help="context window each model is served with")
     p.add_argument("--socket", type=Path, help="Unix socket for `edge-os ps` (default: EDGE_OS_SOCKET)")
     add_bridge_options(p)
     p.set_defaults(func=run)

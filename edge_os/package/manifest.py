@@ -6,11 +6,27 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edge_os.errors import PackageError
+from edge_os.errors import InputError, PackageError
 from edge_os.package.memory import MemoryFigures
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+
+
+MIN_CONTEXT = 16
+
+
+def choose_context(requested: int | None, default: int, name: str, maximum: int) -> int:
+    """The one rule for a context window: ``requested`` must lie in 16..``maximum`` (the model's
+    own limit), else a one-line error; ``None`` takes ``default`` capped at ``maximum``."""
+    if requested is None:
+        return min(default, maximum)
+    if not MIN_CONTEXT <= requested <= maximum:
+        raise InputError(
+            f"a context of {requested} tokens is outside what {name} supports; give --ctx from {MIN_CONTEXT} "
+            f"to {maximum}"
+        )
+    return requested
 
 
 @dataclass(frozen=True)

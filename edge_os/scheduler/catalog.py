@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from edge_os.package.manifest import Manifest
+from edge_os.package.manifest import Manifest, choose_context
 from edge_os.package.memory import MemoryFigures
 from edge_os.runtime.api import EngineAPI
 from edge_os.scheduler.policy import PAGE_TOKENS
@@ -100,7 +100,7 @@ def package_entry(
     """
     path = Path(path)
     manifest = Manifest.read(path)
-    context = min(context_tokens or DEFAULT_CONTEXT, manifest.context_length)
+    context = choose_context(context_tokens, DEFAULT_CONTEXT, manifest.name, manifest.context_length)
     # Engine.load sizes its paged KV cache to the context plus a page per sequence, and TVM's cache
     # adds one page of its own (tests/integration/test_scheduler_engine.py checks this figure).
     pool = context + PAGE_TOKENS * (max_batch + 1)
