@@ -9,7 +9,8 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="describe a package: sizes, quantization, memory needed",
                               description="Print what a package holds and how much memory it needs at a context.")
-    p.add_argument("package", type=Path)
+    p.add_argument("package", type=Path, nargs="?", metavar="PACKAGE",
+                   help="package directory (default: the bundled SmolLM2-135M, packed on first use)")
     p.add_argument("--ctx", type=int, default=2048, help="context (tokens) to size memory for (default 2048)")
     p.add_argument("--verify", action="store_true", help="also check every file's sha256")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -22,6 +23,10 @@ def run(args) -> int:
     from edge_os.package.manifest import Manifest
     from edge_os.package.reader import verify_files
 
+    if args.package is None:
+        from edge_os.default_model import default_package
+
+        args.package = default_package(separate_process=True)
     m = Manifest.read(args.package)
     if args.verify:
         verify_files(args.package, m)

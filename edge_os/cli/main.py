@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge-os",
-        description="Pack, flash and run LLMs on edge devices under memory and thermal budgets.",
+        description="Pack and run LLMs on edge devices under memory and thermal budgets.",
         epilog=env_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

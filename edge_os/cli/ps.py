@@ -13,6 +13,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "ps",
         help="show loaded models, memory, temperatures, governor state and queue of a running service",
+        description="Ask a running `edge-os serve` (through its Unix socket) what it is doing: loaded models, "
+        "memory, temperatures, governor state and queue.",
     )
     p.add_argument("--json", action="store_true", help="print the raw status as JSON")
     p.add_argument("--socket", type=Path, help="the service's socket (default: EDGE_OS_SOCKET)")

@@ -58,3 +58,11 @@ def test_a_prompt_too_long_for_the_largest_context_does_not_ask_for_a_larger_one
 def test_help_states_the_real_defaults():
     assert "(default: 512" in edge_os("perplexity", "--help").stdout
     assert "(default: 2048" in edge_os("generate", "--help").stdout
+
+
+def test_small_messages_say_what_is_wrong_once(tmp_path):
+    assert_one_line_error(edge_os("info", tmp_path / "nowhere"), "does not exist")
+    result = edge_os("sensors", tmp_path / "ttyNOPE")
+    assert_one_line_error(result, "cannot open serial port", "No such file or directory")
+    assert result.stderr.count("No such file") == 1 and "Errno" not in result.stderr
+    assert "flash" not in edge_os("--help").stdout
