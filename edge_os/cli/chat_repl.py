@@ -21,7 +21,7 @@ HINT = "Type a message. /help lists commands; Ctrl-C stops an answer; Ctrl-D or 
 HELP = """\
   /help                  this list
   /clear                 forget the conversation and start over
-  /set temperature 0.3   change a setting: temperature, top_k, top_p, repeat_penalty, seed, max_tokens
+  /set temperature 0.7   change a setting: temperature, top_k, top_p, repeat_penalty, seed, max_tokens
   /set                   show the settings
   /quit                  leave (also Ctrl-D, or Ctrl-C at an empty prompt)
   Ctrl-C while the model answers stops the answer."""

@@ -76,7 +76,7 @@ def test_ctrl_d_leaves(chat):
 def test_slash_commands_are_not_sent_to_the_model(chat):
     child = chat("--max-tokens", "2")
     child.sendline("/help")
-    child.expect_exact("/set temperature 0.3")
+    child.expect_exact("/set temperature 0.7")
     child.expect_exact(PROMPT)
     child.sendline("/set temperature 0.25")
     child.expect_exact("temperature 0.25,")
@@ -137,4 +137,4 @@ def test_stop_and_ignore_eos_are_honoured(tiny_package):
 
 def test_chat_help_states_its_defaults():
     help_text = subprocess.run([EDGE_OS, "chat", "--help"], capture_output=True, text=True, timeout=60).stdout
-    assert "(default 0.3)" in help_text and "/quit" in help_text
+    assert "(default 0.0)" in help_text and "(default 1.1)" in help_text and "/quit" in help_text
