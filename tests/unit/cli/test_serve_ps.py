@@ -59,7 +59,7 @@ def test_serve_then_ps_then_sigterm(tmp_path, capsys, tiny_package):
     "argv, message",
     [
         (["serve", "--memory-budget", "lots"], "memory budget 'lots' is not a size"),
-        (["serve", "--models", "/nonexistent/pkg"], "is not a model package"),
+        (["serve", "--models", "/nonexistent/pkg"], "/nonexistent/pkg does not exist"),
         (["serve", "--keep-alive", "soon"], "keep-alive 'soon'"),
         (["serve", "--pin", "ghost"], "cannot pin or preload 'ghost'"),
         (["serve", "--target", "toaster"], "unknown target"),
