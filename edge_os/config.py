@@ -21,7 +21,8 @@ class EnvVar:
 
 ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_HOME", "~/.cache/edge-os", "cache for packed models (the default model is packed here once)"),
-    EnvVar("EDGE_OS_THREADS", "all cores", "threads the engine uses when --threads is not given"),
+    EnvVar("EDGE_OS_THREADS", "the cores other work leaves idle",
+           "threads the engine uses when --threads is not given"),
     EnvVar("EDGE_OS_LOG_LEVEL", "INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
     EnvVar("EDGE_OS_TARGET", "host", "target descriptor used by `pack` when --target is not given"),
     EnvVar("EDGE_OS_MEMORY_BUDGET", "target's memory_fraction of MemTotal", "scheduler memory budget, e.g. 2G or 512M"),
@@ -58,7 +59,7 @@ def settings() -> Settings:
     """Read the environment now (tests may change it between calls)."""
     env = os.environ
     threads_text = env.get("EDGE_OS_THREADS", "")
-    threads = int(threads_text) if threads_text.strip().isdigit() else (os.cpu_count() or 1)
+    threads = int(threads_text) if threads_text.strip().isdigit() else default_threads()
     home = Path(env.get("EDGE_OS_HOME", "~/.cache/edge-os")).expanduser()
     return Settings(
         home=home,
@@ -74,6 +75,18 @@ def settings() -> Settings:
         mqtt_password=env.get("EDGE_OS_MQTT_PASSWORD") or None,
         openai_api_key=env.get("EDGE_OS_OPENAI_API_KEY") or None,
     )
+
+
+def default_threads() -> int:
+    """The cores this process may use, less those other work keeps busy (the 1-minute load
+    average, rounded): a thread pool that waits at every kernel for a worker the OS has
+    descheduled runs slower than a smaller pool, so with one busy neighbour on 2 cores, 1 thread."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # no load average on this system
+        busy = 0
+    return max(1, cores - busy)
 
 
 def env_help() -> str:

@@ -131,7 +131,9 @@ _ERROR = b"edge-os: error: "
 def _pack_in_child(command: list[str]) -> None:
     """Run ``edge-os pack``: its logs and progress bar pass through as they come; its one-line
     error, if any, becomes this process's error (one line for the user, not two)."""
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The child compiles: it needs the whole of TVM even when this process chose its runtime alone.
+    env = {k: v for k, v in os.environ.items() if k != "TVM_USE_RUNTIME_LIB"}
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     error, pending = b"", b""
     for chunk in iter(lambda: os.read(child.stderr.fileno(), 1 << 16), b""):
         *lines, pending = (pending + chunk).split(b"\n")

@@ -9,7 +9,9 @@ recognise retransmissions (PROTOCOL.md, "Reliability").
 from __future__ import annotations
 
 import logging
+import os
 import random
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -173,7 +175,11 @@ class Link:
         try:
             port = serial.serial_for_url(self.url, baudrate=self.config.baudrate, timeout=self.config.read_timeout)
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise PortError(f"cannot open serial port {self.url}: {exc}") from exc
+            # pyserial repeats the OS's text inside its own ("could not open port X: [Errno 2] ..."):
+            # the errno says it once.
+            reason = os.strerror(exc.errno) if isinstance(getattr(exc, "errno", None), int) else str(exc)
+            reason = re.sub(r"^(?i:could not open port) \S+: (\[Errno \d+\] )?", "", reason)
+            raise PortError(f"cannot open serial port {self.url}: {reason}") from exc
         port.write(b"\x00")  # ends any partial frame the device holds from before
         return port
 

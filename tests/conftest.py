@@ -1,10 +1,27 @@
-"""Shared fixtures: tiny packed models (built once per test session) and the default model."""
+"""Shared fixtures: tiny packed models (built once per test session) and the default model.
+
+Every test runs with ``EDGE_OS_HOME`` in a temporary directory made for the session (removed at
+its end), so the suite never writes to the user's ``~/.cache/edge-os``; the real default model is
+packed there once per session.
+"""
 
 from __future__ import annotations
+
+import shutil
+import tempfile
 
 import pytest
 
 from tests.tiny_model import write_hf_folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_home():
+    home = tempfile.mkdtemp(prefix="edge-os-test-home-")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGE_OS_HOME", home)
+        yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def _pack(source, out, quant="auto", activations="int16", kv_dtype="auto"):
@@ -47,8 +64,9 @@ def tiny_package(tiny_package_factory):
 
 
 @pytest.fixture(scope="session")
-def default_package(tmp_path_factory):
-    """The bundled SmolLM2-135M packed for this machine (slow: packs once per session)."""
+def default_package(_session_home):
+    """The bundled SmolLM2-135M packed for this machine into the session's EDGE_OS_HOME (slow:
+    packs once per session)."""
     from edge_os.default_model import default_package as pack_default
 
     return pack_default(progress=False)

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from edge_os.cli.actuate import FULL_HELLO_RETRIES, ONE_SHOT
+from edge_os.cli.actuate import FULL_HELLO_RETRIES, one_shot_link
 from firmware_bridge import Device, DeviceError
 from firmware_bridge.capability_cache import CapabilityCache
 
@@ -44,7 +44,8 @@ def run(mode: str, n: int, seed: int, workdir: Path) -> dict:
                 if mode == "before":
                     device = Device.open(proxy.host_path)
                 else:
-                    device = Device.open(proxy.host_path, ONE_SHOT, hello_retries=FULL_HELLO_RETRIES, cache=cache)
+                    device = Device.open(proxy.host_path, one_shot_link(),
+                                         hello_retries=FULL_HELLO_RETRIES, cache=cache)
                 with device:
                     device.command("fan", i % 256)
                 ok += 1

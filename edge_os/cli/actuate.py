@@ -6,20 +6,20 @@ import argparse
 import json
 import time
 
-from edge_os.cli.serial_errors import device_errors
-from edge_os.config import settings
 from edge_os.errors import InputError
-from edge_os.safe_text import terminal_safe
-from firmware_bridge import Device, LinkConfig
-from firmware_bridge.capability_cache import CapabilityCache
 
-# One command, then the process ends: nothing is gained by giving up early, and every
-# retransmission carries the same sequence number, so the device still runs the command once.
-# Backoff spaces the retransmissions out for a device that is busy or restarting.
-ONE_SHOT = LinkConfig(timeout=0.1, retries=12, backoff=1.25, max_timeout=0.5)
 # The full capabilities (~180 bytes) are only fetched for a device not seen before; at a bit
 # error rate of 1e-3 about one answer in eight arrives intact (100 tries: all fail 1 time in 500,000).
 FULL_HELLO_RETRIES = 100
+
+
+def one_shot_link():
+    """The link settings of a one-shot command. Nothing is gained by giving up early, and every
+    retransmission carries the same sequence number, so the device still runs the command once;
+    backoff spaces the retransmissions out for a device that is busy or restarting."""
+    from firmware_bridge import LinkConfig
+
+    return LinkConfig(timeout=0.1, retries=12, backoff=1.25, max_timeout=0.5)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,12 +37,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_os.cli.serial_errors import device_errors
+    from edge_os.config import settings
+    from edge_os.safe_text import terminal_safe
+    from firmware_bridge import Device
+    from firmware_bridge.capability_cache import CapabilityCache
+
     try:
         value = int(args.value, 0)
     except ValueError:
         raise InputError(f"VALUE must be an integer, got {args.value!r}") from None
     cache = CapabilityCache(settings().home / "firmware" / "capabilities")
-    with device_errors(), Device.open(args.port, ONE_SHOT, hello_retries=FULL_HELLO_RETRIES, cache=cache) as device:
+    link = one_shot_link()
+    with device_errors(), Device.open(args.port, link, hello_retries=FULL_HELLO_RETRIES, cache=cache) as device:
         retries_before = device.stats.retries
         start = time.monotonic()
         device.command(args.name, value)

@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_os.cli.mqtt_options import add_broker_options, broker_from_args
-from edge_os.config import settings
-from edge_os.mqtt import CloudWorker, WorkerConfig
-from edge_os.mqtt.backends import EngineBackend
-from edge_os.mqtt.openai_backend import OpenAIBackend
-from edge_os.signals import wait_for_signal
+from edge_os.cli.mqtt_options import add_broker_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_os.cli.mqtt_options import broker_from_args
+    from edge_os.config import settings
+    from edge_os.mqtt.backends import EngineBackend
+    from edge_os.mqtt.cloud_worker import CloudWorker
+    from edge_os.mqtt.config import WorkerConfig
+    from edge_os.mqtt.openai_backend import OpenAIBackend
+    from edge_os.signals import wait_for_signal
+
     config = WorkerConfig(
         broker=broker_from_args(args), worker_id=args.worker_id, state_dir=args.state_dir, concurrency=args.concurrency
     )

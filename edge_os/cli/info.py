@@ -8,7 +8,9 @@ import json
 def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="describe a package: sizes, quantization, memory needed",
                               description="Print what a package holds and how much memory it needs at a context.")
-    p.add_argument("package", metavar="MODEL", help="a stored model's NAME[:TAG] or a package directory")
+    p.add_argument("package", nargs="?", metavar="MODEL",
+                   help="a stored model's NAME[:TAG] or a package directory "
+                        "(default: the bundled SmolLM2-135M, packed on first use)")
     p.add_argument("--ctx", type=int, default=2048, help="context (tokens) to size memory for (default 2048)")
     p.add_argument("--verify", action="store_true", help="also check every file's sha256")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -22,7 +24,12 @@ def run(args) -> int:
     from edge_os.package.reader import verify_files
     from edge_os.store.resolve import resolve_model
 
-    args.package = resolve_model(args.package)
+    if args.package is None:
+        from edge_os.default_model import default_package
+
+        args.package = default_package(separate_process=True)
+    else:
+        args.package = resolve_model(args.package)
     m = Manifest.read(args.package)
     if args.verify:
         verify_files(args.package, m)

@@ -1,7 +1,10 @@
 """Entry point of the `edge-os` command.
 
 Each subcommand lives in its own module with a ``register(subparsers)`` function; add a module to
-``COMMANDS`` to add a subcommand.
+``COMMANDS`` to add a subcommand. Every command module is imported to build the parser, so a
+module's top level and its ``register`` import only light modules (argparse, edge_os.config,
+edge_os.errors...); TVM, numpy, paho-mqtt, pyserial and the like are imported inside ``run``.
+``tests/integration/test_cli_imports.py`` holds this.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from edge_os import __version__
@@ -24,8 +28,15 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors are one line, like every other error (subcommands' parsers inherit this)."""
+
+    def error(self, message: str):
+        self.exit(2, f"edge-os: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edge-os",
         description="Pack and run LLMs on edge devices under memory and thermal budgets.",
         epilog=env_help(),
@@ -58,8 +69,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("edge-os: interrupted", file=sys.stderr)
+        print("edge-os: interrupted", file=sys.stderr, flush=True)
+        _quiet_teardown()
         return 130
+
+
+def _quiet_teardown() -> None:
+    """After the one line, the interpreter's teardown stays silent: TVM's C++ destructors warn
+    about work that Ctrl-C cut short, which says nothing to the user."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stderr.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

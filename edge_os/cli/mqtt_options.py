@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_os.config import settings
-from edge_os.mqtt import BridgeConfig, BrokerConfig, RedactionConfig
+
+if TYPE_CHECKING:
+    from edge_os.mqtt.config import BridgeConfig, BrokerConfig
 
 
 def add_broker_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -27,6 +30,8 @@ def add_broker_options(parser: argparse.ArgumentParser, *, required: bool) -> No
 
 
 def broker_from_args(args: argparse.Namespace) -> BrokerConfig:
+    from edge_os.mqtt.config import BrokerConfig
+
     return BrokerConfig.from_url(
         args.mqtt,
         ca_file=args.mqtt_ca,
@@ -52,8 +57,10 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument("--telemetry-interval", metavar="S", type=float, default=30.0, help="seconds between telemetry")
     group.add_argument(
-        "--no-cloud-fallback", action="store_true", help="answer refusals with an error, never the cloud"
-    )
+        "--cloud-fallback", action=argparse.BooleanOptionalAction, default=False,
+        help="hand requests this device refuses to a cloud worker (`edge-os cloud-worker`) and relay its answer; "
+        "off by default: a refusal is answered at once with an error",
+    )  # fmt: skip
     group.add_argument("--cloud-timeout", metavar="S", type=float, default=120.0, help="wait this long for the cloud")
     group.add_argument("--no-redact", action="store_true", help="send prompts to the cloud unredacted")
     group.add_argument(
@@ -62,6 +69,9 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
 
 
 def bridge_config_from_args(args: argparse.Namespace) -> BridgeConfig:
+    from edge_os.mqtt.config import BridgeConfig
+    from edge_os.mqtt.redact import RedactionConfig
+
     return BridgeConfig(
         broker=broker_from_args(args),
         device_id=args.device_id or settings().device_id,
@@ -69,7 +79,7 @@ def bridge_config_from_args(args: argparse.Namespace) -> BridgeConfig:
         concurrency=args.mqtt_concurrency,
         models=tuple(args.mqtt_models),
         telemetry_interval_s=args.telemetry_interval,
-        cloud_fallback=not args.no_cloud_fallback,
+        cloud_fallback=args.cloud_fallback,
         cloud_timeout_s=args.cloud_timeout,
         redaction=RedactionConfig(enabled=not args.no_redact, names=tuple(args.redact_name)),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 
@@ -38,8 +39,23 @@ def run(args) -> int:
     from edge_os.config import settings
     from edge_os.package.pack import PackOptions, pack
 
-    out = pack(PackOptions(args.source, args.out, quant=args.quant, target=args.target or settings().target,
-                           name=args.name, force=args.force, progress=not args.no_progress,
-                           activations=args.activations, kv_dtype=args.kv_dtype))
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        out = pack(PackOptions(args.source, args.out, quant=args.quant, target=args.target or settings().target,
+                               name=args.name, force=args.force, progress=not args.no_progress,
+                               activations=args.activations, kv_dtype=args.kv_dtype,
+                               cancelled=lambda: bool(interrupted)))
+    except Exception:
+        if interrupted:  # Ctrl-C, dressed by a library as another error on its way out
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print(out)
     return 0

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
                                           "N tokens, score every token but the first of each window, print "
                                           "exp(mean negative log-likelihood).")
     p.add_argument("file", type=Path)
-    add_model_argument(p)
+    add_model_argument(p, ctx_default="512, the window scored at once")
     p.set_defaults(ctx=512)
     p.add_argument("--json", action="store_true", help="print {perplexity, tokens}")
     p.set_defaults(func=run)

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 from edge_os.config import settings
-from edge_os.scheduler.report import format_status
-from edge_os.scheduler.status_socket import query
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "ps",
         help="show loaded models, memory, temperatures, governor state and queue of a running service",
+        description="Ask a running `edge-os serve` (through its Unix socket) what it is doing: loaded models, "
+        "memory, temperatures, governor state and queue.",
     )
     p.add_argument("--json", action="store_true", help="print the raw status as JSON")
     p.add_argument("--socket", type=Path, help="the service's socket (default: EDGE_OS_SOCKET)")
@@ -22,6 +22,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_os.scheduler.report import format_status
+    from edge_os.scheduler.status_socket import query
+
     status = query(args.socket or settings().socket)
     print(json.dumps(status, indent=1) if args.json else format_status(status))
     return 0

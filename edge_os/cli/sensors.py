@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from edge_os.cli.serial_errors import device_errors
 from edge_os.safe_text import json_dumps, terminal_safe
-from firmware_bridge import Device, DeviceError, discover, serial_ports
-from firmware_bridge.discovery import (
-    NOT_FINITE,
-    OUT_OF_RANGE,
-    Survey,
-    reading_flags,
-    survey,
-)
+
+if TYPE_CHECKING:
+    from firmware_bridge.discovery import Survey
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,11 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_FLAG_TEXT = {NOT_FINITE: "not a finite number", OUT_OF_RANGE: "outside the declared range"}
-
-
 def _text(report: Survey) -> str:
     """The report for a terminal; every string the device sent goes through ``terminal_safe``."""
+    from firmware_bridge import DeviceError
+    from firmware_bridge.discovery import NOT_FINITE, OUT_OF_RANGE, reading_flags
+
+    flag_text = {NOT_FINITE: "not a finite number", OUT_OF_RANGE: "outside the declared range"}
     caps = report.capabilities
     safe = terminal_safe
     lines = [f"{safe(caps.firmware)} {safe(caps.version)} on {safe(report.url)}", "  sensors:"]
@@ -44,7 +40,7 @@ def _text(report: Survey) -> str:
             now = f"error: {safe(str(reading))}"
         else:
             now = f"{reading.value:g} {safe(s.unit)}".rstrip()
-            now += "".join(f"  [{_FLAG_TEXT[flag]}]" for flag in reading_flags(s, reading.value))
+            now += "".join(f"  [{flag_text[flag]}]" for flag in reading_flags(s, reading.value))
         lines.append(f"    {safe(s.name):<{width}}  {now}  (range {s.min:g} to {s.max:g})")
     lines.append("  actuators:")
     for a in caps.actuators:
@@ -54,11 +50,16 @@ def _text(report: Survey) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_os.cli.serial_errors import device_errors
+
     with device_errors():
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from firmware_bridge import Device, DeviceError, discover, serial_ports
+    from firmware_bridge.discovery import survey
+
     if args.port:
         devices = [Device.open(args.port)]
     else:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge_os.cli.mqtt_options import add_bridge_options, bridge_config_from_args
-from edge_os.scheduler.service import ServeOptions, serve
+from edge_os.cli.common import positive_int
+from edge_os.cli.mqtt_options import add_bridge_options
+
+if TYPE_CHECKING:
+    from edge_os.scheduler.service import ServeOptions
 
 
 def register(subparsers) -> None:
@@ -17,7 +21,8 @@ def register(subparsers) -> None:
         "`edge-os ps` asks it what it is doing.",
     )
     p.add_argument("--models", nargs="+", default=[], metavar="MODEL",
-                   help="stored models' NAME[:TAG]s or package directories")
+                   help="stored models' NAME[:TAG]s or package directories "
+                        "(default: the bundled SmolLM2-135M, packed on first use)")
     p.add_argument("--memory-budget", metavar="SIZE",
                    help="memory edge-os may use, e.g. 2G or 512M (default: the target's share of MemTotal)")
     p.add_argument("--target", help="target descriptor for budgets and thermal zones (default: EDGE_OS_TARGET)")
@@ -30,14 +35,15 @@ def register(subparsers) -> None:
     p.add_argument("--keep-alive", metavar="SECONDS", help="how long an idle model stays loaded (inf: forever)")
     p.add_argument("--pin", nargs="+", default=[], metavar="NAME", help="load these models now and never unload them")
     p.add_argument("--preload", nargs="+", default=[], metavar="NAME", help="load these models now")
-    p.add_argument("--threads", type=int, help="engine threads at full speed (default: EDGE_OS_THREADS)")
-    p.add_argument("--context", type=int, metavar="TOKENS", help="context window each model is served with")
+    p.add_argument("--threads", type=positive_int, help="engine threads at full speed (default: EDGE_OS_THREADS)")
+    p.add_argument("--context", type=positive_int, metavar="TOKENS", help="context window each model is served with")
     p.add_argument("--socket", type=Path, help="Unix socket for `edge-os ps` (default: EDGE_OS_SOCKET)")
     add_bridge_options(p)
     p.set_defaults(func=run)
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
+    from edge_os.scheduler.service import ServeOptions
     from edge_os.store.resolve import resolve_model
 
     return ServeOptions(
@@ -57,6 +63,9 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_os.cli.mqtt_options import bridge_config_from_args
+    from edge_os.scheduler.service import serve
+
     doors = []
     if args.mqtt:
         from edge_os.mqtt.front_door import MqttFrontDoor

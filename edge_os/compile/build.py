@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tvm
+import tvm_ffi
 
 from edge_os.compile.kernels import MODEL_ATTR
 from edge_os.compile.kv_cache import kv_cache_factory
@@ -16,6 +17,11 @@ from edge_os.compile.pipeline import build_pipeline
 from edge_os.quantize.modules import quantize_model
 
 log = logging.getLogger(__name__)
+
+# Ctrl-C while TVM runs a Python pass crosses TVM's C++ as an error named "KeyboardInterrupt";
+# registered, it comes back to Python as KeyboardInterrupt (else as a bare RuntimeError, which
+# the scheduling passes would even catch and carry on from).
+tvm_ffi.error.register_error("KeyboardInterrupt", KeyboardInterrupt)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 
 
+
 @dataclass(frozen=True)
 class ParamEntry:
     """One parameter array: where it lies in which shard."""
@@ -87,6 +88,8 @@ class Manifest:
     @classmethod
     def read(cls, package_dir: Path) -> Manifest:
         path = Path(package_dir) / MANIFEST
+        if not Path(package_dir).exists():
+            raise PackageError(f"{package_dir} does not exist; give the directory of a package made by `edge-os pack`")
         if not path.is_file():
             raise PackageError(f"{package_dir} is not a model package (no {MANIFEST}); pack one with `edge-os pack`")
         return cls.from_json(path.read_text(), str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from edge_os.models.registry import get_architecture
 from edge_os.package.manifest import Manifest, TargetInfo
 from edge_os.package.memory import MemoryFigures
 from edge_os.package.reader import host_cpu_flags
-from edge_os.package.writer import PackageWriter
+from edge_os.package.writer import PackageWriter, check_destination
 from edge_os.quantize.formats import GROUP_SIZE, Scheme, get_scheme
 from edge_os.quantize.reference import QuantizedWeight, quantize
 from edge_os.targets import Target, check_toolchain, load_target
@@ -40,6 +41,9 @@ class PackOptions:
     progress: bool = True
     activations: str = "int16"  # how decode kernels may round activations (edge_os.compile.kernels)
     kv_dtype: str = "auto"  # KV cache pages: auto (the target's choice), float32 or float16
+    # Asked before the package is moved into place: true stops packing with KeyboardInterrupt
+    # (the CLI's Ctrl-C, in case TVM's C++ swallowed the interrupt while it ran).
+    cancelled: Callable[[], bool] | None = None
 
 
 def _to_format(value, scheme: Scheme):
@@ -67,23 +71,28 @@ def _workspace_bytes(config, prefill_chunk: int = 256, max_batch: int = 8) -> in
 
 
 def pack(options: PackOptions) -> Path:
-    """Pack ``options.source`` into a package directory at ``options.out`` and return it."""
-    target = load_target(options.target)
-    check_toolchain(target)  # before any work: a missing cross compiler is known in milliseconds
+    """Pack ``options.source`` into a package directory at ``options.out`` and return it.
 
-    import tvm
-
+    What the options, the paths and the source's header can tell is checked before TVM loads, so
+    a wrong argument is reported in a fraction of a second, not after minutes of work."""
     from edge_os.compile import ACTIVATIONS
-    from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
-    from edge_os.compile.kv_cache import resolve_kv_dtype
 
     started = time.monotonic()
+    check_destination(options.out, options.force)
+    target = load_target(options.target)
+    check_toolchain(target)  # a missing cross compiler is known in milliseconds, not after minutes
     if options.activations not in ACTIVATIONS:
         raise InputError(f"unknown decode activations {options.activations!r}; choose one of {', '.join(ACTIVATIONS)}")
     scheme = get_scheme(options.quant)
     source = open_source(options.source)
     arch = get_architecture(source.architecture)
     config = arch.config_from_hf(source.hf_config)
+
+    import tvm
+
+    from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
+    from edge_os.compile.kv_cache import resolve_kv_dtype
+
     tvm_target = resolve_tvm_target(target.tvm_target)
     kv_dtype = resolve_kv_dtype(options.kv_dtype, tvm.target.Target(tvm_target))
     log.info("packing %s (%s, %d layers) as %s for %s, KV cache in %s", source.path.name, source.architecture,
@@ -124,6 +133,8 @@ def pack(options: PackOptions) -> Path:
             limits=limits.to_json(),
             kv_dtype=kv_dtype,
         )
+        if options.cancelled is not None and options.cancelled():
+            raise KeyboardInterrupt
         dest = writer.commit(manifest)
     log.info("packed %s in %.1f s", dest, time.monotonic() - started)
     return dest

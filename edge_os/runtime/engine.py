@@ -94,9 +94,7 @@ class Engine:
         package_dir = Path(package_dir)
         started = time.perf_counter()
         manifest = open_package(package_dir, verify=verify)
-        context = serving_context(context_tokens, manifest.context_length)
-        if context < 16:
-            raise InputError(f"context of {context} tokens is too small; use at least 16")
+        context = serving_context(context_tokens, manifest.name, manifest.context_length)
         limits = manifest.limits
         if max_batch > limits.get("max_batch", max_batch):
             raise InputError(f"{manifest.name} was compiled for at most {limits['max_batch']} sequences at once "
@@ -139,9 +137,11 @@ class Engine:
         if not prompt_ids:
             raise InputError("the prompt is empty")
         if len(prompt_ids) >= self.context_length:
+            larger = (f"or load the model with a larger context (up to {self.manifest.context_length})"
+                      if self.context_length < self.manifest.context_length else f"({self.name}'s maximum)")
             raise InputError(
                 f"the prompt is {len(prompt_ids)} tokens but the context window holds {self.context_length}; "
-                "shorten it or load the model with a larger context"
+                f"shorten it {larger}"
             )
         sampler = Sampler(request.sampling)
         stream = TextStream(self.tokenizer, request.stop)
@@ -255,18 +255,21 @@ class ChatSession:
 
     def send(self, text: str, **request_args) -> Iterator[Event]:
         """Add a user message and stream the assistant's answer (kept for the next turn)."""
+        request = GenerationRequest(messages=(*self.messages, {"role": "user", "content": text}), **request_args)
+        self._seq = self.engine.start(request, reuse=self._seq)  # raises before anything changes
         self.messages.append({"role": "user", "content": text})
-        request = GenerationRequest(messages=tuple(self.messages), **request_args)
-        if self._seq is None:
-            self._seq = self.engine.start(request)
-        else:
-            self._seq = self.engine.start(request, reuse=self._seq)
         reply = []
-        for event in self.engine.run(self._seq):
-            if isinstance(event, TextDelta):
-                reply.append(event.text)
-            yield event
-        self.messages.append({"role": "assistant", "content": "".join(reply)})
+        try:
+            for event in self.engine.run(self._seq):
+                if isinstance(event, TextDelta):
+                    reply.append(event.text)
+                yield event
+        finally:  # an answer stopped half-way (the caller closed this generator) is kept as said
+            self.messages.append({"role": "assistant", "content": "".join(reply)})
+
+    def clear(self) -> None:
+        """Forget the conversation; the next turn reuses the cached prefix it still shares."""
+        self.messages = []
 
     def close(self) -> None:
         if self._seq is not None:

@@ -6,16 +6,28 @@ the same ones before loading it, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from edge_os.errors import InputError
+
 # TVM's CPU attention kernels assume 16-token pages (other sizes fail at run time).
 PAGE_TOKENS = 16
 # Context window a package is served with unless told otherwise (also capped by its manifest).
 DEFAULT_CONTEXT = 2048
+# The smallest context an engine may be loaded with.
+MIN_CONTEXT = 16
 
 
-def serving_context(requested: int | None, context_length: int) -> int:
-    """The context an engine is loaded with: ``requested`` (default ``DEFAULT_CONTEXT``), capped at the
-    model's ``context_length``."""
-    return min(requested or DEFAULT_CONTEXT, context_length)
+def serving_context(requested: int | None, name: str, context_length: int) -> int:
+    """The one rule for the context an engine is loaded with: ``requested`` must lie in
+    ``MIN_CONTEXT``..``context_length`` (the model's own limit), else a one-line error; ``None``
+    takes ``DEFAULT_CONTEXT`` capped at ``context_length``."""
+    if requested is None:
+        return min(DEFAULT_CONTEXT, context_length)
+    if not MIN_CONTEXT <= requested <= context_length:
+        raise InputError(
+            f"a context of {requested} tokens is outside what {name} supports; give --ctx from {MIN_CONTEXT} "
+            f"to {context_length}"
+        )
+    return requested
 
 
 def cache_tokens(context: int, max_batch: int) -> int:

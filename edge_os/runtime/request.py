@@ -31,6 +31,8 @@ class SamplingParams:
             raise InputError(f"top_k must be >= 0 (got {self.top_k}); use 0 to disable it")
         if not (0 < self.top_p <= 1):
             raise InputError(f"top_p must be in (0, 1] (got {self.top_p}); use 1 to disable it")
+        if self.seed is not None and self.seed < 0:
+            raise InputError(f"seed must be >= 0 (got {self.seed}); leave it out for a random seed")
         if not (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0):
             raise InputError(
                 f"repetition_penalty must be > 0 (got {self.repetition_penalty}); use 1 to disable it"

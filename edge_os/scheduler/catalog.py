@@ -101,7 +101,7 @@ def package_entry(
     """
     path = Path(path)
     manifest = Manifest.read(path)
-    context = serving_context(context_tokens, manifest.context_length)
+    context = serving_context(context_tokens, manifest.name, manifest.context_length)
     pool = pool_tokens(context, max_batch)  # what Engine.load(context_tokens=context, max_batch=...) allocates
     code = sum(manifest.files.get(f, {}).get("size", 0) for f in (manifest.library, manifest.tokenizer["file"]))
     info = ModelInfo(manifest.name, manifest.memory, context, pool, max_batch, code)

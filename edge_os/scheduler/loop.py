@@ -212,8 +212,12 @@ class Scheduler:
         request = job.request
         entry = self.catalog.get(request.model)
         if entry is None:
-            have = ", ".join(self.catalog.names()) or "none"
-            return self._refuse(job, "model_absent", f"no model {request.model!r} here (have: {have})", True)
+            have = ", ".join(self.catalog.names())
+            if request.model:
+                reason = f"model {request.model!r} is not on this device; it has {have or 'none'}"
+            else:
+                reason = "this device serves no model"
+            return self._refuse(job, "model_absent", reason, True)
         job.entry = entry
         if self._throttle.refuse_new:
             low_battery = self._throttle.refuse_new == "low_battery"
@@ -266,7 +270,8 @@ class Scheduler:
                 if isinstance(plan, Admit) and not plan.evict:
                     self._load(entry)
                 else:
-                    log.warning("not preloading %s: it does not fit next to the models already loaded", entry.name)
+                    where = "next to the models already loaded" if self._models else "in the memory budget"
+                    log.warning("not preloading %s: it does not fit %s", entry.name, where)
 
     # ---- admission ---------------------------------------------------------------------------
 

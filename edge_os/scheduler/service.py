@@ -43,7 +43,7 @@ class FrontDoor(Protocol):
 class ServeOptions:
     """Everything ``edge-os serve`` needs; ``None`` means the target's or environment's default."""
 
-    models: tuple[Path, ...] = ()
+    models: tuple[Path, ...] = ()  # none: the bundled default model
     target: str | None = None
     memory_budget: str | None = None
     keep_alive: str | None = None  # seconds or "inf"
@@ -62,21 +62,30 @@ def build_scheduler(options: ServeOptions) -> Scheduler:
     env = settings()
     target = load_target(options.target or env.target)
     keep_alive = parse_keep_alive(options.keep_alive or env.keep_alive)
+    config = config_for_target(target, env, budget=options.memory_budget, threads=options.threads)
+    paths = options.models
+    if not paths:
+        from edge_os import default_model
+
+        _check_named(options, (default_model.NAME,))  # before minutes of packing
+        paths = (default_model.default_package(separate_process=True),)
     entries = {}
-    for path in options.models:
+    for path in paths:
         entry = package_entry(path, context_tokens=options.context, keep_alive_s=keep_alive)
         if entry.name in entries:
             raise InputError(f"two packages are named {entry.name!r}; re-pack one with --name")
         entries[entry.name] = entry
-    for name in (*options.pin, *options.preload):
-        if name not in entries:
-            have = ", ".join(entries) or "none"
-            raise InputError(f"cannot pin or preload {name!r}: no package of that name (have: {have})")
+    _check_named(options, tuple(entries))
+    smallest = min(entries.values(), key=lambda e: e.info.resident_bytes)
+    if config.budget_bytes is not None and smallest.info.resident_bytes > config.budget_bytes:
+        raise InputError(
+            f"the memory budget {format_size(config.budget_bytes)} cannot hold even {smallest.name} "
+            f"({format_size(smallest.info.resident_bytes)}); raise --memory-budget or EDGE_OS_MEMORY_BUDGET"
+        )
     for name in options.preload:
         entries[name] = replace(entries[name], preload=True)
     for name in options.pin:
         entries[name] = replace(entries[name], pinned=True, keep_alive_s=math.inf)
-    config = config_for_target(target, env, budget=options.memory_budget, threads=options.threads)
     return Scheduler(
         Catalog(list(entries.values())),
         config,
@@ -84,6 +93,12 @@ def build_scheduler(options: ServeOptions) -> Scheduler:
         ThermalProbe(options.thermal_root, target.thermal_zones),
         PowerProbe(options.power_root),
     )
+
+
+def _check_named(options: ServeOptions, names: tuple[str, ...]) -> None:
+    for name in (*options.pin, *options.preload):
+        if name not in names:
+            raise InputError(f"cannot pin or preload {name!r}: no package of that name (have: {', '.join(names)})")
 
 
 class Service:

@@ -115,6 +115,7 @@ def test_hf_folder_without_config_or_weights(tmp_path, tiny_hf_folder):
 def test_existing_output_is_not_overwritten_without_force(tmp_path, tiny_hf_folder):
     out = tmp_path / "pkg"
     out.mkdir()
+    (out / "something").write_text("")  # an empty folder may receive a package
     assert_one_line_error(edge_os("pack", tiny_hf_folder, "--out", out), "already exists", "--force")
 
 

@@ -26,12 +26,13 @@ def wait_for_output(stream, needle, timeout=60.0):
         seen += chunk
 
 
-def test_serve_then_ps_then_sigterm(tmp_path, capsys):
+def test_serve_then_ps_then_sigterm(tmp_path, capsys, tiny_package):
     device = SimulatedDevice(tmp_path / "dev", zones=(SimZone("cpu-thermal"),),
                              model=ThermalModel(temp_c=48.5), battery=(77, "Discharging"))
     sock = tmp_path / "edge.sock"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_os.cli.main", "serve", "--memory-budget", "1G", "--target", "rpi5",
+        [sys.executable, "-m", "edge_os.cli.main", "serve", "--models", str(tiny_package), "--memory-budget", "1G",
+         "--target", "rpi5",
          "--thermal-root", str(device.thermal_dir), "--power-root", str(device.power_dir),
          "--meminfo", str(device.meminfo_path), "--socket", str(sock)],
         stderr=subprocess.PIPE, bufsize=0, env={**os.environ, "EDGE_OS_LOG_LEVEL": "INFO"},
@@ -58,10 +59,11 @@ def test_serve_then_ps_then_sigterm(tmp_path, capsys):
     "argv, message",
     [
         (["serve", "--memory-budget", "lots"], "memory budget 'lots' is not a size"),
-        (["serve", "--models", "/nonexistent/pkg"], "is not a model package"),
+        (["serve", "--models", "/nonexistent/pkg"], "/nonexistent/pkg does not exist"),
         (["serve", "--keep-alive", "soon"], "keep-alive 'soon'"),
         (["serve", "--pin", "ghost"], "cannot pin or preload 'ghost'"),
         (["serve", "--target", "toaster"], "unknown target"),
+        (["serve", "--pin", "ghost"], "(have: smollm2-135m-instruct)"),  # known before packing the default model
         (["ps", "--socket", "/nonexistent/edge.sock"], "no edge-os service answers"),
     ],
 )

@@ -20,7 +20,8 @@ def test_bridge_options_map_onto_bridge_config(monkeypatch, tmp_path):
     args = parse(
         "--mqtt", "mqtt://127.0.0.1:1999", "--device-id", "cam-7", "--mqtt-username", "dev",
         "--mqtt-state-dir", str(tmp_path), "--mqtt-concurrency", "3", "--telemetry-interval", "5",
-        "--cloud-timeout", "9", "--redact-name", "Alice", "--redact-name", "Bob", "--mqtt-models", "smollm2-135m",
+        "--cloud-timeout", "9", "--cloud-fallback", "--redact-name", "Alice", "--redact-name", "Bob",
+        "--mqtt-models", "smollm2-135m",
     )  # fmt: skip
     config = bridge_config_from_args(args)
     assert (config.broker.port, config.broker.username, config.broker.password) == (1999, "dev", "from-env")

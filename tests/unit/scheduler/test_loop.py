@@ -119,7 +119,7 @@ def test_unknown_model_and_bad_prompt(harness):
     absent = h.submit(model="nope")
     too_long = h.submit(prompt="x" * 100, max_tokens=1)
     got = h.run_until_done([absent, too_long])
-    assert last(got[absent.request_id]).code == "model_absent" and "have: a" in last(got[absent.request_id]).reason
+    assert last(got[absent.request_id]).code == "model_absent" and "it has a" in last(got[absent.request_id]).reason
     assert last(got[too_long.request_id]).code == "invalid_request"
 
 
