@@ -17,6 +17,7 @@ from edge_os.package.manifest import Manifest, TargetInfo
 from edge_os.package.memory import MemoryFigures
 from edge_os.package.reader import host_cpu_flags
 from edge_os.package.writer import PackageWriter
+from edge_os.runtime.chat_template import check_template
 from edge_os.quantize.formats import GROUP_SIZE, Scheme, get_scheme
 from edge_os.quantize.reference import QuantizedWeight, quantize
 from edge_os.targets import Target, load_target
@@ -82,6 +83,8 @@ def pack(options: PackOptions) -> Path:
     source = open_source(options.source)
     arch = get_architecture(source.architecture)
     config = arch.config_from_hf(source.hf_config)
+    arch.check_shapes(source.path, config, {t.name: t.shape for t in source.tensors()})
+    check_template(source.chat_template, source.path)
     tvm_target = resolve_tvm_target(target.tvm_target)
     kv_dtype = resolve_kv_dtype(options.kv_dtype, tvm.target.Target(tvm_target))
     log.info("packing %s (%s, %d layers) as %s for %s, KV cache in %s", source.path.name, source.architecture,
