@@ -69,11 +69,7 @@ def _workspace_bytes(config, prefill_chunk: int = 256, max_batch: int = 8) -> in
 
 def pack(options: PackOptions) -> Path:
     """Pack ``options.source`` into a package directory at ``options.out`` and return it."""
-    import tvm
-
-    from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
     from edge_os.compile import ACTIVATIONS
-    from edge_os.compile.kv_cache import resolve_kv_dtype
 
     started = time.monotonic()
     if options.activations not in ACTIVATIONS:
@@ -85,6 +81,12 @@ def pack(options: PackOptions) -> Path:
     config = arch.config_from_hf(source.hf_config)
     arch.check_shapes(source.path, config, {t.name: t.shape for t in source.tensors()})
     check_template(source.chat_template, source.path)
+    # TVM only once the source passed every check: a bad file fails in milliseconds, in little memory.
+    import tvm
+
+    from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target
+    from edge_os.compile.kv_cache import resolve_kv_dtype
+
     tvm_target = resolve_tvm_target(target.tvm_target)
     kv_dtype = resolve_kv_dtype(options.kv_dtype, tvm.target.Target(tvm_target))
     log.info("packing %s (%s, %d layers) as %s for %s, KV cache in %s", source.path.name, source.architecture,
