@@ -33,7 +33,8 @@ def _cap_memory(limit: int):
     return apply
 
 
-def run_edge_os(*args: str, memory: int = MEMORY_CAP, timeout: float = TIME_LIMIT_S, env: dict | None = None) -> CliResult:
+def run_edge_os(*args: str, memory: int = MEMORY_CAP, timeout: float = TIME_LIMIT_S,
+                env: dict | None = None) -> CliResult:
     """``edge-os ARGS`` with RLIMIT_AS = ``memory``; raises ``subprocess.TimeoutExpired`` past ``timeout``."""
     exe = Path(sys.executable).with_name("edge-os")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_os.cli.main"]

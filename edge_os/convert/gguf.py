@@ -109,6 +109,15 @@ def _unpermute_rows(n_rows: int, n_head: int) -> np.ndarray:
 
 
 def open_gguf(path: Path) -> ModelSource:
+    """Check and open a GGUF file; every problem with it is one ``ModelSourceError`` line."""
+    try:
+        return _open_gguf(path)
+    except UnicodeDecodeError as exc:  # gguf-py decodes every text field as UTF-8
+        raise ModelSourceError(f"{path}: a text field is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                               "the file is corrupt") from None
+
+
+def _open_gguf(path: Path) -> ModelSource:
     try:
         import gguf
     except ImportError as exc:  # pragma: no cover - packing extra not installed

@@ -17,9 +17,9 @@ from edge_os.package.manifest import Manifest, TargetInfo
 from edge_os.package.memory import MemoryFigures
 from edge_os.package.reader import host_cpu_flags
 from edge_os.package.writer import PackageWriter
-from edge_os.runtime.chat_template import check_template
 from edge_os.quantize.formats import GROUP_SIZE, Scheme, get_scheme
 from edge_os.quantize.reference import QuantizedWeight, quantize
+from edge_os.runtime.chat_template import check_template
 from edge_os.targets import Target, load_target
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ its KV cache between turns, so each turn only prefills what is new.
 from __future__ import annotations
 
 import itertools
-import re
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

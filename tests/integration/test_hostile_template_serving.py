@@ -32,7 +32,8 @@ def test_an_endless_template_is_refused_in_bounded_time_and_the_scheduler_goes_o
     try:
         scheduler.submit(GenerationRequest(prompt="warm up", model="hostile", max_tokens=1))  # loads the model
         started = time.monotonic()
-        events = list(scheduler.submit(GenerationRequest(prompt="hi", model="hostile", max_tokens=4)).events(timeout=60))
+        handle = scheduler.submit(GenerationRequest(prompt="hi", model="hostile", max_tokens=4))
+        events = list(handle.events(timeout=60))
         elapsed = time.monotonic() - started
         assert len(events) == 1 and isinstance(events[0], Refused), events
         assert events[0].code == "invalid_request" and not events[0].fallback

@@ -3,7 +3,7 @@ loaded or compiled (a file whose header disagrees with its settings fails in one
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from edge_os.errors import ModelSourceError
 from edge_os.models.llama.config import LlamaConfig
