@@ -14,9 +14,9 @@ from typing import Iterator
 import numpy as np
 
 from edge_os.convert.gguf_header import scan_gguf_header
-from edge_os.convert.gguf_tokenizer import tokenizer_json_from_gguf
+from edge_os.convert.gguf_tokenizer import list_of, tokenizer_json_from_gguf
 from edge_os.convert.source import ModelSource, SourceTensor
-from edge_os.errors import ModelSourceError
+from edge_os.errors import ModelSourceError, printable
 from edge_os.quantize.reference import from_gguf_blocks
 
 # Tensor types we read: carried over exactly, or dequantized to float32 (then re-quantized).
@@ -83,13 +83,13 @@ class _NumberFields:
             return default
         value = field.contents()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ModelSourceError(f"{self.path}: {self.arch}.{key} is {str(value)[:40]!r}, not a number; "
+            raise ModelSourceError(f"{self.path}: {self.arch}.{key} is {printable(repr(value), 40)}, not a number; "
                                    "the file is corrupt")
         return value
 
     def int(self, key: str, lo: int, hi: int, default: int | None = None) -> int:
         value = self._value(key, default)
-        if value != int(value) or not lo <= value <= hi:
+        if isinstance(value, float) and not value.is_integer() or not lo <= value <= hi:
             raise ModelSourceError(f"{self.path}: {self.arch}.{key} is {value}, outside {lo}..{hi}; "
                                    "the file is corrupt or the model is too large for edge-os")
         return int(value)
@@ -132,12 +132,13 @@ def _open_gguf(path: Path) -> ModelSource:
     arch = _field(reader, "general.architecture")
     if arch not in SUPPORTED_ARCHITECTURES:
         raise ModelSourceError(
-            f"{path}: architecture {str(arch)[:40]!r} is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            f"{path}: architecture {printable(repr(arch), 40)} is not supported; "
+            f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
     for t in reader.tensors:
         if t.tensor_type.name not in SUPPORTED_TYPES:
             raise ModelSourceError(
-                f"{path}: tensor {t.name} has type {t.tensor_type.name}, which edge-os cannot read; "
+                f"{path}: tensor {printable(t.name)} has type {t.tensor_type.name}, which edge-os cannot read; "
                 f"supported: {', '.join(SUPPORTED_TYPES)}"
             )
     number = _NumberFields(reader, path, arch)
@@ -147,7 +148,7 @@ def _open_gguf(path: Path) -> ModelSource:
         raise ModelSourceError(f"{path}: {arch}.attention.head_count {n_head} is not a multiple of "
                                f"head_count_kv {n_kv}; the file is inconsistent")
     names = [t.name for t in reader.tensors]
-    tokens = _field(reader, "tokenizer.ggml.tokens") or []
+    tokens = list_of(reader, path, "tokenizer.ggml.tokens", str)
     hidden = number.int("embedding_length", 1, MAX_HIDDEN)
     head_dim = number.int("attention.key_length", 1, MAX_HEAD_DIM, default=hidden // n_head)
     config = {
@@ -180,10 +181,17 @@ def _open_gguf(path: Path) -> ModelSource:
 
     return ModelSource(
         path=path, architecture=arch, hf_config=config, tokenizer_json=tokenizer_json,
-        chat_template=_field(reader, "tokenizer.chat_template"), bos_token_id=bos,
+        chat_template=_chat_template(reader, path), bos_token_id=bos,
         eos_token_ids=eos_ids, add_bos_token=add_bos, tensors=tensors,
         tensor_names=[n for n in (hf_name(x) for x in names) if n],
     )
+
+
+def _chat_template(reader, path: Path) -> str | None:
+    template = _field(reader, "tokenizer.chat_template")
+    if template is not None and not isinstance(template, str):
+        raise ModelSourceError(f"{path}: tokenizer.chat_template is not text; the file is corrupt")
+    return template
 
 
 def _loader(t, shape: tuple[int, ...], rows: np.ndarray | None):

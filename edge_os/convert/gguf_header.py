@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from edge_os.errors import ModelSourceError
+from edge_os.errors import ModelSourceError, printable
 
 MAX_KV = 4096  # metadata entries
 MAX_TENSORS = 1 << 16
@@ -91,7 +91,7 @@ def scan_gguf_header(path: Path, type_sizes: dict[int, tuple[int, int]]) -> Head
         arrays: dict[str, int] = {}
         alignment = 32
         for _ in range(kv_count):
-            key = s.string("a metadata key", MAX_KEY).decode("utf-8", "replace")
+            key = printable(s.string("a metadata key", MAX_KEY).decode("utf-8", "replace"))
             kind = s.unpack("<I", 4, f"the type of {key}")
             if kind == _ARRAY:
                 arrays[key] = _skip_array(s, key)
@@ -103,7 +103,7 @@ def scan_gguf_header(path: Path, type_sizes: dict[int, tuple[int, int]]) -> Head
                     alignment = value
         extents = []
         for _ in range(tensor_count):
-            name = s.string("a tensor name", MAX_KEY).decode("utf-8", "replace")
+            name = printable(s.string("a tensor name", MAX_KEY).decode("utf-8", "replace"))
             n_dims = s.unpack("<I", 4, f"the rank of tensor {name}")
             if n_dims == 0 or n_dims > MAX_DIMS:
                 s.fail(f"tensor {name} has {n_dims} dimensions (1 to {MAX_DIMS} are possible)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_os.convert.source import END_OF_TURN_TOKENS
-from edge_os.errors import ModelSourceError
+from edge_os.errors import ModelSourceError, printable
 
 TOKEN_TYPE_CONTROL = 3
 MAX_VOCAB = 1 << 19  # the largest vocabularies in use are 262k tokens
@@ -121,34 +121,35 @@ def tokenizer_json_from_gguf(reader, path: Path) -> tuple[str, int | None, list[
     import json
 
     kind = _field(reader, "tokenizer.ggml.model")
-    tokens = _list_of(reader, path, "tokenizer.ggml.tokens", str)
-    types = _list_of(reader, path, "tokenizer.ggml.token_type", int)
+    tokens = list_of(reader, path, "tokenizer.ggml.tokens", str)
+    types = list_of(reader, path, "tokenizer.ggml.token_type", int)
     if not tokens:
         raise ModelSourceError(f"{path} has no tokenizer vocabulary; it cannot be packed without one")
     if len(tokens) > MAX_VOCAB:
         raise ModelSourceError(f"{path}: a vocabulary of {len(tokens)} tokens is more than edge-os packs ({MAX_VOCAB})")
     longest = max(tokens, key=len)
     if len(longest) > MAX_TOKEN_CHARS:
-        raise ModelSourceError(f"{path}: token {longest[:20]!r}... is {len(longest)} characters long "
+        raise ModelSourceError(f"{path}: token {printable(repr(longest), 20)} is {len(longest)} characters long "
                                f"(at most {MAX_TOKEN_CHARS}); the file is corrupt")
     if types and len(types) != len(tokens):
         raise ModelSourceError(f"{path}: tokenizer.ggml.token_type has {len(types)} entries for {len(tokens)} "
                                "tokens; the file is corrupt")
     if kind == "gpt2":
-        merges = _list_of(reader, path, "tokenizer.ggml.merges", str)
+        merges = list_of(reader, path, "tokenizer.ggml.merges", str)
         bad = next((m for m in merges if len(m.split(" ")) != 2 or "" in m.split(" ")), None)
         if bad is not None:
-            raise ModelSourceError(f"{path}: merge {bad[:40]!r} is not two tokens separated by one space; "
-                                   "the file is corrupt")
+            raise ModelSourceError(f"{path}: merge {printable(repr(bad), 40)} is not two tokens separated by one "
+                                   "space; the file is corrupt")
         doc = _gpt2_tokenizer(tokens, types, merges, _text(_field(reader, "tokenizer.ggml.pre", "default")))
     elif kind == "llama":
-        scores = _list_of(reader, path, "tokenizer.ggml.scores", float) or [0.0] * len(tokens)
+        scores = list_of(reader, path, "tokenizer.ggml.scores", float) or [0.0] * len(tokens)
         if len(scores) != len(tokens):
             raise ModelSourceError(f"{path}: tokenizer.ggml.scores has {len(scores)} entries for {len(tokens)} "
                                    "tokens; the file is corrupt")
         doc = _spm_tokenizer(tokens, types, scores, bool(_field(reader, "tokenizer.ggml.add_space_prefix", True)))
     else:
-        raise ModelSourceError(f"{path}: tokenizer type {str(kind)[:40]!r} is not supported; supported: gpt2, llama")
+        raise ModelSourceError(f"{path}: tokenizer type {printable(repr(kind), 40)} is not supported; "
+                               "supported: gpt2, llama")
     bos = _token_id(reader, path, "tokenizer.ggml.bos_token_id", len(tokens))
     eos = _token_id(reader, path, "tokenizer.ggml.eos_token_id", len(tokens))
     ends = [] if eos is None else [int(eos)]
@@ -164,7 +165,7 @@ def _text(value) -> str:
     return value if isinstance(value, str) else "default"
 
 
-def _list_of(reader, path: Path, key: str, kind: type) -> list:
+def list_of(reader, path: Path, key: str, kind: type) -> list:
     """A metadata array whose elements are all ``kind`` (empty when absent)."""
     values = _field(reader, key)
     if values is None:
@@ -181,7 +182,7 @@ def _token_id(reader, path: Path, key: str, vocab: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab:
-        raise ModelSourceError(f"{path}: {key} is {str(value)[:40]}, not a token id below {vocab}; "
+        raise ModelSourceError(f"{path}: {key} is {printable(repr(value), 40)}, not a token id below {vocab}; "
                                "the file is corrupt")
     return value
 

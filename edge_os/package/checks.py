@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from edge_os.errors import PackageError
+from edge_os.errors import PackageError, printable
 
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_CONTEXT = 1 << 24  # tokens; far beyond any edge device's memory
@@ -34,7 +34,8 @@ def is_plain_relative(rel: object) -> bool:
     """A non-empty relative POSIX path with no '.', '..' or empty parts and no odd characters."""
     if not isinstance(rel, str) or not rel or len(rel) > MAX_PATH or "\\" in rel or "\0" in rel:
         return False
-    return not rel.startswith("/") and all(part not in ("", ".", "..") for part in rel.split("/"))
+    parts = rel.split("/")
+    return rel.isprintable() and not rel.startswith("/") and all(part not in ("", ".", "..") for part in parts)
 
 
 def _is_int(value: object, lo: int = 0, hi: int = MAX_BYTES) -> bool:
@@ -43,7 +44,7 @@ def _is_int(value: object, lo: int = 0, hi: int = MAX_BYTES) -> bool:
 
 def _path(where: str, field: str, value: object) -> None:
     if not is_plain_relative(value):
-        _fail(where, f"{field} {str(value)[:80]!r} is not a plain relative path inside the package")
+        _fail(where, f"{field} {printable(repr(value))} is not a plain relative path inside the package")
 
 
 def _typed(where: str, data: dict, field: str, kind, optional: bool = False) -> None:
@@ -69,7 +70,7 @@ def check_manifest_data(data: object, where: str) -> None:
         _typed(where, data, field, dict, optional=True)
     _typed(where, data, "kv_dtype", str, optional=True)
     if not _is_int(data.get("context_length"), 1, MAX_CONTEXT):
-        _fail(where, f"context_length {str(data.get('context_length'))[:40]} is not a whole number "
+        _fail(where, f"context_length {printable(data.get('context_length'), 40)} is not a whole number "
                      f"from 1 to {MAX_CONTEXT}")
     _check_target(where, data["target"])
     _check_tokenizer(where, data["tokenizer"])
@@ -123,23 +124,23 @@ def _check_files(where: str, files: dict) -> None:
             _fail(where, f"files must not list {rel}")
         if not isinstance(info, dict) or not _is_int(info.get("size")) or not isinstance(info.get("sha256"), str) \
                 or not _HEX64.fullmatch(info["sha256"]):
-            _fail(where, f"files[{rel!r}] needs a size and a sha256 (64 hex digits)")
+            _fail(where, f"files[{printable(repr(rel))}] needs a size and a sha256 (64 hex digits)")
 
 
 def _check_params(where: str, params: list) -> None:
     for i, p in enumerate(params):
         if not isinstance(p, dict) or set(p) != {"name", "shape", "dtype", "shard", "offset", "nbytes"}:
             _fail(where, f"params[{i}] must have exactly name, shape, dtype, shard, offset and nbytes")
-        name = p["name"] if isinstance(p["name"], str) else f"params[{i}]"
+        name = printable(p["name"]) if isinstance(p["name"], str) else f"params[{i}]"
         shape = p["shape"]
         if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_int(d, 0, MAX_DIM) for d in shape):
-            _fail(where, f"parameter {name[:80]} has shape {str(shape)[:80]}: at most {MAX_NDIM} dimensions "
+            _fail(where, f"parameter {name} has shape {printable(shape)}: at most {MAX_NDIM} dimensions "
                          f"of at most {MAX_DIM}")
         if p["dtype"] not in PARAM_ITEMSIZE:
-            _fail(where, f"parameter {name[:80]} has unknown dtype {str(p['dtype'])[:40]!r}")
-        _path(where, f"parameter {name[:80]} shard", p["shard"])
+            _fail(where, f"parameter {name} has unknown dtype {printable(repr(p['dtype']), 40)}")
+        _path(where, f"parameter {name} shard", p["shard"])
         if not _is_int(p["offset"]) or not _is_int(p["nbytes"]):
-            _fail(where, f"parameter {name[:80]} has a bad offset or byte count")
+            _fail(where, f"parameter {name} has a bad offset or byte count")
         expected = math.prod(shape) * PARAM_ITEMSIZE[p["dtype"]]
         if expected != p["nbytes"]:
-            _fail(where, f"parameter {name[:80]} of shape {shape} needs {expected} bytes, not {p['nbytes']}")
+            _fail(where, f"parameter {name} of shape {shape} needs {expected} bytes, not {p['nbytes']}")

@@ -9,7 +9,7 @@ import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edge_os.errors import PackageError
+from edge_os.errors import PackageError, printable
 from edge_os.package.checks import MAX_MANIFEST_BYTES, check_manifest_data
 from edge_os.package.memory import MemoryFigures
 
@@ -78,7 +78,7 @@ class Manifest:
         version = data.get("schema_version") if isinstance(data, dict) else None
         if version != SCHEMA_VERSION:
             raise PackageError(
-                f"{where} has schema version {str(version)[:20]}, this edge-os reads version {SCHEMA_VERSION}; "
+                f"{where} has schema version {printable(version, 20)}, this edge-os reads version {SCHEMA_VERSION}; "
                 "re-pack the model with this edge-os version"
             )
         check_manifest_data(data, where)
@@ -89,7 +89,8 @@ class Manifest:
             data["stop_token_ids"] = tuple(data["stop_token_ids"])
             return cls(**data)
         except (KeyError, TypeError) as exc:
-            raise PackageError(f"{where} is missing or has a malformed field ({exc}); re-pack the model") from exc
+            raise PackageError(
+                f"{where} is missing or has a malformed field ({printable(exc)}); re-pack the model") from exc
 
     @classmethod
     def read(cls, package_dir: Path) -> "Manifest":

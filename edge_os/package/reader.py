@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from edge_os import __version__
-from edge_os.errors import PackageError, TargetError
+from edge_os.errors import PackageError, TargetError, printable
 from edge_os.package.checks import UNLISTED
 from edge_os.package.manifest import Manifest
 
@@ -70,10 +70,11 @@ def _check_listing(package_dir: Path, manifest: Manifest) -> None:
             full = Path(root) / name
             rel = full.relative_to(package_dir).as_posix()
             if full.is_symlink():
-                raise PackageError(f"package {package_dir}: {rel} is a symbolic link; package files must be plain "
-                                   "files, re-pack or re-flash it")
+                raise PackageError(f"package {package_dir}: {printable(rel)} is a symbolic link; package files "
+                                   "must be plain files, re-pack or re-flash it")
             if name in names and rel not in manifest.files and rel not in UNLISTED:
-                raise PackageError(f"package {package_dir} holds {rel}, which its manifest does not list; "
+                raise PackageError(f"package {package_dir} holds {printable(rel)}, which its manifest does not "
+                                   "list; "
                                    "remove it or re-flash the package")
 
 
