@@ -82,10 +82,13 @@ def check_manifest_data(data: object, where: str) -> None:
         if not _is_int(config.get(field), 1, MAX_DIM):
             _fail(where, f"config.{field} is missing or out of range")
     if not isinstance(quant.get("scheme"), str) or not isinstance(quant.get("scale_dtype"), str) \
-            or not isinstance(quant.get("tensors"), dict):
-        _fail(where, "quantization needs scheme, scale_dtype and tensors")
-    if not all(_is_int(v, 0, MAX_BYTES) for v in (data.get("limits") or {}).values()):
-        _fail(where, "limits must be whole numbers")
+            or not isinstance(quant.get("tensors"), dict) \
+            or not all(isinstance(f, str) for f in quant["tensors"].values()):
+        _fail(where, "quantization needs scheme, scale_dtype and tensors (name: format)")
+    limits = data.get("limits") or {}
+    if limits and (set(limits) != {"prefill_chunk", "max_batch"}
+                   or not all(_is_int(v, 1, MAX_BYTES) for v in limits.values())):
+        _fail(where, "limits must be {prefill_chunk, max_batch} as whole numbers")
     _path(where, "library", data["library"])
     _check_files(where, data["files"])
     _check_params(where, data["params"])
@@ -136,7 +139,7 @@ def _check_params(where: str, params: list) -> None:
         if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_int(d, 0, MAX_DIM) for d in shape):
             _fail(where, f"parameter {name} has shape {printable(shape)}: at most {MAX_NDIM} dimensions "
                          f"of at most {MAX_DIM}")
-        if p["dtype"] not in PARAM_ITEMSIZE:
+        if not isinstance(p["dtype"], str) or p["dtype"] not in PARAM_ITEMSIZE:
             _fail(where, f"parameter {name} has unknown dtype {printable(repr(p['dtype']), 40)}")
         _path(where, f"parameter {name} shard", p["shard"])
         if not _is_int(p["offset"]) or not _is_int(p["nbytes"]):
