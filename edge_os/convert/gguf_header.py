@@ -43,7 +43,7 @@ class _Stream:
         self.f, self.size, self.path, self.pos = f, size, path, 0
 
     def fail(self, what: str) -> None:
-        raise ModelSourceError(f"{self.path} is not a valid GGUF file: {what}; download or copy it again")
+        raise ModelSourceError(f"{self.path} is not a readable GGUF file: {what}; download or copy it again")
 
     def need(self, n: int, what: str) -> None:
         if n > self.size - self.pos:
