@@ -5,6 +5,13 @@ it and exits non-zero, the MQTT bridge sends an ``error`` message.
 """
 
 
+def printable(text: object, limit: int = 80) -> str:
+    """A value from a file, safe inside a one-line message: control characters escaped, bounded."""
+    text = str(text)
+    short = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[:limit])
+    return short + ("..." if len(text) > limit else "")
+
+
 class EdgeOSError(Exception):
     """Base class: a problem the user can fix. ``code`` is a stable machine-readable name."""
 

@@ -70,3 +70,9 @@ def default_package(_session_home):
     from edge_os.default_model import default_package as pack_default
 
     return pack_default(progress=False)
+
+
+# `pytest --hypothesis-profile=fuzz tests/unit/test_fuzz_readers.py` runs the fuzz targets long.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("fuzz", max_examples=5_000, deadline=None)

@@ -6,6 +6,7 @@ back in Hugging Face order here (a row permutation, so quantized blocks stay exa
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from collections.abc import Iterator
@@ -13,15 +14,24 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_os.convert.gguf_tokenizer import tokenizer_json_from_gguf
+from edge_os.convert.gguf_header import scan_gguf_header
+from edge_os.convert.gguf_tokenizer import list_of, tokenizer_json_from_gguf
 from edge_os.convert.source import ModelSource, SourceTensor
-from edge_os.errors import ModelSourceError
+from edge_os.errors import ModelSourceError, printable
 from edge_os.quantize.reference import from_gguf_blocks
 
 # Tensor types we read: carried over exactly, or dequantized to float32 (then re-quantized).
 CARRIED_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
+# Sanity limits on model dimensions: far above any model an edge device runs, far below what
+# would make the compiler or the packer allocate without bound.
+MAX_HIDDEN = 1 << 16
+MAX_FFN = 1 << 18
+MAX_LAYERS = 512
+MAX_HEADS = 1024
+MAX_HEAD_DIM = 1024
+MAX_CONTEXT = 1 << 24
 
 _LAYER_NAMES = {
     "attn_norm.weight": "input_layernorm.weight",
@@ -57,6 +67,39 @@ def hf_name(gguf_name: str) -> str | None:
 def _field(reader, key: str, default=None):
     field = reader.fields.get(key)
     return default if field is None else field.contents()
+
+
+class _NumberFields:
+    """Typed, range-checked reads of ``{arch}.*`` numbers: one line per bad or missing value."""
+
+    def __init__(self, reader, path: Path, arch: str):
+        self.reader, self.path, self.arch = reader, path, arch
+
+    def _value(self, key: str, default):
+        field = self.reader.fields.get(f"{self.arch}.{key}")
+        if field is None:
+            if default is None:
+                raise ModelSourceError(f"{self.path} lacks {self.arch}.{key}, which the model needs; "
+                                       "the file is incomplete")
+            return default
+        value = field.contents()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ModelSourceError(f"{self.path}: {self.arch}.{key} is {printable(repr(value), 40)}, not a number; "
+                                   "the file is corrupt")
+        return value
+
+    def int(self, key: str, lo: int, hi: int, default: int | None = None) -> int:
+        value = self._value(key, default)
+        if isinstance(value, float) and not value.is_integer() or not lo <= value <= hi:
+            raise ModelSourceError(f"{self.path}: {self.arch}.{key} is {value}, outside {lo}..{hi}; "
+                                   "the file is corrupt or the model is too large for edge-os")
+        return int(value)
+
+    def float(self, key: str, default: float) -> float:
+        value = float(self._value(key, default))
+        if not math.isfinite(value) or value <= 0:
+            raise ModelSourceError(f"{self.path}: {self.arch}.{key} is {value}, not a positive number")
+        return value
 
 
 def _unpermute_rows(n_rows: int, n_head: int) -> np.ndarray:
@@ -115,18 +158,29 @@ def header_architecture(path: Path) -> str | None:
 def _check_architecture(path: Path, arch: object) -> None:
     if arch not in SUPPORTED_ARCHITECTURES:
         raise ModelSourceError(
-            f"{path}: architecture {arch!r} is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            f"{path}: architecture {printable(repr(arch), 40)} is not supported; "
+            f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
 
 
 def open_gguf(path: Path) -> ModelSource:
-    arch = header_architecture(path)
+    """Check and open a GGUF file; every problem with it is one ``ModelSourceError`` line."""
+    arch = header_architecture(path)  # an unsupported model is known from the header in milliseconds
     if arch is not None:
         _check_architecture(path, arch)
+    try:
+        return _open_gguf(path)
+    except UnicodeDecodeError as exc:  # gguf-py decodes every text field as UTF-8
+        raise ModelSourceError(f"{path}: a text field is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                               "the file is corrupt") from None
+
+
+def _open_gguf(path: Path) -> ModelSource:
     try:
         import gguf
     except ImportError as exc:  # pragma: no cover - packing extra not installed
         raise ModelSourceError("reading GGUF needs the `gguf` package: pip install 'edge-os[pack]'") from exc
+    scan_gguf_header(path, {int(k): v for k, v in gguf.GGML_QUANT_SIZES.items()})
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as exc:
@@ -138,26 +192,31 @@ def open_gguf(path: Path) -> ModelSource:
     for t in reader.tensors:
         if t.tensor_type.name not in SUPPORTED_TYPES:
             raise ModelSourceError(
-                f"{path}: tensor {t.name} has type {t.tensor_type.name}, which edge-os cannot read; "
+                f"{path}: tensor {printable(t.name)} has type {t.tensor_type.name}, which edge-os cannot read; "
                 f"supported: {', '.join(SUPPORTED_TYPES)}"
             )
-    n_head = int(_field(reader, f"{arch}.attention.head_count"))
-    n_kv = int(_field(reader, f"{arch}.attention.head_count_kv", n_head))
+    number = _NumberFields(reader, path, arch)
+    n_head = number.int("attention.head_count", 1, MAX_HEADS)
+    n_kv = number.int("attention.head_count_kv", 1, n_head, default=n_head)
+    if n_head % n_kv:
+        raise ModelSourceError(f"{path}: {arch}.attention.head_count {n_head} is not a multiple of "
+                               f"head_count_kv {n_kv}; the file is inconsistent")
     names = [t.name for t in reader.tensors]
-    tokens = _field(reader, "tokenizer.ggml.tokens") or []
-    hidden = int(_field(reader, f"{arch}.embedding_length"))
+    tokens = list_of(reader, path, "tokenizer.ggml.tokens", str)
+    hidden = number.int("embedding_length", 1, MAX_HIDDEN)
+    head_dim = number.int("attention.key_length", 1, MAX_HEAD_DIM, default=hidden // n_head)
     config = {
         "vocab_size": len(tokens),
         "hidden_size": hidden,
-        "intermediate_size": int(_field(reader, f"{arch}.feed_forward_length")),
-        "num_hidden_layers": int(_field(reader, f"{arch}.block_count")),
+        "intermediate_size": number.int("feed_forward_length", 1, MAX_FFN),
+        "num_hidden_layers": number.int("block_count", 1, MAX_LAYERS),
         "num_attention_heads": n_head,
         "num_key_value_heads": n_kv,
-        "rms_norm_eps": float(_field(reader, f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
-        "rope_theta": float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
-        "max_position_embeddings": int(_field(reader, f"{arch}.context_length", 2048)),
+        "rms_norm_eps": number.float("attention.layer_norm_rms_epsilon", 1e-5),
+        "rope_theta": number.float("rope.freq_base", 10000.0),
+        "max_position_embeddings": number.int("context_length", 1, MAX_CONTEXT, default=2048),
         "tie_word_embeddings": "output.weight" not in names,
-        "head_dim": int(_field(reader, f"{arch}.attention.key_length", hidden // n_head)),
+        "head_dim": head_dim,
     }
     _check_file_complete(path, reader)
     tokenizer_json, bos, eos_ids, add_bos = tokenizer_json_from_gguf(reader, path)
@@ -176,10 +235,17 @@ def open_gguf(path: Path) -> ModelSource:
 
     return ModelSource(
         path=path, architecture=arch, hf_config=config, tokenizer_json=tokenizer_json,
-        chat_template=_field(reader, "tokenizer.chat_template"), bos_token_id=bos,
+        chat_template=_chat_template(reader, path), bos_token_id=bos,
         eos_token_ids=eos_ids, add_bos_token=add_bos, tensors=tensors,
         tensor_names=[n for n in (hf_name(x) for x in names) if n],
     )
+
+
+def _chat_template(reader, path: Path) -> str | None:
+    template = _field(reader, "tokenizer.chat_template")
+    if template is not None and not isinstance(template, str):
+        raise ModelSourceError(f"{path}: tokenizer.chat_template is not text; the file is corrupt")
+    return template
 
 
 def _loader(t, shape: tuple[int, ...], rows: np.ndarray | None):

@@ -12,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_os.convert.source import END_OF_TURN_TOKENS
-from edge_os.errors import ModelSourceError
+from edge_os.errors import ModelSourceError, printable
 
 TOKEN_TYPE_CONTROL = 3
+MAX_VOCAB = 1 << 19  # the largest vocabularies in use are 262k tokens
+MAX_TOKEN_CHARS = 1024
 TOKEN_TYPE_USER_DEFINED = 4
 
 # GPT-2's split pattern and the Llama 3 / Qwen2 one, as llama.cpp applies them per `pre` name.
@@ -119,22 +121,78 @@ def tokenizer_json_from_gguf(reader, path: Path) -> tuple[str, int | None, list[
     import json
 
     kind = _field(reader, "tokenizer.ggml.model")
-    tokens = list(_field(reader, "tokenizer.ggml.tokens") or [])
-    types = list(_field(reader, "tokenizer.ggml.token_type") or [])
+    tokens = list_of(reader, path, "tokenizer.ggml.tokens", str)
+    types = list_of(reader, path, "tokenizer.ggml.token_type", int)
     if not tokens:
         raise ModelSourceError(f"{path} has no tokenizer vocabulary; it cannot be packed without one")
+    if len(tokens) > MAX_VOCAB:
+        raise ModelSourceError(f"{path}: a vocabulary of {len(tokens)} tokens is more than edge-os packs ({MAX_VOCAB})")
+    longest = max(tokens, key=len)
+    if len(longest) > MAX_TOKEN_CHARS:
+        raise ModelSourceError(f"{path}: token {printable(repr(longest), 20)} is {len(longest)} characters long "
+                               f"(at most {MAX_TOKEN_CHARS}); the file is corrupt")
+    if types and len(types) != len(tokens):
+        raise ModelSourceError(f"{path}: tokenizer.ggml.token_type has {len(types)} entries for {len(tokens)} "
+                               "tokens; the file is corrupt")
     if kind == "gpt2":
-        merges = list(_field(reader, "tokenizer.ggml.merges") or [])
-        doc = _gpt2_tokenizer(tokens, types, merges, _field(reader, "tokenizer.ggml.pre", "default"))
+        merges = list_of(reader, path, "tokenizer.ggml.merges", str)
+        bad = next((m for m in merges if len(m.split(" ")) != 2 or "" in m.split(" ")), None)
+        if bad is not None:
+            raise ModelSourceError(f"{path}: merge {printable(repr(bad), 40)} is not two tokens separated by one "
+                                   "space; the file is corrupt")
+        doc = _gpt2_tokenizer(tokens, types, merges, _text(_field(reader, "tokenizer.ggml.pre", "default")))
     elif kind == "llama":
-        scores = list(_field(reader, "tokenizer.ggml.scores") or [0.0] * len(tokens))
+        scores = list_of(reader, path, "tokenizer.ggml.scores", float) or [0.0] * len(tokens)
+        if len(scores) != len(tokens):
+            raise ModelSourceError(f"{path}: tokenizer.ggml.scores has {len(scores)} entries for {len(tokens)} "
+                                   "tokens; the file is corrupt")
         doc = _spm_tokenizer(tokens, types, scores, bool(_field(reader, "tokenizer.ggml.add_space_prefix", True)))
     else:
-        raise ModelSourceError(f"{path}: tokenizer type {kind!r} is not supported; supported: gpt2, llama")
-    bos = _field(reader, "tokenizer.ggml.bos_token_id")
-    eos = _field(reader, "tokenizer.ggml.eos_token_id")
+        raise ModelSourceError(f"{path}: tokenizer type {printable(repr(kind), 40)} is not supported; "
+                               "supported: gpt2, llama")
+    bos = _token_id(reader, path, "tokenizer.ggml.bos_token_id", len(tokens))
+    eos = _token_id(reader, path, "tokenizer.ggml.eos_token_id", len(tokens))
     ends = [] if eos is None else [int(eos)]
     control = {tok: i for i, tok in enumerate(tokens) if types and types[i] == TOKEN_TYPE_CONTROL}
     ends += [control[t] for t in END_OF_TURN_TOKENS if t in control and control[t] not in ends]
     add_bos = bool(_field(reader, "tokenizer.ggml.add_bos_token", kind == "llama"))
-    return json.dumps(doc), (None if bos is None else int(bos)), ends, add_bos
+    text = json.dumps(doc)
+    _check_loads(text, path)
+    return text, (None if bos is None else int(bos)), ends, add_bos
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else "default"
+
+
+def list_of(reader, path: Path, key: str, kind: type) -> list:
+    """A metadata array whose elements are all ``kind`` (empty when absent)."""
+    values = _field(reader, key)
+    if values is None:
+        return []
+    ok = isinstance(values, list) and all(
+        isinstance(v, kind) and not isinstance(v, bool) or kind is float and isinstance(v, int) for v in values)
+    if not ok:
+        raise ModelSourceError(f"{path}: {key} is not a list of {kind.__name__} values; the file is corrupt")
+    return values
+
+
+def _token_id(reader, path: Path, key: str, vocab: int) -> int | None:
+    value = _field(reader, key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab:
+        raise ModelSourceError(f"{path}: {key} is {printable(repr(value), 40)}, not a token id below {vocab}; "
+                               "the file is corrupt")
+    return value
+
+
+def _check_loads(tokenizer_json: str, path: Path) -> None:
+    """Build the tokenizer once at pack time, so a malformed vocabulary fails here, not at every load."""
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_str(tokenizer_json)
+    except Exception as exc:  # the tokenizers library raises bare Exceptions
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelSourceError(f"{path}: its tokenizer cannot be built ({first}); the file is corrupt") from None

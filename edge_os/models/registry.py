@@ -15,21 +15,24 @@ class Architecture:
     config_from_json: Callable[[dict], object]  # manifest's stored config -> config dataclass
     model_class: type  # nn.Module taking (config, kv_cache_factory)
     fuser: Callable[[str, str], object]  # (fallback format, scale dtype) -> Fuser
+    # (where, config, {source tensor name: shape}) -> None; raises ModelSourceError for a missing
+    # or misshapen tensor, before anything is loaded or compiled
+    check_shapes: Callable[[object, object, dict], None]
 
 
 def _llama() -> Architecture:
-    from edge_os.models.llama import config, model, weights
+    from edge_os.models.llama import config, model, shapes, weights
 
     return Architecture("llama", config.llama_config_from_hf, config.LlamaConfig.from_json,
-                        model.LlamaForCausalLM, weights.Fuser)
+                        model.LlamaForCausalLM, weights.Fuser, shapes.check_source_shapes)
 
 
 def _qwen2() -> Architecture:
-    from edge_os.models.llama import config, model, weights
+    from edge_os.models.llama import config, model, shapes, weights
     from edge_os.models.qwen2.config import qwen2_config_from_hf
 
     return Architecture("qwen2", qwen2_config_from_hf, config.LlamaConfig.from_json,
-                        model.LlamaForCausalLM, weights.Fuser)
+                        model.LlamaForCausalLM, weights.Fuser, shapes.check_source_shapes)
 
 
 # Hugging Face `architectures` / GGUF `general.architecture` names -> builder

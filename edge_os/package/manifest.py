@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edge_os.errors import PackageError
+from edge_os.errors import PackageError, printable
+from edge_os.package.checks import MAX_MANIFEST_BYTES, check_manifest_data
 from edge_os.package.memory import MemoryFigures
 
 SCHEMA_VERSION = 1
@@ -66,16 +70,19 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str, where: str = MANIFEST) -> Manifest:
+        """Parse and check a manifest; any malformed field is a one-line ``PackageError``."""
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PackageError(f"{where} is not valid JSON ({exc}); re-pack or re-flash the package") from exc
-        version = data.get("schema_version")
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; deep nesting recurses
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise PackageError(f"{where} is not valid JSON ({reason}); re-pack or re-flash the package") from None
+        version = data.get("schema_version") if isinstance(data, dict) else None
         if version != SCHEMA_VERSION:
             raise PackageError(
-                f"{where} has schema version {version}, this edge-os reads version {SCHEMA_VERSION}; "
+                f"{where} has schema version {printable(version, 20)}, this edge-os reads version {SCHEMA_VERSION}; "
                 "re-pack the model with this edge-os version"
             )
+        check_manifest_data(data, where)
         try:
             data["target"] = TargetInfo(**{**data["target"], "cpu_features": tuple(data["target"]["cpu_features"])})
             data["memory"] = MemoryFigures.from_json(data["memory"])
@@ -83,13 +90,32 @@ class Manifest:
             data["stop_token_ids"] = tuple(data["stop_token_ids"])
             return cls(**data)
         except (KeyError, TypeError) as exc:
-            raise PackageError(f"{where} is missing or has a malformed field ({exc}); re-pack the model") from exc
+            raise PackageError(
+                f"{where} is missing or has a malformed field ({printable(exc)}); re-pack the model") from exc
 
     @classmethod
     def read(cls, package_dir: Path) -> Manifest:
+        """Read ``manifest.json`` of a package (never through a symbolic link)."""
         path = Path(package_dir) / MANIFEST
         if not Path(package_dir).exists():
             raise PackageError(f"{package_dir} does not exist; give the directory of a package made by `edge-os pack`")
-        if not path.is_file():
-            raise PackageError(f"{package_dir} is not a model package (no {MANIFEST}); pack one with `edge-os pack`")
-        return cls.from_json(path.read_text(), str(path))
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise PackageError(
+                f"{package_dir} is not a model package (no {MANIFEST}); pack one with `edge-os pack`") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise PackageError(f"{path} is a symbolic link; a package's files must be plain files") from None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise PackageError(f"{path} is not a plain file; re-pack or re-flash the package")
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise PackageError(f"{path} is larger than {MAX_MANIFEST_BYTES >> 20} MiB; it is not a manifest")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PackageError(f"{path} is not UTF-8 text; re-pack or re-flash the package") from None
+        return cls.from_json(text, str(path))

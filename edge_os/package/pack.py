@@ -20,6 +20,7 @@ from edge_os.package.reader import host_cpu_flags
 from edge_os.package.writer import PackageWriter, check_destination
 from edge_os.quantize.formats import GROUP_SIZE, Scheme, get_scheme
 from edge_os.quantize.reference import QuantizedWeight, quantize
+from edge_os.runtime.chat_template import check_template
 from edge_os.targets import Target, check_toolchain, load_target
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,9 @@ def pack(options: PackOptions) -> Path:
     source = open_source(options.source)
     arch = get_architecture(source.architecture)
     config = arch.config_from_hf(source.hf_config)
-
+    arch.check_shapes(source.path, config, {t.name: t.shape for t in source.tensors()})
+    check_template(source.chat_template, source.path)
+    # TVM only once the source passed every check: a bad file fails in milliseconds, in little memory.
     import tvm
 
     from edge_os.compile.build import CompileLimits, compile_model, resolve_tvm_target

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import os
 import platform
+import shutil
+import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -10,24 +17,117 @@ from typing import BinaryIO
 import numpy as np
 
 from edge_os import __version__
-from edge_os.errors import PackageError, TargetError
+from edge_os.errors import PackageError, TargetError, printable
+from edge_os.package.checks import UNLISTED
 from edge_os.package.manifest import Manifest
-from edge_os.package.writer import sha256_file
 
 ALIGNMENT = 64  # bytes: where TVM-compiled kernels assume a buffer starts
 
 
+def _open_plain(package_dir: Path, rel: str) -> int:
+    """A read-only descriptor of a package file that is a plain file reached without symbolic links."""
+    path = package_dir / rel
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise PackageError(f"package {package_dir} is missing {rel}; re-pack or re-flash it") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PackageError(f"package {package_dir}: {rel} is a symbolic link; package files must be plain "
+                               "files, re-pack or re-flash it") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PackageError(f"package {package_dir}: {rel} is not a plain file; re-pack or re-flash it")
+    return fd
+
+
+def _mismatch(package_dir: Path, rel: str) -> PackageError:
+    return PackageError(f"package {package_dir}: {rel} does not match its sha256 in the manifest "
+                        "(edited or corrupted); re-pack or re-flash it")
+
+
+def _hash_fd(fd: int, sink=None) -> tuple[str, int]:
+    """sha256 and length of everything left in ``fd`` (each block also written to ``sink``)."""
+    digest, size = hashlib.sha256(), 0
+    while block := os.read(fd, 1 << 20):
+        digest.update(block)
+        size += len(block)
+        if sink is not None:
+            sink.write(block)
+    return digest.hexdigest(), size
+
+
+def _check_listing(package_dir: Path, manifest: Manifest) -> None:
+    """Every file the runtime opens is listed; every file present is listed; no symbolic links."""
+    needed = {manifest.library, manifest.tokenizer["file"], *(p.shard for p in manifest.params)}
+    unlisted = sorted(needed - set(manifest.files))
+    if unlisted:
+        raise PackageError(f"package {package_dir}: the manifest does not list {unlisted[0]} among its files, so it "
+                           "cannot be verified; re-pack the model")
+    for root, dirs, names in os.walk(package_dir):
+        for name in dirs + names:
+            full = Path(root) / name
+            rel = full.relative_to(package_dir).as_posix()
+            if full.is_symlink():
+                raise PackageError(f"package {package_dir}: {printable(rel)} is a symbolic link; package files "
+                                   "must be plain files, re-pack or re-flash it")
+            if name in names and rel not in manifest.files and rel not in UNLISTED:
+                raise PackageError(f"package {package_dir} holds {printable(rel)}, which its manifest does not "
+                                   "list; "
+                                   "remove it or re-flash the package")
+
+
 def verify_files(package_dir: Path, manifest: Manifest) -> None:
-    """Every file listed in the manifest exists with its size and sha256."""
+    """Every file the manifest lists exists as a plain file with its size and sha256, and the
+    package directory holds nothing else (but ``manifest.json`` and a future ``manifest.sig``)."""
+    package_dir = Path(package_dir)
+    _check_listing(package_dir, manifest)
     for rel, info in manifest.files.items():
-        path = package_dir / rel
-        if not path.is_file():
-            raise PackageError(f"package {package_dir} is missing {rel}; re-pack or re-flash it")
-        if path.stat().st_size != info["size"] or sha256_file(path) != info["sha256"]:
-            raise PackageError(
-                f"package {package_dir}: {rel} does not match its sha256 in the manifest "
-                "(edited or corrupted); re-pack or re-flash it"
-            )
+        fd = _open_plain(package_dir, rel)
+        try:
+            if os.fstat(fd).st_size != info["size"] or _hash_fd(fd) != (info["sha256"], info["size"]):
+                raise _mismatch(package_dir, rel)
+        finally:
+            os.close(fd)
+
+
+def verified_bytes(package_dir: Path, manifest: Manifest, rel: str) -> bytes:
+    """The content of a listed file, checked against its sha256 from the very bytes returned."""
+    info = manifest.files.get(rel)
+    if info is None:
+        raise PackageError(f"package {package_dir}: the manifest does not list {rel}; re-pack the model")
+    fd = _open_plain(Path(package_dir), rel)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(info["size"] + 1)
+    if len(data) != info["size"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
+        raise _mismatch(package_dir, rel)
+    return data
+
+
+@contextlib.contextmanager
+def verified_library(package_dir: Path, manifest: Manifest) -> Iterator[Path]:
+    """A private copy (in a fresh 0700 directory) of the package's library, hashed from the very
+    bytes copied: what is loaded is what was verified, whatever happens to the package meanwhile.
+    The copy is deleted on exit (a loaded library stays mapped)."""
+    rel = manifest.library
+    info = manifest.files.get(rel)
+    if info is None:
+        raise PackageError(f"package {package_dir}: the manifest does not list {rel}; re-pack the model")
+    private = Path(tempfile.mkdtemp(prefix="edge-os-lib-"))
+    try:
+        copy = private / Path(rel).name
+        src = _open_plain(Path(package_dir), rel)
+        try:
+            with open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700), "wb") as out:
+                digest = _hash_fd(src, out)
+        finally:
+            os.close(src)
+        if digest != (info["sha256"], info["size"]):
+            raise _mismatch(package_dir, rel)
+        yield copy
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 # aarch64 hardware capabilities (getauxval, as the kernel reports them; qemu-user reports the
@@ -113,8 +213,10 @@ def read_params(package_dir: Path, manifest: Manifest) -> Iterator[np.ndarray]:
     try:
         for p in manifest.params:
             if p.shard not in handles:
-                handles[p.shard] = open(package_dir / p.shard, "rb")
+                handles[p.shard] = os.fdopen(_open_plain(Path(package_dir), p.shard), "rb")
             f = handles[p.shard]
+            if p.offset + p.nbytes > os.fstat(f.fileno()).st_size:
+                raise PackageError(f"package {package_dir}: {p.shard} is shorter than its manifest says; re-pack it")
             f.seek(p.offset)
             array = aligned_empty(p.shape, p.dtype)  # the runtime uses it in place, no copy
             if f.readinto(memoryview(array).cast("B")) != p.nbytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,9 +20,9 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from edge_os.config import settings
-from edge_os.errors import InputError
+from edge_os.errors import InputError, PackageError
 from edge_os.package.manifest import Manifest
-from edge_os.package.reader import open_package, read_params
+from edge_os.package.reader import open_package, read_params, verified_bytes, verified_library
 from edge_os.runtime.chat_template import ChatTemplate
 from edge_os.runtime.heap import release_free_heap
 from edge_os.runtime.kv_pool import cache_tokens, serving_context
@@ -82,6 +83,9 @@ class Engine:
         eos = manifest.stop_token_ids[0] if manifest.stop_token_ids else None
         self.template = ChatTemplate(manifest.chat_template, self._token_text(bos_id), self._token_text(eos))
         self.stop_ids = set(manifest.stop_token_ids)
+        specials = sorted((t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special),
+                          key=len, reverse=True)
+        self._special_re = re.compile("|".join(map(re.escape, specials))) if specials else None
         self._ids = itertools.count()
 
     def _token_text(self, token_id: int | None) -> str:
@@ -101,13 +105,15 @@ class Engine:
                              f"(asked for {max_batch}); lower the batch or re-pack the model")
         shape = CacheShape(max_batch_size=max_batch, max_total_tokens=cache_tokens(context, max_batch),
                            prefill_chunk=min(256, context, limits.get("prefill_chunk", 256)))
+        _check_kv_fits(manifest, shape)
         # The tokenizer first: its parse garbage is handed back before the weights arrive, so the
-        # two never add up in the peak.
-        tokenizer = Tokenizer.from_file(str(package_dir / manifest.tokenizer["file"]))
+        # two never add up in the peak. It is parsed from the very bytes whose hash was checked.
+        tokenizer = _tokenizer_from(package_dir, manifest)
         release_free_heap()
         params = read_params(package_dir, manifest)
-        runner = ModelRunner(package_dir / manifest.library, params, shape, threads or settings().threads,
-                             device=package_device(manifest.target.tvm_target))
+        with verified_library(package_dir, manifest) as library:
+            runner = ModelRunner(library, params, shape, threads or settings().threads,
+                                 device=package_device(manifest.target.tvm_target))
         release_free_heap()
         engine = cls(package_dir, manifest, runner, context, tokenizer)
         engine.load_s = time.perf_counter() - started
@@ -117,14 +123,31 @@ class Engine:
 
     # --- prompts ---------------------------------------------------------------------------------
     def render(self, request: GenerationRequest) -> str:
-        if request.messages is not None:
-            return self.template.render(list(request.messages))
-        if request.raw:
+        if request.raw and request.messages is None:
             return request.prompt
-        return self.template.render([{"role": "user", "content": request.prompt}])
+        return self.template.render(_messages(request))
 
     def encode(self, text: str) -> list[int]:
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        """Token ids of ``text``, control tokens in it honoured (for raw prompts and templates)."""
+        return self._with_bos(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """The request's prompt as token ids. In chat prompts only the template's own markers are
+        control tokens: a control token's text inside a message stays text (no role injection)."""
+        if request.raw and request.messages is None:
+            return self.encode(request.prompt)
+        messages = _messages(request)
+        text = self.template.render(messages)
+        ids: list[int] = []
+        for piece, literal in _split_literal(text, [m["content"] for m in messages], self._special_re):
+            self.tokenizer.encode_special_tokens = literal
+            try:
+                ids += self.tokenizer.encode(piece, add_special_tokens=False).ids
+            finally:
+                self.tokenizer.encode_special_tokens = False
+        return self._with_bos(ids)
+
+    def _with_bos(self, ids: list[int]) -> list[int]:
         if self.bos_id is not None and (not ids or ids[0] != self.bos_id):
             ids = [self.bos_id] + ids
         return ids
@@ -133,7 +156,7 @@ class Engine:
     def start(self, request: GenerationRequest, reuse: Sequence | None = None) -> Sequence:
         """Admit a request. ``reuse`` continues a finished sequence in its KV-cache slot, keeping the
         prefix it shares with the new prompt cached (the old Sequence object must not be used again)."""
-        prompt_ids = self.encode(self.render(request))
+        prompt_ids = self.prompt_ids(request)
         if not prompt_ids:
             raise InputError("the prompt is empty")
         if len(prompt_ids) >= self.context_length:
@@ -275,6 +298,73 @@ class ChatSession:
         if self._seq is not None:
             self.engine.release(self._seq)
             self._seq = None
+
+
+def _tokenizer_from(package_dir: Path, manifest: Manifest) -> Tokenizer:
+    text = verified_bytes(package_dir, manifest, manifest.tokenizer["file"])
+    try:
+        return Tokenizer.from_str(text.decode("utf-8"))
+    except Exception as exc:  # the tokenizers library raises bare Exceptions for malformed documents
+        raise PackageError(f"package {package_dir}: {manifest.tokenizer['file']} is not a usable tokenizer "
+                           f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
+                           "re-pack the model") from None
+
+
+def _check_kv_fits(manifest: Manifest, shape: CacheShape) -> None:
+    """Refuse a KV cache that cannot fit in the memory available now, before TVM allocates it."""
+    need = manifest.memory.kv_bytes_per_token * shape.max_total_tokens
+    available = _available_memory()
+    if available is not None and need > available:
+        raise InputError(
+            f"{manifest.name} needs {need >> 20} MiB of KV cache for {shape.max_total_tokens} tokens but only "
+            f"{available >> 20} MiB of memory is available; use a smaller context (--ctx)"
+        )
+
+
+def _available_memory() -> int | None:
+    """MemAvailable in bytes, or None where /proc/meminfo cannot tell."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _messages(request: GenerationRequest) -> list[dict]:
+    if request.messages is not None:
+        return list(request.messages)
+    return [{"role": "user", "content": request.prompt}]
+
+
+def _split_literal(text: str, contents: list[str], special: re.Pattern | None) -> list[tuple[str, bool]]:
+    """``text`` cut into ``(piece, literal)``: control-token strings that come from a message's
+    content are literal (tokenized as text); everything else is tokenized as usual."""
+    if special is None or not any(special.search(c) for c in contents):
+        return [(text, False)]
+    literal_spans = []
+    cursor = 0
+    for content in contents:
+        at = text.find(content, cursor) if content else -1
+        if at < 0:
+            if special.search(content):
+                token = special.search(content).group(0)
+                raise InputError(f"a message contains the model's control token {token!r} and its chat template "
+                                 "changes the message, so it cannot be kept as text; remove the token")
+            continue
+        literal_spans += [(at + m.start(), at + m.end()) for m in special.finditer(content)]
+        cursor = at + len(content)
+    pieces, last = [], 0
+    for start, end in literal_spans:
+        if start > last:
+            pieces.append((text[last:start], False))
+        pieces.append((text[start:end], True))
+        last = end
+    if last < len(text):
+        pieces.append((text[last:], False))
+    return pieces
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

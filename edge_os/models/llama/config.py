@@ -64,3 +64,6 @@ def llama_config_from_hf(hf: dict) -> LlamaConfig:
         )
     except KeyError as exc:
         raise ModelSourceError(f"config.json lacks {exc.args[0]!r}, which the model needs") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelSourceError(f"config.json has a value that is not a number ({exc}); fix the model's "
+                               "settings") from None
