@@ -31,6 +31,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_DEVICE_ID", "host name", "device id in the MQTT topic tree when --device-id is not given"),
     EnvVar("EDGE_OS_MQTT_PASSWORD", "unset", "MQTT password (kept off the command line; the user name is --mqtt-username)"),
     EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token the cloud worker sends to its OpenAI-compatible server"),
+    EnvVar("EDGE_OS_API_KEYS", "unset", "comma-separated API keys `serve --http` accepts as bearer tokens"),
 )
 
 
@@ -48,6 +49,7 @@ class Settings:
     device_id: str
     mqtt_password: str | None
     openai_api_key: str | None
+    api_keys: str | None
 
 
 def settings() -> Settings:
@@ -68,6 +70,7 @@ def settings() -> Settings:
         device_id=env.get("EDGE_OS_DEVICE_ID") or socket.gethostname(),
         mqtt_password=env.get("EDGE_OS_MQTT_PASSWORD") or None,
         openai_api_key=env.get("EDGE_OS_OPENAI_API_KEY") or None,
+        api_keys=env.get("EDGE_OS_API_KEYS") or None,
     )
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_os.api.config import HttpConfig, parse_address, read_api_keys
 from edge_os.cli.mqtt_options import add_bridge_options, bridge_config_from_args
+from edge_os.config import settings
+from edge_os.errors import InputError
 from edge_os.scheduler.service import ServeOptions, serve
 
 
@@ -33,6 +36,11 @@ def register(subparsers) -> None:
     p.add_argument("--context", type=int, metavar="TOKENS", help="context window each model is served with")
     p.add_argument("--socket", type=Path, help="Unix socket for `edge-os ps` (default: EDGE_OS_SOCKET)")
     add_bridge_options(p)
+    http = p.add_argument_group("HTTP API")
+    http.add_argument("--http", metavar="ADDR",
+                      help="serve the OpenAI-compatible API on HOST:PORT (a bare PORT or :PORT means 127.0.0.1)")
+    http.add_argument("--api-key-file", type=Path, metavar="FILE",
+                      help="API keys, one a line, accepted as bearer tokens (also EDGE_OS_API_KEYS)")
     p.set_defaults(func=run)
 
 
@@ -53,11 +61,23 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
     )
 
 
+def http_config_from_args(args: argparse.Namespace) -> HttpConfig:
+    host, port = parse_address(args.http)
+    keys = read_api_keys(args.api_key_file, settings().api_keys)
+    return HttpConfig(host=host, port=port, packages=tuple(args.models), api_keys=keys)
+
+
 def run(args: argparse.Namespace) -> int:
     doors = []
     if args.mqtt:
         from edge_os.mqtt.front_door import MqttFrontDoor
 
         doors.append(MqttFrontDoor(bridge_config_from_args(args)))
+    if args.http:
+        from edge_os.api.front_door import HttpFrontDoor
+
+        doors.append(HttpFrontDoor(http_config_from_args(args)))
+    elif args.api_key_file:
+        raise InputError("--api-key-file needs --http ADDR")
     serve(options_from_args(args), front_doors=doors)
     return 0

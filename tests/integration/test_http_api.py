@@ -1,0 +1,146 @@
+"""`edge-os serve --http` driven by the official openai client and by raw HTTP, on a tiny model.
+
+The tiny model has random weights and a byte-level tokenizer: its text is gibberish, but greedy
+decoding is deterministic, so streamed and non-streamed answers must agree byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.http_service import HttpService
+
+
+@pytest.fixture(scope="module")
+def service(tiny_package, tmp_path_factory):
+    svc = HttpService(tmp_path_factory.mktemp("http"), [tiny_package])
+    yield svc
+    assert svc.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def model_name(tiny_package):
+    return json.loads((tiny_package / "manifest.json").read_text())["name"]
+
+
+@pytest.fixture
+def client(service):
+    return openai.OpenAI(base_url=service.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def sse_events(raw: bytes) -> list[str]:
+    """The data fields of a server-sent event stream, checking its framing on the way."""
+    text = raw.decode()
+    assert text.endswith("\n\n")
+    out = []
+    for block in text.split("\n\n")[:-1]:
+        assert block.startswith("data: "), block
+        out.append(block[len("data: "):])
+    return out
+
+
+def test_chat_streamed_deltas_equal_the_greedy_answer(client, model_name):
+    messages = [{"role": "user", "content": "Say something."}]
+    whole = client.chat.completions.create(model=model_name, messages=messages, temperature=0, max_tokens=24)
+    choice = whole.choices[0]
+    assert whole.id.startswith("chatcmpl-") and whole.object == "chat.completion"
+    assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
+    assert whole.usage.completion_tokens > 0
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
+
+    chunks = list(client.chat.completions.create(model=model_name, messages=messages, temperature=0, max_tokens=24,
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert len({c.id for c in chunks}) == 1
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == choice.message.content
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [choice.finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage.model_dump() == whole.usage.model_dump()
+
+
+def test_completion_streamed_and_not(client, model_name):
+    whole = client.completions.create(model=model_name, prompt="Once upon a time", temperature=0, max_tokens=16)
+    assert whole.object == "text_completion" and whole.choices[0].finish_reason in ("stop", "length")
+    parts = list(client.completions.create(model=model_name, prompt="Once upon a time", temperature=0,
+                                           max_tokens=16, stream=True))
+    assert "".join(p.choices[0].text for p in parts) == whole.choices[0].text
+    assert parts[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+
+
+def test_raw_sse_bytes(service, model_name):
+    body = {"model": model_name, "messages": [{"role": "user", "content": "hi"}], "temperature": 0,
+            "max_tokens": 8, "stream": True, "stream_options": {"include_usage": True}}
+    r = httpx.post(service.url + "/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    data = sse_events(r.content)
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+    assert chunks[-2]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_models_health_ready_tokenize(service, client, model_name):
+    models = client.models.list().data
+    assert [m.id for m in models] == [model_name]
+    card = httpx.get(service.url + "/v1/models").json()["data"][0]
+    assert card["context_length"] == 256 and card["quantization"] and card["memory"]["weight_bytes"] > 0
+    assert httpx.get(service.url + "/health").json() == {"status": "ok"}
+    assert httpx.get(service.url + "/ready").status_code == 200
+    ids = httpx.post(service.url + "/tokenize", json={"model": model_name, "prompt": "héllo"}).json()["tokens"]
+    assert len(ids) == len("héllo".encode())  # the tiny tokenizer has one token per byte
+    back = httpx.post(service.url + "/detokenize", json={"model": model_name, "tokens": ids}).json()
+    assert back["prompt"] == "héllo"
+
+
+def error_of(r: httpx.Response) -> dict:
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    return err
+
+
+@pytest.mark.parametrize("body, status, param", [
+    (b"{not json", 400, None),
+    (b"[1, 2]", 400, None),
+    ({"messages": [{"role": "user", "content": "x"}]}, 400, "model"),
+    ({"model": "MODEL", "messages": "hello"}, 400, "messages"),
+    ({"model": "MODEL", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages"),
+    ({"model": "MODEL", "messages": [{"role": "user", "content": 5}]}, 400, "messages"),
+    ({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}, 404, "model"),
+    ({"model": "MODEL", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}, 400, "max_tokens"),
+    ({"model": "MODEL", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"}, 400, "max_tokens"),
+    ({"model": "MODEL", "messages": [{"role": "user", "content": "x"}], "temperature": -1}, 400, None),
+    ({"model": "MODEL", "messages": [{"role": "user", "content": "x"}], "n": 2}, 400, "n"),
+    ({"model": "MODEL", "messages": [{"role": "user", "content": "x"}], "presence_penalty": 0.5}, 400,
+     "presence_penalty"),
+    ({"model": "MODEL", "messages": [{"role": "user", "content": "x"}], "stop": ["a"] * 5}, 400, "stop"),
+    ({"model": "MODEL", "messages": [{"role": "user", "content": "x"}], "frobnicate": 1}, 400, "frobnicate"),
+    ({"model": "MODEL", "prompt": [1, 2, 3]}, 400, "prompt"),
+])
+def test_bad_input_is_a_4xx_error_object(service, model_name, body, status, param):
+    path = "/v1/completions" if isinstance(body, dict) and "prompt" in body else "/v1/chat/completions"
+    if isinstance(body, dict):
+        if body.get("model") == "MODEL":
+            body["model"] = model_name
+        body = json.dumps(body).encode()
+    r = httpx.post(service.url + path, content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == status, r.text
+    assert error_of(r)["param"] == param
+    assert httpx.get(service.url + "/health").status_code == 200
+
+
+def test_huge_body_and_long_prompt_then_still_serving(service, client, model_name):
+    big = b'{"model": "x", "prompt": "' + b"a" * (10 << 20) + b'"}'
+    r = httpx.post(service.url + "/v1/completions", content=big, timeout=60)
+    assert r.status_code == 413 and error_of(r)["code"] == "body_too_large"
+    with pytest.raises(openai.BadRequestError) as err:  # the context is 256 tokens, one token per byte
+        client.completions.create(model=model_name, prompt="b" * 400, max_tokens=4)
+    assert err.value.code == "context_length_exceeded"
+    assert client.completions.create(model=model_name, prompt="ok", max_tokens=2).choices[0].text is not None
