@@ -20,8 +20,16 @@ from edge_os.api import schema, shapes
 from edge_os.api.auth import KeyCheck
 from edge_os.api.config import HttpConfig
 from edge_os.api.errors import ApiError, bad_request
+from edge_os.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from edge_os.api.metrics import Metrics, RequestTimer
 from edge_os.api.models import ModelCards
-from edge_os.api.relay import ClientGone, EventStream, refusal_error, unless_disconnected, until_disconnect
+from edge_os.api.relay import (
+    ClientGone,
+    EventStream,
+    refusal_error,
+    unless_disconnected,
+    until_disconnect,
+)
 from edge_os.runtime.request import Finished, FinishReason, Refused, TextDelta
 from edge_os.scheduler.api import SchedulerAPI
 
@@ -43,6 +51,7 @@ class Api:
         self.config = config
         self.cards = cards
         self.started = int(time.time())
+        self.metrics = Metrics(scheduler)
 
     def model_names(self) -> list[str]:
         return [row["name"] for row in self.scheduler.status()["models"]]
@@ -66,6 +75,9 @@ class Api:
             return error_response(ApiError(503, f"not taking new work: {reason}", code="throttled",
                                            headers={"Retry-After": "30"}))
         return JSONResponse({"status": "ready", "models": [m["name"] for m in models]})
+
+    async def metrics_text(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def list_models(self, request: Request) -> Response:
         rows = self.scheduler.status()["models"]
@@ -117,8 +129,9 @@ class Api:
     async def _complete(self, request: Request, parse) -> Response:
         data = schema.parse_json(await read_body(request, self.config.max_body_bytes))
         api = parse(data, self.model_names(), self.config.default_max_tokens)
+        timer = RequestTimer(self.metrics, api.kind, api.model)
         handle = self.scheduler.submit(api.generation)
-        events = EventStream(handle, self.config.request_timeout_s)
+        events = EventStream(handle, self.config.request_timeout_s, timer.observe)
         streaming = False  # once the StreamResponse owns the request, it cancels it
         try:
             first = await unless_disconnected(request.receive, events.next())
@@ -128,10 +141,11 @@ class Api:
                 created = int(time.time())
                 writer = shapes.ChunkWriter(api.kind, api.generation.request_id, created, api.model, api.include_usage)
                 streaming = True
-                return StreamResponse(events, first, writer)
+                return StreamResponse(events, first, writer, timer)
             return await unless_disconnected(request.receive, self._collect(api, events, first))
         except ClientGone:
             log.info("client of %s went away; cancelled", api.generation.request_id)
+            timer.finish("client_gone")
             return Response(status_code=499)
         finally:
             if not streaming:
@@ -155,7 +169,7 @@ class StreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: EventStream, first, writer: shapes.ChunkWriter) -> None:
+    def __init__(self, events: EventStream, first, writer: shapes.ChunkWriter, timer: RequestTimer) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
@@ -163,6 +177,7 @@ class StreamResponse(Response):
         self.events = events
         self.first = first
         self.writer = writer
+        self.timer = timer
         self.sent = 0
 
     async def __call__(self, scope, receive, send) -> None:
@@ -176,6 +191,7 @@ class StreamResponse(Response):
             if not pump.done():
                 pump.cancel()
                 log.info("client of %s went away after %d chunks; cancelled", self.writer.rid, self.sent)
+                self.timer.finish("client_gone")
             self.events.close()
         if pump.done() and not pump.cancelled() and pump.exception() is None:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -244,6 +260,7 @@ def build_app(scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards | N
         Route("/v1/models", api.list_models, methods=["GET"]),
         Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
         Route("/v1/completions", api.completions, methods=["POST"]),
+        Route("/metrics", api.metrics_text, methods=["GET"]),
         Route("/tokenize", api.tokenize, methods=["POST"]),
         Route("/detokenize", api.detokenize, methods=["POST"]),
     ]

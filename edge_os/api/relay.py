@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from edge_os.api.errors import ApiError
 from edge_os.runtime.request import Event, Finished, Refused
@@ -37,10 +38,12 @@ def refusal_error(refused: Refused) -> ApiError:
 
 
 class EventStream:
-    """The events of one request, read with ``await next()`` on the event loop."""
+    """The events of one request, read with ``await next()`` on the event loop; ``observe`` sees
+    each one as it is read (the request's metrics)."""
 
-    def __init__(self, handle: RequestHandle, timeout_s: float) -> None:
+    def __init__(self, handle: RequestHandle, timeout_s: float, observe: Callable[[Event], None]) -> None:
         self.handle = handle
+        self._observe = observe
         self.done = False  # the last event (Finished or Refused) has been read
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -63,6 +66,7 @@ class EventStream:
 
     async def next(self) -> Event:
         event = await self._queue.get()
+        self._observe(event)
         if isinstance(event, (Finished, Refused)):
             self.done = True
         return event

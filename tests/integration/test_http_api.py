@@ -144,3 +144,42 @@ def test_huge_body_and_long_prompt_then_still_serving(service, client, model_nam
         client.completions.create(model=model_name, prompt="b" * 400, max_tokens=4)
     assert err.value.code == "context_length_exceeded"
     assert client.completions.create(model=model_name, prompt="ok", max_tokens=2).choices[0].text is not None
+
+
+def test_metrics_parse_and_count_requests_without_prompt_text(service, client, model_name):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    secret = "my-secret-prompt-text"
+    client.completions.create(model=model_name, prompt=secret, max_tokens=3, temperature=0)
+    text = httpx.get(service.url + "/metrics").text
+    assert secret not in text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("edge_os_http_requests_total", (("endpoint", "completion"), ("outcome", "length")))] >= 1
+    assert samples[("edge_os_generation_tokens_total", (("model", model_name),))] >= 3
+    assert samples[("edge_os_time_to_first_token_seconds_count", (("model", model_name),))] >= 1
+    assert samples[("edge_os_inter_token_latency_seconds_count", (("model", model_name),))] >= 2
+    assert samples[("edge_os_request_duration_seconds_count", (("model", model_name),))] >= 1
+    assert samples[("edge_os_requests_running", ())] == 0
+    assert samples[("edge_os_memory_budget_bytes", ())] > 0
+    assert samples[("edge_os_model_memory_bytes", (("model", model_name),))] > 0
+    assert samples[("edge_os_kv_cache_reserved_tokens", (("model", model_name),))] == 0
+    assert samples[("edge_os_governor_level", (("level", "NORMAL"),))] == 1
+    assert ("edge_os_temperature_celsius", (("zone", "cpu-thermal"),)) in samples
+    labels = {v for f in families.values() for s in f.samples for v in s.labels.values()}
+    assert labels <= {model_name, "chat", "completion", "cpu-thermal", "+Inf", *OUTCOME_LABELS} | {
+        k for k in labels if _is_number(k)}
+
+
+OUTCOME_LABELS = {"stop", "length", "cancelled", "deadline", "client_gone", "error", "refused", "NORMAL", "SLOW_1",
+                  "SLOW_2", "SLOW_3", "PAUSE_BACKGROUND", "FALLBACK", "REFUSE", "queue_full", "invalid_request",
+                  "too_hot", "low_battery", "over_memory", "model_absent", "engine_error", "shutting_down",
+                  "timeout", "other"}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
