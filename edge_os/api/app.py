@@ -30,6 +30,8 @@ from edge_os.api.relay import (
     unless_disconnected,
     until_disconnect,
 )
+from edge_os.errors import InputError
+from edge_os.runtime.grammar import load_xgrammar
 from edge_os.runtime.request import Finished, FinishReason, Refused, TextDelta
 from edge_os.scheduler.api import SchedulerAPI
 
@@ -129,6 +131,11 @@ class Api:
     async def _complete(self, request: Request, parse) -> Response:
         data = schema.parse_json(await read_body(request, self.config.max_body_bytes))
         api = parse(data, self.model_names(), self.config.default_max_tokens)
+        if api.generation.constraint is not None:  # the import is slow: not on the scheduler's thread
+            try:
+                await asyncio.to_thread(load_xgrammar)
+            except InputError as exc:
+                raise ApiError(501, str(exc), code="unsupported_parameter", param="response_format") from None
         timer = RequestTimer(self.metrics, api.kind, api.model)
         handle = self.scheduler.submit(api.generation)
         events = EventStream(handle, self.config.request_timeout_s, timer.observe)

@@ -14,15 +14,16 @@ from typing import Any
 
 from edge_os.api.errors import ApiError, bad_request
 from edge_os.errors import InputError
-from edge_os.runtime.request import GenerationRequest, SamplingParams
+from edge_os.runtime.request import GenerationRequest, OutputConstraint, SamplingParams
 
 # Fields accepted and ignored: they do not change what is generated.
 _IGNORED = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls"})
 _COMMON = frozenset({
     "model", "max_tokens", "temperature", "top_p", "stop", "seed", "n", "stream", "stream_options",
     "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_k", "repetition_penalty", "ignore_eos",
+    "response_format",
 }) | _IGNORED
-CHAT_FIELDS = _COMMON | {"messages", "max_completion_tokens", "top_logprobs", "response_format"}
+CHAT_FIELDS = _COMMON | {"messages", "max_completion_tokens", "top_logprobs"}
 COMPLETION_FIELDS = _COMMON | {"prompt", "echo", "suffix", "best_of"}
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOPS = 4
@@ -57,9 +58,6 @@ def parse_chat(data: dict[str, Any], models: list[str], default_max_tokens: int)
     parsed = tuple(_message(m, i) for i, m in enumerate(messages))
     if _get(data, "top_logprobs", int) not in (None, 0):
         raise bad_request("top_logprobs is not supported", "top_logprobs", "unsupported_parameter")
-    if data.get("response_format") not in (None, {"type": "text"}):
-        raise bad_request("response_format is not supported by this server yet; only {\"type\": \"text\"}",
-                          "response_format", "unsupported_parameter")
     if "max_completion_tokens" in data and "max_tokens" in data:
         raise bad_request("give max_tokens or max_completion_tokens, not both", "max_completion_tokens")
     max_name = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
@@ -124,6 +122,7 @@ def _request(kind: str, data: dict[str, Any], models: list[str], default_max_tok
             prompt=prompt, messages=messages, raw=prompt is not None, model=model, sampling=sampling,
             max_tokens=max_tokens or default_max_tokens, stop=_stops(data.get("stop")),
             ignore_eos=bool(_get(data, "ignore_eos", bool)),
+            constraint=OutputConstraint.from_response_format(data.get("response_format")),
             request_id=("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex,
         )
     except InputError as exc:

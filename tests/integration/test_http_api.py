@@ -183,3 +183,41 @@ def _is_number(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+SCHEMA = {"type": "object", "properties": {"answer": {"const": "42"}, "ok": {"type": "boolean"}},
+          "required": ["answer", "ok"], "additionalProperties": False}
+
+
+def test_json_schema_response_format_streamed_and_not(client, model_name):
+    jsonschema = pytest.importorskip("jsonschema")
+    pytest.importorskip("xgrammar")
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA, "strict": True}}
+    messages = [{"role": "user", "content": "Answer."}]
+    whole = client.chat.completions.create(model=model_name, messages=messages, response_format=fmt, seed=7,
+                                           max_tokens=64)
+    assert whole.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(whole.choices[0].message.content), SCHEMA)
+    chunks = client.chat.completions.create(model=model_name, messages=messages, response_format=fmt, seed=7,
+                                            max_tokens=64, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    obj = client.completions.create(model=model_name, prompt="{", max_tokens=64, temperature=0,
+                                    extra_body={"response_format": fmt})
+    jsonschema.validate(json.loads(obj.choices[0].text), SCHEMA)
+
+
+@pytest.mark.parametrize("fmt, needle", [
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {
+        "a": {"$ref": "#/definitions/missing"}}}}}, "missing"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": "not a schema"}}, "schema"),
+    ({"type": "yaml"}, "response_format.type"),
+])
+def test_unusable_response_format_is_400_naming_it(client, model_name, fmt, needle):
+    pytest.importorskip("xgrammar")
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=model_name, messages=[{"role": "user", "content": "x"}],
+                                       response_format=fmt, max_tokens=8)
+    assert needle in err.value.message
+    assert client.chat.completions.create(model=model_name, messages=[{"role": "user", "content": "x"}],
+                                          max_tokens=2).choices
