@@ -38,9 +38,9 @@ def test_json_schema_const_is_honoured(real):
     schema = {"type": "object", "properties": {"answer": {"const": "42"}}, "required": ["answer"],
               "additionalProperties": False}
     for stream in (False, True):
-        kwargs = dict(model=model, messages=[{"role": "user", "content": "What is six times seven?"}],
-                      max_tokens=32, temperature=0,
-                      response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}})
+        kwargs = {"model": model, "messages": [{"role": "user", "content": "What is six times seven?"}],
+                  "max_tokens": 32, "temperature": 0,
+                  "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}}
         if stream:
             text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
                 stream=True, **kwargs) if c.choices)
