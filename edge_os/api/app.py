@@ -30,6 +30,7 @@ from edge_os.api.relay import (
     unless_disconnected,
     until_disconnect,
 )
+from edge_os.api.tools import ToolUse
 from edge_os.errors import InputError
 from edge_os.runtime.grammar import load_xgrammar
 from edge_os.runtime.request import Finished, FinishReason, Refused, TextDelta
@@ -148,7 +149,7 @@ class Api:
                 created = int(time.time())
                 writer = shapes.ChunkWriter(api.kind, api.generation.request_id, created, api.model, api.include_usage)
                 streaming = True
-                return StreamResponse(events, first, writer, timer)
+                return StreamResponse(events, first, writer, timer, api.tools)
             return await unless_disconnected(request.receive, self._collect(api, events, first))
         except ClientGone:
             log.info("client of %s went away; cancelled", api.generation.request_id)
@@ -166,8 +167,12 @@ class Api:
         if event.finish_reason not in _FINISH:
             raise ApiError(503, f"the request ended early ({event.finish_reason.value}); the service may be stopping",
                            code=event.finish_reason.value)
-        body = shapes.completion(api.kind, api.generation.request_id, int(time.time()), api.model, event.text,
-                                 _FINISH[event.finish_reason], event.usage)
+        text, calls, finish = event.text, None, _FINISH[event.finish_reason]
+        if api.tools is not None:
+            text, calls = api.tools.split(event.text)
+            finish = "tool_calls" if calls else finish
+        body = shapes.completion(api.kind, api.generation.request_id, int(time.time()), api.model, text, finish,
+                                 event.usage, calls)
         return JSONResponse(body)
 
 
@@ -176,7 +181,8 @@ class StreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: EventStream, first, writer: shapes.ChunkWriter, timer: RequestTimer) -> None:
+    def __init__(self, events: EventStream, first, writer: shapes.ChunkWriter, timer: RequestTimer,
+                 tools: ToolUse | None = None) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
@@ -185,6 +191,7 @@ class StreamResponse(Response):
         self.first = first
         self.writer = writer
         self.timer = timer
+        self.tools = tools  # with tools, text is held until the end, where calls are told from text
         self.sent = 0
 
     async def __call__(self, scope, receive, send) -> None:
@@ -209,12 +216,16 @@ class StreamResponse(Response):
         if opening:
             await send({"type": "http.response.body", "body": opening, "more_body": True})
         while True:
-            if isinstance(event, TextDelta) and event.text:
+            if isinstance(event, TextDelta) and event.text and self.tools is None:
                 chunk = w.text(event.text)
             elif isinstance(event, Finished):
                 reason = _FINISH.get(event.finish_reason)
                 if reason is None:  # cancelled by the service (stopping): end without [DONE]
                     chunk = shapes.event(ApiError(503, "the service stopped the request", code="shutting_down").body())
+                elif self.tools is not None:
+                    text, calls = self.tools.split(event.text)
+                    chunk = (w.text(text) if text else b"") + (w.tool_calls(calls) if calls else b"")
+                    chunk += w.finish("tool_calls" if calls else reason, event.usage)
                 else:
                     chunk = w.finish(reason, event.usage)
             elif isinstance(event, Refused):  # the engine failed mid-stream

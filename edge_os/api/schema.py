@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edge_os.api.errors import ApiError, bad_request
+from edge_os.api.tools import CLOSE, OPEN, ToolUse, parse_tools
 from edge_os.errors import InputError
 from edge_os.runtime.request import GenerationRequest, OutputConstraint, SamplingParams
 
@@ -23,9 +24,9 @@ _COMMON = frozenset({
     "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_k", "repetition_penalty", "ignore_eos",
     "response_format",
 }) | _IGNORED
-CHAT_FIELDS = _COMMON | {"messages", "max_completion_tokens", "top_logprobs"}
+CHAT_FIELDS = _COMMON | {"messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice"}
 COMPLETION_FIELDS = _COMMON | {"prompt", "echo", "suffix", "best_of"}
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 MAX_STOPS = 4
 
 
@@ -38,6 +39,7 @@ class ApiRequest:
     model: str
     stream: bool
     include_usage: bool
+    tools: ToolUse | None = None
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -56,12 +58,20 @@ def parse_chat(data: dict[str, Any], models: list[str], default_max_tokens: int)
     if not messages:
         raise bad_request('"messages" must hold at least one message', "messages")
     parsed = tuple(_message(m, i) for i, m in enumerate(messages))
+    tools = parse_tools(data)
+    if tools is not None:
+        if data.get("response_format") not in (None, {"type": "text"}):
+            raise bad_request("give tools or a response_format, not both", "response_format")
+        parsed = _with_tools(tools.system_message(), parsed)
     if _get(data, "top_logprobs", int) not in (None, 0):
         raise bad_request("top_logprobs is not supported", "top_logprobs", "unsupported_parameter")
     if "max_completion_tokens" in data and "max_tokens" in data:
         raise bad_request("give max_tokens or max_completion_tokens, not both", "max_completion_tokens")
     max_name = "max_completion_tokens" if "max_completion_tokens" in data else "max_tokens"
-    return _request("chat", data, models, default_max_tokens, max_name, messages=parsed)
+    api = _request("chat", data, models, default_max_tokens, max_name, messages=parsed)
+    if tools is None:
+        return api
+    return replace(api, tools=tools, generation=replace(api.generation, constraint=tools.constraint()))
 
 
 def parse_completion(data: dict[str, Any], models: list[str], default_max_tokens: int) -> ApiRequest:
@@ -130,6 +140,13 @@ def _request(kind: str, data: dict[str, Any], models: list[str], default_max_tok
     return ApiRequest(kind, generation, model, stream, include_usage)
 
 
+def _with_tools(tools_message: dict, messages: tuple[dict, ...]) -> tuple[dict, ...]:
+    if messages and messages[0]["role"] == "system":
+        merged = {"role": "system", "content": tools_message["content"] + "\n\n" + messages[0]["content"]}
+        return (merged, *messages[1:])
+    return (tools_message, *messages)
+
+
 def _message(m: Any, i: int) -> dict:
     where = f"messages[{i}]"
     if not isinstance(m, dict):
@@ -138,6 +155,8 @@ def _message(m: Any, i: int) -> dict:
     if role not in _ROLES:
         raise bad_request(f"{where}.role must be one of {sorted(_ROLES)} (got {role!r})", "messages")
     content = m.get("content")
+    if role == "assistant" and m.get("tool_calls"):
+        return {"role": "assistant", "content": (content or "") + _calls_text(m["tool_calls"], where)}
     if isinstance(content, list):
         texts = []
         for part in content:
@@ -148,6 +167,22 @@ def _message(m: Any, i: int) -> dict:
     if not isinstance(content, str):
         raise bad_request(f"{where}.content must be a string or a list of text parts", "messages", "invalid_type")
     return {"role": _ROLES[role], "content": content}
+
+
+def _calls_text(calls: Any, where: str) -> str:
+    """An assistant's earlier tool calls, written back in the form the model was asked to use."""
+    out = []
+    for call in calls if isinstance(calls, list) else [None]:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(fn.get("arguments"), str):
+            raise bad_request(f"{where}.tool_calls must be a list of {{\"function\": {{\"name\", \"arguments\"}}}}",
+                              "messages", "invalid_type")
+        try:
+            arguments = json.loads(fn["arguments"])
+        except json.JSONDecodeError:
+            raise bad_request(f"{where}.tool_calls: arguments must be a JSON text", "messages") from None
+        out.append(f'{OPEN}{json.dumps({"name": fn["name"], "arguments": arguments})}{CLOSE}')
+    return "".join(out)
 
 
 def _stops(value: Any) -> tuple[str, ...]:

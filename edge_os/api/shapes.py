@@ -13,11 +13,14 @@ def usage(u: Usage) -> dict[str, int]:
             "total_tokens": u.prompt_tokens + u.completion_tokens}
 
 
-def completion(kind: str, rid: str, created: int, model: str, text: str, finish: str, u: Usage) -> dict[str, Any]:
+def completion(kind: str, rid: str, created: int, model: str, text: str | None, finish: str, u: Usage,
+               tool_calls: list[dict] | None = None) -> dict[str, Any]:
     """The whole answer of a non-streamed request."""
     if kind == "chat":
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                  "finish_reason": finish}
+        message = {"role": "assistant", "content": text}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         obj = "chat.completion"
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
@@ -41,6 +44,10 @@ class ChunkWriter:
 
     def text(self, text: str) -> bytes:
         return self._choice({"delta": {"content": text}} if self.kind == "chat" else {"text": text})
+
+    def tool_calls(self, calls: list[dict]) -> bytes:
+        """All calls in one chunk (the client accumulates per ``index``)."""
+        return self._choice({"delta": {"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]}})
 
     def finish(self, finish_reason: str, u: Usage) -> bytes:
         body = {"delta": {}} if self.kind == "chat" else {"text": ""}

@@ -112,6 +112,8 @@ def _compile_cached(compiler, constraint: OutputConstraint):
 
     schema = constraint.schema if constraint.kind == "json_schema" else '{"type": "object"}'
     try:
+        if constraint.kind == "structural_tag":
+            return compiler.compile_structural_tag(constraint.schema)
         text = str(xgrammar.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=True))
         return compiler.compile_grammar(xgrammar.Grammar.from_ebnf(text.replace(_LOOSE_CHAR, _JSON_CHAR)))
     except (RuntimeError, ValueError, TypeError) as exc:

@@ -44,17 +44,19 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class OutputConstraint:
-    """Output that must parse as JSON: ``kind`` ``json_object`` (any object) or ``json_schema``
-    (``schema``, a JSON Schema as text). Applied as a token mask in the sampler."""
+    """Output that must follow a grammar: ``kind`` ``json_object`` (any object), ``json_schema``
+    (``schema``, a JSON Schema as text) or ``structural_tag`` (``schema``: an xgrammar structural
+    tag as text: free text with constrained sections, e.g. tool calls). Applied as a token mask
+    in the sampler."""
 
     kind: str
     schema: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("json_object", "json_schema"):
+        if self.kind not in ("json_object", "json_schema", "structural_tag"):
             raise InputError(f"unknown output constraint {self.kind!r}; use json_object or json_schema")
-        if (self.kind == "json_schema") != (self.schema is not None):
-            raise InputError("a json_schema constraint needs a schema (and json_object takes none)")
+        if (self.kind != "json_object") != (self.schema is not None):
+            raise InputError(f"a {self.kind} constraint needs a schema (and json_object takes none)")
 
     @classmethod
     def from_response_format(cls, value) -> OutputConstraint | None:

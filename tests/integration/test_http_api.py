@@ -16,15 +16,21 @@ from tests.integration.http_service import HttpService
 
 
 @pytest.fixture(scope="module")
-def service(tiny_package, tmp_path_factory):
-    svc = HttpService(tmp_path_factory.mktemp("http"), [tiny_package])
+def package(tiny_package_factory):
+    """The tiny model with room for tool descriptions (its tokenizer spends a token per byte)."""
+    return tiny_package_factory("q4f32", max_position_embeddings=2048)
+
+
+@pytest.fixture(scope="module")
+def service(package, tmp_path_factory):
+    svc = HttpService(tmp_path_factory.mktemp("http"), [package], context=1024)
     yield svc
     assert svc.stop() == 0
 
 
 @pytest.fixture(scope="module")
-def model_name(tiny_package):
-    return json.loads((tiny_package / "manifest.json").read_text())["name"]
+def model_name(package):
+    return json.loads((package / "manifest.json").read_text())["name"]
 
 
 @pytest.fixture
@@ -91,7 +97,7 @@ def test_models_health_ready_tokenize(service, client, model_name):
     models = client.models.list().data
     assert [m.id for m in models] == [model_name]
     card = httpx.get(service.url + "/v1/models").json()["data"][0]
-    assert card["context_length"] == 256 and card["quantization"] and card["memory"]["weight_bytes"] > 0
+    assert card["context_length"] == 1024 and card["quantization"] and card["memory"]["weight_bytes"] > 0
     assert httpx.get(service.url + "/health").json() == {"status": "ok"}
     assert httpx.get(service.url + "/ready").status_code == 200
     ids = httpx.post(service.url + "/tokenize", json={"model": model_name, "prompt": "héllo"}).json()["tokens"]
@@ -140,8 +146,8 @@ def test_huge_body_and_long_prompt_then_still_serving(service, client, model_nam
     big = b'{"model": "x", "prompt": "' + b"a" * (10 << 20) + b'"}'
     r = httpx.post(service.url + "/v1/completions", content=big, timeout=60)
     assert r.status_code == 413 and error_of(r)["code"] == "body_too_large"
-    with pytest.raises(openai.BadRequestError) as err:  # the context is 256 tokens, one token per byte
-        client.completions.create(model=model_name, prompt="b" * 400, max_tokens=4)
+    with pytest.raises(openai.BadRequestError) as err:  # the context is 1024 tokens, one token per byte
+        client.completions.create(model=model_name, prompt="b" * 1100, max_tokens=4)
     assert err.value.code == "context_length_exceeded"
     assert client.completions.create(model=model_name, prompt="ok", max_tokens=2).choices[0].text is not None
 
@@ -221,3 +227,72 @@ def test_unusable_response_format_is_400_naming_it(client, model_name, fmt, need
     assert needle in err.value.message
     assert client.chat.completions.create(model=model_name, messages=[{"role": "user", "content": "x"}],
                                           max_tokens=2).choices
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"enum": ["Oslo", "Lima"]}, "days": {"type": "integer", "minimum": 1,
+                                                                                  "maximum": 7}},
+    "required": ["city", "days"]}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
+    "type": "object", "properties": {"zone": {"type": "string", "maxLength": 6}}, "required": ["zone"]}}}
+ASK = [{"role": "user", "content": "Weather in Oslo?"}]
+
+
+def _check_call(call, tools):
+    import jsonschema
+
+    spec = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+    assert call.type == "function" and call.id.startswith("call_")
+    jsonschema.validate(json.loads(call.function.arguments), spec[call.function.name])
+
+
+def test_forced_tool_calls_streamed_and_not(client, model_name):
+    pytest.importorskip("xgrammar")
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    whole = client.chat.completions.create(model=model_name, messages=ASK, tools=[WEATHER, TIME], tool_choice=named,
+                                           max_tokens=200, temperature=0)
+    choice = whole.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.function.name == "get_weather"
+    _check_call(call, [WEATHER])
+    chunks = list(client.chat.completions.create(model=model_name, messages=ASK, tools=[WEATHER, TIME],
+                                                 tool_choice=named, max_tokens=200, temperature=0, stream=True))
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert [d.function.name for d in deltas] == ["get_weather"]
+    assert deltas[0].function.arguments == call.function.arguments and deltas[0].index == 0
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    for seed in range(3):
+        out = client.chat.completions.create(model=model_name, messages=ASK, tools=[WEATHER, TIME],
+                                             tool_choice="required", max_tokens=200, seed=seed)
+        _check_call(out.choices[0].message.tool_calls[0], [WEATHER, TIME])
+
+
+def test_auto_and_none_and_tool_results(client, model_name):
+    pytest.importorskip("xgrammar")
+    out = client.chat.completions.create(model=model_name, messages=ASK, tools=[WEATHER], tool_choice="none",
+                                         max_tokens=8, temperature=0)
+    assert out.choices[0].message.tool_calls is None and out.choices[0].message.content is not None
+    for seed in range(3):  # random weights rarely call; whatever they call must be valid
+        out = client.chat.completions.create(model=model_name, messages=ASK, tools=[WEATHER], max_tokens=48,
+                                             seed=seed)
+        for call in out.choices[0].message.tool_calls or []:
+            _check_call(call, [WEATHER])
+    history = ASK + [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"city": "Oslo", "days": 1}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "4 C and rain"},
+    ]
+    assert client.chat.completions.create(model=model_name, messages=history, tools=[WEATHER], max_tokens=8).choices
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "none"}}]}, "tools"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+    ({"tool_choice": "required"}, "tool_choice"),
+])
+def test_bad_tools_are_400(service, model_name, extra, param):
+    body = {"model": model_name, "messages": ASK, **extra}
+    r = httpx.post(service.url + "/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 400 and error_of(r)["param"] == param
