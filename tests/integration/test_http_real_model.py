@@ -55,3 +55,26 @@ def test_json_schema_const_is_honoured(real):
         response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": person}})
     value = json.loads(out.choices[0].message.content)
     assert isinstance(value["name"], str) and 0 <= value["age"] <= 130
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}},
+                   "required": ["city"]}}}
+
+
+def test_forced_and_automatic_tool_calls(real):
+    pytest.importorskip("xgrammar")
+    client, model = real
+    ask = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+    forced = client.chat.completions.create(model=model, messages=ask, tools=[WEATHER], tool_choice="required",
+                                            max_tokens=64, temperature=0)
+    [call] = forced.choices[0].message.tool_calls
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+    auto = client.chat.completions.create(model=model, messages=ask, tools=[WEATHER], max_tokens=64, temperature=0)
+    choice = auto.choices[0]
+    for call in choice.message.tool_calls or []:  # a call, if the model makes one, is always valid
+        assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
+    assert choice.message.tool_calls or choice.message.content
+    print("auto:", choice.finish_reason, choice.message.content, choice.message.tool_calls)
