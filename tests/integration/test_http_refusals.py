@@ -114,3 +114,22 @@ def test_too_hot_and_low_battery_are_503_with_the_reason(tmp_path, tiny_package)
         assert httpx.get(svc.url + "/health").status_code == 200  # liveness is not readiness
     finally:
         assert svc.stop() == 0
+
+
+def test_a_queued_request_whose_client_left_never_starts(tmp_path, slow_package):
+    # The first request holds the whole KV pool, so the second waits in the scheduler's queue.
+    svc = HttpService(tmp_path, [slow_package], context=2048)
+    model = name_of(slow_package)
+    try:
+        with httpx.stream("POST", svc.url + "/v1/completions", json=long_request(model), timeout=60) as r:
+            lines = r.iter_lines()
+            first_chunk(lines)
+            queued = {**long_request(model), "stream": False}
+            with pytest.raises(httpx.ReadTimeout):  # the client gives up while the request waits
+                httpx.post(svc.url + "/v1/completions", json=queued, timeout=httpx.Timeout(60, read=1.5))
+            svc.wait_log(r"client of cmpl-\w+ went away; cancelled")
+            status = wait_until(lambda: (s := svc.status())["queue"]["waiting"] == 0 and s, 10, "dequeued")
+            assert status["running"] == 1  # only the first request ever ran
+            assert first_chunk(lines)
+    finally:
+        assert svc.stop() == 0
