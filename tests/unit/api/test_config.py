@@ -59,3 +59,22 @@ def test_serve_http_errors_are_one_line(argv, message, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("edge-os: error:") and message in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_a_port_in_use_is_a_one_line_error(tmp_path):
+    import socket
+
+    from edge_os.scheduler.simulated_sysfs import SimulatedDevice
+
+    device = SimulatedDevice(tmp_path / "dev")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "edge_os.cli.main", "serve", "--http", str(port),
+                               "--socket", str(tmp_path / "s"), "--thermal-root", str(device.thermal_dir),
+                               "--power-root", str(device.power_dir), "--meminfo", str(device.meminfo_path)],
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edge-os: error:")]
+    assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0]
