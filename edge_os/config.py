@@ -35,6 +35,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_MQTT_PASSWORD", "unset",
            "MQTT password (kept off the command line; the user name is --mqtt-username)"),
     EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token the cloud worker sends to its OpenAI-compatible server"),
+    EnvVar("EDGE_OS_API_KEYS", "unset", "comma-separated API keys `serve --http` accepts as bearer tokens"),
 )
 
 
@@ -53,6 +54,7 @@ class Settings:
     mqtt_answer_retention: str  # parsed by edge_os.mqtt.config
     mqtt_password: str | None
     openai_api_key: str | None
+    api_keys: str | None
 
 
 def settings() -> Settings:
@@ -74,6 +76,7 @@ def settings() -> Settings:
         mqtt_answer_retention=env.get("EDGE_OS_MQTT_ANSWER_RETENTION", "3600"),
         mqtt_password=env.get("EDGE_OS_MQTT_PASSWORD") or None,
         openai_api_key=env.get("EDGE_OS_OPENAI_API_KEY") or None,
+        api_keys=env.get("EDGE_OS_API_KEYS") or None,
     )
 
 

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 from edge_os.cli.common import positive_int
 from edge_os.cli.mqtt_options import add_bridge_options
+from edge_os.errors import InputError
 
 if TYPE_CHECKING:
+    from edge_os.api.config import HttpConfig
     from edge_os.scheduler.service import ServeOptions
 
 
@@ -39,15 +41,19 @@ def register(subparsers) -> None:
     p.add_argument("--context", type=positive_int, metavar="TOKENS", help="context window each model is served with")
     p.add_argument("--socket", type=Path, help="Unix socket for `edge-os ps` (default: EDGE_OS_SOCKET)")
     add_bridge_options(p)
+    http = p.add_argument_group("HTTP API")
+    http.add_argument("--http", metavar="ADDR",
+                      help="serve the OpenAI-compatible API on HOST:PORT (a bare PORT or :PORT means 127.0.0.1)")
+    http.add_argument("--api-key-file", type=Path, metavar="FILE",
+                      help="API keys, one a line, accepted as bearer tokens (also EDGE_OS_API_KEYS)")
     p.set_defaults(func=run)
 
 
-def options_from_args(args: argparse.Namespace) -> ServeOptions:
+def options_from_args(args: argparse.Namespace, models: tuple[Path, ...]) -> ServeOptions:
     from edge_os.scheduler.service import ServeOptions
-    from edge_os.store.resolve import resolve_model
 
     return ServeOptions(
-        models=tuple(resolve_model(m) for m in args.models),
+        models=models,
         target=args.target,
         memory_budget=args.memory_budget,
         keep_alive=args.keep_alive,
@@ -62,14 +68,36 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
     )
 
 
+def http_config_from_args(args: argparse.Namespace, models: tuple[Path, ...]) -> HttpConfig:
+    from edge_os.api.config import HttpConfig, parse_address, read_api_keys
+    from edge_os.config import settings
+
+    host, port = parse_address(args.http)
+    keys = read_api_keys(args.api_key_file, settings().api_keys)
+    return HttpConfig(host=host, port=port, packages=models, api_keys=keys)
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_os.cli.mqtt_options import bridge_config_from_args
     from edge_os.scheduler.service import serve
+    from edge_os.store.resolve import resolve_model
+
+    models = tuple(resolve_model(m) for m in args.models)
+    if args.http and not models:  # the HTTP API describes the packages it serves: resolve the default here
+        from edge_os import default_model
+
+        models = (default_model.default_package(separate_process=True),)
 
     doors = []
     if args.mqtt:
         from edge_os.mqtt.front_door import MqttFrontDoor
 
         doors.append(MqttFrontDoor(bridge_config_from_args(args)))
-    serve(options_from_args(args), front_doors=doors)
+    if args.http:
+        from edge_os.api.front_door import HttpFrontDoor
+
+        doors.append(HttpFrontDoor(http_config_from_args(args, models)))
+    elif args.api_key_file:
+        raise InputError("--api-key-file needs --http ADDR")
+    serve(options_from_args(args, models), front_doors=doors)
     return 0

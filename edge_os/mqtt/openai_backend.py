@@ -56,6 +56,10 @@ class OpenAIBackend:
         }
         if request.stop:
             body["stop"] = list(request.stop)
+        if request.constraint is not None:
+            c = request.constraint
+            body["response_format"] = {"type": "json_object"} if c.schema is None else {
+                "type": "json_schema", "json_schema": {"name": "response", "schema": json.loads(c.schema)}}
         return body
 
     def _complete(self, request: GenerationRequest, cancelled_flag: threading.Event) -> Iterator[Event]:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_os.errors import InputError
-from edge_os.runtime.request import GenerationRequest, Priority, SamplingParams
+from edge_os.runtime.request import GenerationRequest, OutputConstraint, Priority, SamplingParams
 
 REQUEST_FIELDS = frozenset(
-    {"prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "stream", "priority", "fallback"}
+    {"prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "stream", "priority", "fallback",
+     "response_format"}
 )
 _PRIORITIES = {"interactive": Priority.INTERACTIVE, "background": Priority.BACKGROUND}
 
@@ -86,6 +87,8 @@ def parse_request(
     fields["priority"] = priority
     if "fallback" in data:
         fields["fallback"] = _optional(data, "fallback", dict)
+    if data.get("response_format") is not None:
+        fields["response_format"] = data["response_format"]
 
     try:
         defaults = SamplingParams()
@@ -102,6 +105,7 @@ def parse_request(
             priority=_PRIORITIES[priority],
             deadline=deadline,
             request_id=request_id,
+            constraint=OutputConstraint.from_response_format(fields.get("response_format")),
         )
     except InputError as exc:
         raise RequestRejected("invalid_request", str(exc)) from None

@@ -24,6 +24,7 @@ from edge_os.errors import InputError, PackageError
 from edge_os.package.manifest import Manifest
 from edge_os.package.reader import open_package, read_params, verified_bytes, verified_library
 from edge_os.runtime.chat_template import ChatTemplate
+from edge_os.runtime.grammar import Grammars, TokenMask
 from edge_os.runtime.heap import release_free_heap
 from edge_os.runtime.kv_pool import cache_tokens, serving_context
 from edge_os.runtime.request import (
@@ -34,6 +35,7 @@ from edge_os.runtime.request import (
     TextDelta,
     Timings,
     Usage,
+    request_options,
 )
 from edge_os.runtime.runner import CacheShape, ModelRunner, package_device
 from edge_os.runtime.sampler import Sampler
@@ -54,6 +56,7 @@ class Sequence:
     cached_ids: list[int] = field(default_factory=list)  # tokens whose K/V are in the cache
     generated: list[int] = field(default_factory=list)
     pending: int | None = None  # sampled, not yet fed to the model
+    mask: TokenMask | None = None  # the output grammar's state, for constrained requests
     finished: bool = False
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float = 0.0
@@ -87,6 +90,8 @@ class Engine:
                           key=len, reverse=True)
         self._special_re = re.compile("|".join(map(re.escape, specials))) if specials else None
         self._ids = itertools.count()
+        vocab_size = int(manifest.config.get("vocab_size") or tokenizer.get_vocab_size(with_added_tokens=True))
+        self.grammars = Grammars(tokenizer, vocab_size, sorted(self.stop_ids))
 
     def _token_text(self, token_id: int | None) -> str:
         return "" if token_id is None else self.tokenizer.id_to_token(token_id) or ""
@@ -168,11 +173,13 @@ class Engine:
             )
         sampler = Sampler(request.sampling)
         stream = TextStream(self.tokenizer, request.stop)
+        mask = self.grammars.mask(request.constraint) if request.constraint is not None else None
         if reuse is not None:
             common = _common_prefix(reuse.cached_ids, prompt_ids[:-1])
             self.runner.truncate(reuse.seq_id, len(reuse.cached_ids) - common)
-            return Sequence(reuse.seq_id, request, prompt_ids, sampler, stream, cached_ids=reuse.cached_ids[:common])
-        seq = Sequence(next(self._ids), request, prompt_ids, sampler, stream)
+            return Sequence(reuse.seq_id, request, prompt_ids, sampler, stream, cached_ids=reuse.cached_ids[:common],
+                            mask=mask)
+        seq = Sequence(next(self._ids), request, prompt_ids, sampler, stream, mask=mask)
         self.runner.add_sequence(seq.seq_id)
         return seq
 
@@ -212,15 +219,20 @@ class Engine:
     def _accept(self, seq: Sequence, logits: np.ndarray, out: list[Event]) -> None:
         """Sample the next token and decide whether the sequence goes on."""
         seen = np.asarray(seq.prompt_ids + seq.generated, dtype=np.int64)
-        token = seq.sampler.sample(logits, seen)
-        if token in self.stop_ids and not seq.request.ignore_eos:
+        allowed = seq.mask.allowed() if seq.mask is not None else None
+        token = seq.sampler.sample(logits, seen, allowed)
+        if seq.mask is not None and not seq.mask.accept(token):
+            log.warning("request %s: the output grammar refused token %d; ending it", seq.request.request_id, token)
+            self._finish(seq, FinishReason.STOP, out)
+            return
+        if token in self.stop_ids and (not seq.request.ignore_eos or seq.mask is not None):
             self._finish(seq, FinishReason.STOP, out)
             return
         seq.generated.append(token)
         seq.pending = token
         text = seq.stream.push(token)
         out.append(TextDelta(text, (token,)))
-        if seq.stream.stopped:
+        if seq.stream.stopped or (seq.mask is not None and seq.mask.terminated):
             self._finish(seq, FinishReason.STOP, out)
         elif len(seq.generated) >= seq.request.max_tokens or len(seq.cached_ids) + 1 >= self.context_length:
             self._finish(seq, FinishReason.LENGTH, out)
@@ -261,8 +273,23 @@ class Engine:
         finally:
             self.release(seq)
 
-    def chat(self) -> ChatSession:
-        return ChatSession(self)
+    def complete(self, prompt: str, **options) -> str:
+        """The answer to ``prompt``, rendered as one user message with the model's chat template
+        (``raw=True``: continued as plain text). ``options``: ``max_tokens``, ``temperature``,
+        ``top_k``, ``top_p``, ``repetition_penalty``, ``seed``, ``stop``, ``ignore_eos``,
+        ``response_format`` (OpenAI's form: ``{"type": "json_schema", "json_schema": {"schema": ...}}``)."""
+        return self._answer(GenerationRequest(prompt=prompt, **request_options(options)))
+
+    def chat(self, messages: list[dict] | None = None, **options) -> str | ChatSession:
+        """The assistant's answer to ``messages`` (``[{"role": ..., "content": ...}, ...]``), with the
+        options of ``complete``. Without messages: a ``ChatSession`` that keeps its KV cache between turns."""
+        if messages is None:
+            return ChatSession(self)
+        return self._answer(GenerationRequest(messages=tuple(messages), **request_options(options)))
+
+    def _answer(self, request: GenerationRequest) -> str:
+        *_, finished = self.generate(request)  # the last event is the Finished one, with the whole text
+        return finished.text
 
     def close(self) -> None:
         self.runner = None

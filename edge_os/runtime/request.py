@@ -7,6 +7,7 @@ HTTP, agent): a ``GenerationRequest`` goes in, an iterator of ``Event`` comes ou
 from __future__ import annotations
 
 import enum
+import json
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -43,6 +44,42 @@ class SamplingParams:
         return self.temperature == 0
 
 
+@dataclass(frozen=True)
+class OutputConstraint:
+    """Output that must follow a grammar: ``kind`` ``json_object`` (any object), ``json_schema``
+    (``schema``, a JSON Schema as text) or ``structural_tag`` (``schema``: an xgrammar structural
+    tag as text: free text with constrained sections, e.g. tool calls). Applied as a token mask
+    in the sampler."""
+
+    kind: str
+    schema: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("json_object", "json_schema", "structural_tag"):
+            raise InputError(f"unknown output constraint {self.kind!r}; use json_object or json_schema")
+        if (self.kind != "json_object") != (self.schema is not None):
+            raise InputError(f"a {self.kind} constraint needs a schema (and json_object takes none)")
+
+    @classmethod
+    def from_response_format(cls, value) -> OutputConstraint | None:
+        """OpenAI's ``response_format``: ``{"type": "text"}``, ``{"type": "json_object"}`` or
+        ``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}``."""
+        if value is None:
+            return None
+        kind = value.get("type") if isinstance(value, dict) else None
+        if kind == "text":
+            return None
+        if kind == "json_object":
+            return cls("json_object")
+        if kind != "json_schema":
+            raise InputError('response_format.type must be "text", "json_object" or "json_schema"')
+        spec = value.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise InputError("response_format.json_schema.schema must be a JSON Schema object")
+        return cls("json_schema", json.dumps(schema))
+
+
 class Priority(enum.IntEnum):
     """Lower value is served first."""
 
@@ -70,6 +107,7 @@ class GenerationRequest:
     priority: Priority = Priority.INTERACTIVE
     deadline: float | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    constraint: OutputConstraint | None = None
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -82,6 +120,32 @@ class GenerationRequest:
                     m.get("content"), str
                 ):
                     raise InputError('each chat message must be {"role": str, "content": str}')
+
+
+_SAMPLING_OPTIONS = ("temperature", "top_k", "top_p", "repetition_penalty", "seed")
+_REQUEST_OPTIONS = ("max_tokens", "stop", "ignore_eos", "model", "priority", "raw")
+
+
+def request_options(options: dict) -> dict:
+    """Keyword options of ``Engine.complete``/``Engine.chat`` as ``GenerationRequest`` fields:
+    sampling (``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``seed``), ``max_tokens``,
+    ``stop`` (a string or several), ``ignore_eos``, ``raw`` and ``response_format`` (OpenAI's form)."""
+    unknown = sorted(set(options) - set(_SAMPLING_OPTIONS) - set(_REQUEST_OPTIONS) - {"response_format"})
+    if unknown:
+        allowed = sorted((*_SAMPLING_OPTIONS, *_REQUEST_OPTIONS, "response_format"))
+        raise InputError(f"unknown option(s) {unknown}; allowed: {allowed}")
+    fields = {k: options[k] for k in _REQUEST_OPTIONS if k in options}
+    if isinstance(fields.get("stop"), str):
+        fields["stop"] = (fields["stop"],)
+    elif "stop" in fields:
+        fields["stop"] = tuple(fields["stop"])
+    sampling = {k: options[k] for k in _SAMPLING_OPTIONS if k in options}
+    if sampling:
+        fields["sampling"] = SamplingParams(**sampling)
+    constraint = OutputConstraint.from_response_format(options.get("response_format"))
+    if constraint is not None:
+        fields["constraint"] = constraint
+    return fields
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,11 @@ class Sampler:
         logits[ids] = np.where(vals > 0, vals / penalty, vals * penalty)
         return logits
 
-    def sample(self, logits: np.ndarray, seen: np.ndarray) -> int:
+    def sample(self, logits: np.ndarray, seen: np.ndarray, allowed: np.ndarray | None = None) -> int:
+        """The next token; ``allowed`` (booleans over the vocabulary) masks out the rest."""
         logits = self.apply_penalty(np.asarray(logits, dtype=np.float32), seen)
+        if allowed is not None:
+            logits = np.where(allowed, logits, -np.inf).astype(np.float32)
         p = self.params
         if p.greedy:
             return int(np.argmax(logits))

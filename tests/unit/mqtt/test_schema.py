@@ -118,3 +118,20 @@ def test_answers_round_trip():
     for bad in (b"[]", b'{"type": "final"}', b"nope", b'{"type": "other"}'):
         with pytest.raises(InputError):
             schema.parse_answer(bad)
+
+
+def test_response_format_becomes_an_output_constraint_and_travels_to_the_cloud():
+    from edge_os.mqtt.openai_backend import OpenAIBackend
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": "integer"}}}
+    req = parse({"prompt": "hi", "response_format": fmt})
+    assert req.generation.constraint.kind == "json_schema"
+    assert json.loads(req.generation.constraint.schema) == {"type": "integer"}
+    assert req.fields["response_format"] == fmt  # forwarded as given
+    body = OpenAIBackend("http://127.0.0.1:9/v1").body(req.generation)
+    assert body["response_format"]["json_schema"]["schema"] == {"type": "integer"}
+    request = parse({"prompt": "hi", "response_format": {"type": "json_object"}})
+    assert request.generation.constraint.kind == "json_object"
+    with pytest.raises(RequestRejected) as err:
+        parse({"prompt": "hi", "response_format": {"type": "xml"}})
+    assert err.value.code == "invalid_request"

@@ -1,0 +1,288 @@
+"""The starlette application: routes, body limits, error objects, streaming.
+
+Every completion goes through the scheduler (``SchedulerAPI.submit``): budgets, priorities,
+the governor and refusals apply exactly as for MQTT requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from edge_os.api import schema, shapes
+from edge_os.api.auth import KeyCheck
+from edge_os.api.config import HttpConfig
+from edge_os.api.errors import ApiError, bad_request
+from edge_os.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from edge_os.api.metrics import Metrics, RequestTimer
+from edge_os.api.models import ModelCards
+from edge_os.api.relay import (
+    ClientGone,
+    EventStream,
+    refusal_error,
+    unless_disconnected,
+    until_disconnect,
+)
+from edge_os.api.tools import ToolUse
+from edge_os.errors import InputError
+from edge_os.runtime.grammar import load_xgrammar
+from edge_os.runtime.request import Finished, FinishReason, Refused, TextDelta
+from edge_os.scheduler.api import SchedulerAPI
+
+log = logging.getLogger(__name__)
+
+_FINISH = {FinishReason.STOP: "stop", FinishReason.LENGTH: "length"}
+_NOT_READY_LEVELS = {"FALLBACK", "REFUSE"}
+
+
+def error_response(err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+
+class Api:
+    """The handlers, bound to one scheduler and config."""
+
+    def __init__(self, scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards) -> None:
+        self.scheduler = scheduler
+        self.config = config
+        self.cards = cards
+        self.started = int(time.time())
+        self.metrics = Metrics(scheduler)
+
+    def model_names(self) -> list[str]:
+        return [row["name"] for row in self.scheduler.status()["models"]]
+
+    # ---- plain endpoints ------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        status = self.scheduler.status()
+        models = status["models"]
+        level = status["governor"]["level"]
+        if not models:
+            return error_response(ApiError(503, "no model is configured; start serve with --models", code="no_model"))
+        waiting = [m["name"] for m in models if m["pinned"] and not m["loaded"]]
+        if waiting:
+            return error_response(ApiError(503, f"still loading {', '.join(waiting)}", code="loading"))
+        if level in _NOT_READY_LEVELS or status["governor"]["refuse_new"]:
+            reason = status["governor"]["reason"] or status["governor"]["power"]
+            return error_response(ApiError(503, f"not taking new work: {reason}", code="throttled",
+                                           headers={"Retry-After": "30"}))
+        return JSONResponse({"status": "ready", "models": [m["name"] for m in models]})
+
+    async def metrics_text(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    async def list_models(self, request: Request) -> Response:
+        rows = self.scheduler.status()["models"]
+        data = []
+        for row in rows:
+            card = self.cards.cards.get(row["name"])
+            if card is None:
+                data.append({"id": row["name"], "object": "model", "created": self.started, "owned_by": "edge-os",
+                             "context_length": row["context_length"]})
+            else:
+                data.append(card.describe(self.started, row["context_length"]))
+            data[-1]["loaded"] = row["loaded"]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def tokenize(self, request: Request) -> Response:
+        data = schema.parse_json(await read_body(request, self.config.max_body_bytes))
+        name, text = self._tokenizer_model(data), data.get("prompt")
+        if not isinstance(text, str):
+            raise bad_request('"prompt" must be a string', "prompt", "invalid_type")
+        ids = self.cards.tokenizer(name).encode(text, add_special_tokens=False).ids
+        return JSONResponse({"model": name, "tokens": ids, "count": len(ids)})
+
+    async def detokenize(self, request: Request) -> Response:
+        data = schema.parse_json(await read_body(request, self.config.max_body_bytes))
+        name, ids = self._tokenizer_model(data), data.get("tokens")
+        tokenizer = self.cards.tokenizer(name)
+        size = tokenizer.get_vocab_size(with_added_tokens=True)
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < size
+                                                 for i in ids):
+            raise bad_request(f'"tokens" must be a list of token ids from 0 to {size - 1}', "tokens", "invalid_type")
+        return JSONResponse({"model": name, "prompt": tokenizer.decode(ids, skip_special_tokens=False)})
+
+    def _tokenizer_model(self, data: dict[str, Any]) -> str:
+        name = data.get("model")
+        if not isinstance(name, str) or name not in self.cards.cards:
+            have = ", ".join(self.cards.cards) or "none"
+            raise ApiError(404, f"the model {name!r} does not exist here (have: {have})", code="model_not_found",
+                           param="model")
+        return name
+
+    # ---- completions ----------------------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._complete(request, schema.parse_chat)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._complete(request, schema.parse_completion)
+
+    async def _complete(self, request: Request, parse) -> Response:
+        data = schema.parse_json(await read_body(request, self.config.max_body_bytes))
+        api = parse(data, self.model_names(), self.config.default_max_tokens)
+        if api.generation.constraint is not None:  # the import is slow: not on the scheduler's thread
+            try:
+                await asyncio.to_thread(load_xgrammar)
+            except InputError as exc:
+                raise ApiError(501, str(exc), code="unsupported_parameter", param="response_format") from None
+        timer = RequestTimer(self.metrics, api.kind, api.model)
+        handle = self.scheduler.submit(api.generation)
+        events = EventStream(handle, self.config.request_timeout_s, timer.observe)
+        streaming = False  # once the StreamResponse owns the request, it cancels it
+        try:
+            first = await unless_disconnected(request.receive, events.next())
+            if isinstance(first, Refused):
+                raise refusal_error(first)
+            if api.stream:
+                created = int(time.time())
+                writer = shapes.ChunkWriter(api.kind, api.generation.request_id, created, api.model, api.include_usage)
+                streaming = True
+                return StreamResponse(events, first, writer, timer, api.tools)
+            return await unless_disconnected(request.receive, self._collect(api, events, first))
+        except ClientGone:
+            log.info("client of %s went away; cancelled", api.generation.request_id)
+            timer.finish("client_gone")
+            return Response(status_code=499)
+        finally:
+            if not streaming:
+                events.close()
+
+    async def _collect(self, api: schema.ApiRequest, events: EventStream, event) -> Response:
+        while not isinstance(event, (Finished, Refused)):
+            event = await events.next()
+        if isinstance(event, Refused):
+            raise refusal_error(event)
+        if event.finish_reason not in _FINISH:
+            raise ApiError(503, f"the request ended early ({event.finish_reason.value}); the service may be stopping",
+                           code=event.finish_reason.value)
+        text, calls, finish = event.text, None, _FINISH[event.finish_reason]
+        if api.tools is not None:
+            text, calls = api.tools.split(event.text)
+            finish = "tool_calls" if calls else finish
+        body = shapes.completion(api.kind, api.generation.request_id, int(time.time()), api.model, text, finish,
+                                 event.usage, calls)
+        return JSONResponse(body)
+
+
+class StreamResponse(Response):
+    """Server-sent events for one request; if the client goes, the request is cancelled at once."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: EventStream, first, writer: shapes.ChunkWriter, timer: RequestTimer,
+                 tools: ToolUse | None = None) -> None:
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                            (b"x-accel-buffering", b"no")]
+        self.events = events
+        self.first = first
+        self.writer = writer
+        self.timer = timer
+        self.tools = tools  # with tools, text is held until the end, where calls are told from text
+        self.sent = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        pump = asyncio.ensure_future(self._pump(send))
+        watcher = asyncio.ensure_future(until_disconnect(receive))
+        try:
+            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not pump.done():
+                pump.cancel()
+                log.info("client of %s went away after %d chunks; cancelled", self.writer.rid, self.sent)
+                self.timer.finish("client_gone")
+            self.events.close()
+        if pump.done() and not pump.cancelled() and pump.exception() is None:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pump(self, send) -> None:
+        w, event = self.writer, self.first
+        opening = w.first()
+        if opening:
+            await send({"type": "http.response.body", "body": opening, "more_body": True})
+        while True:
+            if isinstance(event, TextDelta) and event.text and self.tools is None:
+                chunk = w.text(event.text)
+            elif isinstance(event, Finished):
+                reason = _FINISH.get(event.finish_reason)
+                if reason is None:  # cancelled by the service (stopping): end without [DONE]
+                    chunk = shapes.event(ApiError(503, "the service stopped the request", code="shutting_down").body())
+                elif self.tools is not None:
+                    text, calls = self.tools.split(event.text)
+                    chunk = (w.text(text) if text else b"") + (w.tool_calls(calls) if calls else b"")
+                    chunk += w.finish("tool_calls" if calls else reason, event.usage)
+                else:
+                    chunk = w.finish(reason, event.usage)
+            elif isinstance(event, Refused):  # the engine failed mid-stream
+                chunk = shapes.event(refusal_error(event).body())
+            else:
+                chunk = b""
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self.sent += 1
+            if isinstance(event, (Finished, Refused)):
+                return
+            event = await self.events.next()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 past ``limit`` bytes (declared or actually sent)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the body is {int(declared)} bytes; the limit is {limit}", code="body_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the body is over the limit of {limit} bytes", code="body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc) -> Response:
+    return error_response(ApiError(exc.status_code, exc.detail or "not found", code=None))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("HTTP request %s %s failed", request.method, request.url.path)
+    return error_response(ApiError(500, f"internal error: {type(exc).__name__}", code="internal"))
+
+
+def build_app(scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards | None = None) -> KeyCheck:
+    """The ASGI app serving ``scheduler`` (run it with uvicorn; ``HttpFrontDoor`` does)."""
+    from starlette.exceptions import HTTPException
+
+    api = Api(scheduler, config, cards or ModelCards(config.packages))
+    routes = [
+        Route("/health", api.health, methods=["GET"]),
+        Route("/ready", api.ready, methods=["GET"]),
+        Route("/v1/models", api.list_models, methods=["GET"]),
+        Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
+        Route("/v1/completions", api.completions, methods=["POST"]),
+        Route("/metrics", api.metrics_text, methods=["GET"]),
+        Route("/tokenize", api.tokenize, methods=["POST"]),
+        Route("/detokenize", api.detokenize, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                                                       Exception: _internal_error})
+    app.state.api = api
+    return KeyCheck(app, config.api_keys)
