@@ -30,16 +30,25 @@ def register(subparsers) -> None:
                    help="what the KV cache stores: auto (float16 on x86-64 with F16C and on aarch64, "
                         "else float32), float32 or float16 (default: auto)")
     p.add_argument("--force", action="store_true", help="replace an existing package at --out")
+    p.add_argument("--sign", type=Path, default=None, metavar="KEY", help="sign the package with this private key")
+    p.add_argument("--version", type=int, default=None, help="release number of this model (with --sign)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from edge_os.config import settings
+    from edge_os.errors import InputError
     from edge_os.package.pack import PackOptions, pack
 
+    if args.version is not None and not args.sign:
+        raise InputError("--version is recorded by signing; pass --sign KEY too")
     out = pack(PackOptions(args.source, args.out, quant=args.quant, target=args.target or settings().target,
                            name=args.name, force=args.force, progress=not args.no_progress,
                            activations=args.activations, kv_dtype=args.kv_dtype))
+    if args.sign:
+        from edge_os.deploy.signing import sign_package
+
+        sign_package(out, args.sign, version=args.version)
     print(out)
     return 0
