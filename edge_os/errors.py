@@ -51,3 +51,9 @@ class MqttError(EdgeOSError):
     """The MQTT broker URL, credentials or TLS files are wrong, or the broker cannot be used."""
 
     code = "mqtt"
+
+
+class DeployError(EdgeOSError):
+    """A device store cannot take an install: not initialised, busy, full, or a transfer failed."""
+
+    code = "deploy_error"
