@@ -2,7 +2,7 @@
 # Installs the Debian packages edge-os's tests and tools need, only those missing.
 # Runs as root (CI) or through sudo; does nothing when everything is present.
 set -euo pipefail
-packages=(gcc make clang gcc-arm-none-eabi gcc-avr avr-libc arduino-core-avr mosquitto mosquitto-clients)
+packages=(gcc make clang gcc-arm-none-eabi gcc-avr avr-libc arduino-core-avr mosquitto mosquitto-clients openssh-server openssh-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

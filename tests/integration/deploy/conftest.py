@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edge_os.deploy import keys
@@ -27,3 +29,15 @@ def device(tmp_path, signer):
 def tiny_pair(tiny_package_factory):
     """Two different tiny models (different weights, same library): releases of one model name."""
     return tiny_package_factory("q4f32"), tiny_package_factory("q4f32", seed=1)
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """A real sshd on 127.0.0.1 (Debian's openssh-server) accepting one throw-away key."""
+    from tests.integration.deploy.sshd import SSHD, Sshd
+
+    if not Path(SSHD).exists():
+        pytest.fail("sshd is missing; run `bash tools/install-system-deps.sh` (openssh-server)")
+    server = Sshd(tmp_path / "sshd").start()
+    yield server
+    server.stop()
