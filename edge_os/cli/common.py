@@ -17,7 +17,6 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_engine(args: argparse.Namespace):
     from edge_os.default_model import default_package
-
     from edge_os.runtime.tvm_runtime import use_runtime_only_tvm  # here: other commands start faster without it
 
     package = args.model if args.model else default_package(separate_process=True)

@@ -24,8 +24,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from edge_os.runtime.tvm_runtime import use_runtime_only_tvm
     from edge_os.default_model import default_package
+    from edge_os.runtime.tvm_runtime import use_runtime_only_tvm
 
     package = default_package(separate_process=True)
     use_runtime_only_tvm()

@@ -37,6 +37,11 @@ def register(subparsers) -> None:
     receive = sub.add_parser("receive", help="the device end of `edge-os flash` over ssh (stdin/stdout)")
     receive.add_argument("root", type=Path)
     receive.set_defaults(func=run_receive)
+    ota = sub.add_parser("ota", help="take over-the-air install jobs from an MQTT broker")
+    ota.add_argument("root", type=Path)
+    ota.add_argument("--mqtt", required=True, metavar="URL", help="broker, e.g. mqtt://broker:1883")
+    ota.add_argument("--device-id", default=None, help="this device's id (default: EDGE_OS_DEVICE_ID or host name)")
+    ota.set_defaults(func=run_ota)
 
 
 def run_init(args) -> int:
@@ -115,4 +120,28 @@ def run_receive(args) -> int:
     store = Store(args.root)
     store.config()
     serve(store, sys.stdin.buffer, sys.stdout.buffer)
+    return 0
+
+
+def run_ota(args) -> int:
+    import signal
+    import threading
+
+    from edge_os.config import settings
+    from edge_os.deploy.ota import OtaAgent, job_topic
+    from edge_os.deploy.store import Store
+    from edge_os.mqtt.config import BrokerConfig
+
+    store = Store(args.root)
+    store.config()
+    device_id = args.device_id or settings().device_id
+    agent = OtaAgent(store, BrokerConfig.from_url(args.mqtt, password=settings().mqtt_password), device_id).start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    if agent.conn.wait_connected(30):
+        print(f"waiting for jobs on {job_topic(device_id)}", flush=True)
+    try:
+        done.wait()
+    finally:
+        agent.stop()
     return 0

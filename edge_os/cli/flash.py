@@ -15,7 +15,11 @@ def register(subparsers) -> None:
                     "and commit or roll back on the device (docs/flash.md).")
     p.add_argument("package", type=Path, help="signed package directory")
     p.add_argument("device", help="file:///ROOT (a directory or mounted SD card holding a device store) "
-                                  "or ssh://user@host[:port]/ROOT")
+                                  "or ssh://user@host[:port]/ROOT or mqtt://broker[:port]/DEVICE_ID (with --url)")
+    p.add_argument("--url", default=None, help="for mqtt://: where the device downloads the package "
+                                                "(e.g. http://host:8080 from `edge-os publish`)")
+    p.add_argument("--wait", type=float, default=3600.0, metavar="S",
+                   help="for mqtt://: seconds to wait for the job's result (default 3600)")
     p.add_argument("--allow-downgrade", action="store_true", help="install even if older than what the device runs")
     p.add_argument("--json", action="store_true", help="print one JSON line per step and the result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -37,6 +41,8 @@ def run(args) -> int:
         else:
             print(f"{phase}: " + ", ".join(f"{k} {v}" for k, v in details.items()), file=sys.stderr, flush=True)
 
+    if args.device.startswith(("mqtt://", "mqtts://")):
+        return run_ota(args, events)
     link = open_link(args.device, args.remote_command, tuple(args.ssh_option))
     try:
         result = flash(args.package, link, FlashOptions(args.allow_downgrade, progress=not (args.json or
@@ -52,4 +58,30 @@ def run(args) -> int:
     if not args.json:
         print(f"{result['name']} version {result['version']} {result['result']} on {args.device} "
               f"(sent {result['sent_bytes']} of {result['package_bytes']} bytes)")
+    return 0
+
+
+def run_ota(args, events) -> int:
+    from urllib.parse import urlsplit
+
+    from edge_os.config import settings
+    from edge_os.deploy.ota import send_job
+    from edge_os.errors import DeployError, InputError
+    from edge_os.mqtt.config import BrokerConfig
+
+    parts = urlsplit(args.device)
+    device_id = parts.path.strip("/")
+    if not device_id or "/" in device_id or not args.url:
+        raise InputError(f"{args.device}: write mqtt://broker[:port]/DEVICE_ID and pass --url where the device "
+                         "downloads the package (`edge-os publish PACKAGE --http ADDR` serves it)")
+    broker = BrokerConfig.from_url(f"{parts.scheme}://{parts.netloc}", password=settings().mqtt_password)
+    status = send_job(broker, device_id, args.url, args.wait, lambda s: events(s["state"], {
+        k: v for k, v in s.items() if k not in ("state", "at")}))
+    if args.json:
+        print(json.dumps({"event": "result", **status}), flush=True)
+    if status["state"] != "succeeded":
+        raise DeployError(f"device {device_id}: job {status['state']}: {status.get('reason', '?')}")
+    if not args.json:
+        print(f"{status.get('name')} version {status.get('version')} installed on {device_id} over the air "
+              f"(downloaded {status.get('downloaded')} bytes)")
     return 0

@@ -27,7 +27,7 @@ class Sshd:
         self.user = getpass.getuser()
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "Sshd":
+    def start(self, timeout: float = 20.0) -> Sshd:
         for name in ("host_key", "client_key"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / name)], check=True)
         (self.dir / "authorized_keys").write_text((self.dir / "client_key.pub").read_text())
@@ -40,8 +40,8 @@ class Sshd:
             "PermitRootLogin prohibit-password", f"PidFile {self.dir / 'sshd.pid'}", "LogLevel ERROR", ""]))
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
-                                     stderr=open(self.dir / "sshd.log", "wb"))
+        with open(self.dir / "sshd.log", "wb") as log:
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")], stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
