@@ -17,7 +17,7 @@ from edge_os.errors import EdgeOSError
 
 # Module names under edge_os.cli, in the order --help lists them.
 COMMANDS: tuple[str, ...] = (
-    "demo", "pack", "keys", "sign", "verify", "flash", "publish", "device", "info", "generate", "chat", "perplexity", "sensors", "actuate", "serve", "ps", "cloud_worker",
+    "demo", "pack", "keys", "sign", "verify", "flash", "publish", "rollout", "device", "info", "generate", "chat", "perplexity", "sensors", "actuate", "serve", "ps", "cloud_worker",
 )
 
 

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 
 from edge_os.deploy import fsutil
-from edge_os.deploy.install import Installer
+from edge_os.deploy.install import Installer, rollback
 from edge_os.deploy.signing import SIGNATURE
 from edge_os.deploy.store import Store
 from edge_os.errors import EdgeOSError
@@ -52,6 +52,8 @@ class Cancelled(Exception):
 class Job:
     job_id: str
     url: str
+    action: str = "install"  # or "rollback" (of model ``name``, as a stopped rollout asks)
+    name: str | None = None
 
 
 class OtaAgent:
@@ -88,7 +90,8 @@ class OtaAgent:
     def _on_message(self, message: Inbound) -> None:
         try:
             data = json.loads(message.payload)
-            job = Job(str(data["job_id"]), str(data["url"]).rstrip("/"))
+            job = Job(str(data["job_id"]), str(data.get("url", "")).rstrip("/"), str(data.get("action", "install")),
+                      data.get("name"))
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed OTA job: %r", message.payload[:200])
             return
@@ -171,6 +174,10 @@ class OtaAgent:
             attempt += 1
 
     def _run(self, job: Job) -> None:
+        if job.action == "rollback":
+            result = rollback(self.store, str(job.name))
+            self._report(job, "succeeded", **{k: v for k, v in result.items() if k != "result"})
+            return
         manifest = b"".join(self._fetch(job, MANIFEST, limit=None))
         sig = b"".join(self._fetch(job, SIGNATURE, limit=None))
         with self.store.locked():
@@ -199,9 +206,10 @@ class OtaAgent:
                      **{k: v for k, v in result.items() if k != "result"})
 
 
-def send_job(broker: BrokerConfig, device_id: str, url: str, timeout: float, on_status=lambda s: None) -> dict:
-    """Send an OTA job and wait for its final status (the device may be offline: the broker keeps
-    the job for its session)."""
+def send_job(broker: BrokerConfig, device_id: str, url: str, timeout: float, on_status=lambda s: None,
+             **extra) -> dict:
+    """Send an OTA job (``extra``: ``action="rollback", name=...``) and wait for its final status
+    (the device may be offline: the broker keeps the job for its session)."""
     job_id = uuid.uuid4().hex
     final: queue.Queue[dict] = queue.Queue()
 
@@ -218,7 +226,7 @@ def send_job(broker: BrokerConfig, device_id: str, url: str, timeout: float, on_
     try:
         if not conn.wait_connected(30):
             raise EdgeOSError(f"cannot reach the MQTT broker {broker.url}; check it is running")
-        conn.publish(job_topic(device_id), json.dumps({"job_id": job_id, "url": url}).encode())
+        conn.publish(job_topic(device_id), json.dumps({"job_id": job_id, "url": url, **extra}).encode())
         try:
             return final.get(timeout=timeout)
         except queue.Empty:
