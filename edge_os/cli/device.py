@@ -68,8 +68,7 @@ def run_status(args) -> int:
 
     store = Store(args.root)
     store.config()
-    with store.locked():
-        status = store.status()
+    status = store.status()  # no lock: every state file is replaced whole, and an install may hold it for long
     if args.json:
         print(json.dumps(status, indent=1))
         return 0
