@@ -192,6 +192,8 @@ class OtaAgent:
                 if sha not in plan.missing or self.store.has_object(sha):
                     continue
                 have = self.store.partial_size(sha)
+                if info["size"] == 0:
+                    installer.receive(sha, 0, b"")  # an empty file: nothing to download, but it must be recorded
                 for block in self._fetch(job, rel, have, limit=info["size"] - have):
                     have = installer.receive(sha, have, block)
                     done += len(block)
