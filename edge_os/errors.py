@@ -65,3 +65,9 @@ class EmulationError(EdgeOSError):
     one that runs under emulation."""
 
     code = "emulation"
+
+
+class DeployError(EdgeOSError):
+    """A device store cannot take an install: not initialised, busy, full, or a transfer failed."""
+
+    code = "deploy_error"

@@ -5,7 +5,7 @@
 # runs them here (edge-os emulate), which fetches arm64 .debs, so apt also learns that architecture.
 set -euo pipefail
 packages=(gcc make clang gcc-arm-none-eabi gcc-avr avr-libc arduino-core-avr mosquitto mosquitto-clients
-          gcc-aarch64-linux-gnu qemu-user-static)
+          gcc-aarch64-linux-gnu qemu-user-static openssh-server openssh-client)
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 added_arch=0

@@ -49,7 +49,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
-    mib = lambda b: f"{b / 2**20:.1f} MiB"  # noqa: E731
+    def mib(b: int) -> str:
+        return f"{b / 2**20:.1f} MiB"
+
     print(f"{m.name}  ({m.architecture}, {m.config['num_hidden_layers']} layers, hidden {m.config['hidden_size']})")
     print(f"  target        {m.target.name} ({info['cpu']}), TVM {m.tvm_version}")
     print(f"  quantization  {info['quantization']} ({info['scale_dtype']} scales): "

@@ -22,9 +22,9 @@ from edge_os.safe_text import terminal_safe
 
 # Module names under edge_os.cli, in the order --help lists them.
 COMMANDS: tuple[str, ...] = (
-    "demo", "pack", "info", "generate", "chat", "perplexity", "sensors", "actuate", "serve", "ps", "cloud_worker",
-    "pull", "list_models", "rm", "prune",
-    "bundle", "emulate",
+    "demo", "pack", "pull", "list_models", "rm", "prune", "info",
+    "keys", "sign", "verify", "flash", "publish", "rollout", "device", "bundle", "emulate",
+    "generate", "chat", "perplexity", "serve", "ps", "cloud_worker", "sensors", "actuate",
 )
 
 

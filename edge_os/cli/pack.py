@@ -31,14 +31,19 @@ def register(subparsers) -> None:
                    help="what the KV cache stores: auto (float16 on x86-64 with F16C and on aarch64, "
                         "else float32), float32 or float16 (default: auto)")
     p.add_argument("--force", action="store_true", help="replace an existing package at --out")
+    p.add_argument("--sign", type=Path, default=None, metavar="KEY", help="sign the package with this private key")
+    p.add_argument("--version", type=int, default=None, help="release number of this model (with --sign)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from edge_os.config import settings
+    from edge_os.errors import InputError
     from edge_os.package.pack import PackOptions, pack
 
+    if args.version is not None and not args.sign:
+        raise InputError("--version is recorded by signing; pass --sign KEY too")
     interrupted = []
 
     def on_sigint(signum, frame):
@@ -57,5 +62,9 @@ def run(args) -> int:
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
+    if args.sign:
+        from edge_os.deploy.signing import sign_package
+
+        sign_package(out, args.sign, version=args.version)
     print(out)
     return 0

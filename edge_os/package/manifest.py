@@ -61,6 +61,9 @@ class Manifest:
     # sequences per decode}; empty for libraries planned without bounds.
     limits: dict = field(default_factory=dict)
     kv_dtype: str = "float32"  # what the KV cache pages hold (packages from before this field: float32)
+    # Release number of this model name, raised by each release; devices refuse a lower one
+    # (anti-rollback, edge_os.deploy). Packages from before this field: 1.
+    version: int = 1
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
