@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_os.convert.source import open_source
+from edge_os.convert.importers import open_source
 from edge_os.models.registry import get_architecture
 from tests.bounded_cli import assert_one_line_error, run_edge_os
 from tests.gguf_craft import ARR, I32, STR, U32, gguf_bytes, tiny_metadata, tiny_tensors, write

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_os.convert.source import open_source
+from edge_os.convert.importers import open_source
 from edge_os.errors import ModelSourceError, PackageError
 from edge_os.models.registry import get_architecture
 from edge_os.package.checks import is_plain_relative
