@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice
 from edge_os.scheduler.status_socket import query
+from tests.simulated_sysfs import SimulatedDevice
 
 
 class HttpService:

@@ -14,7 +14,7 @@ from edge_os.scheduler.catalog import Catalog, package_entry
 from edge_os.scheduler.config import SchedulerConfig
 from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
-from edge_os.scheduler.simulated_sysfs import SimulatedDevice
+from tests.simulated_sysfs import SimulatedDevice
 
 ENDLESS = "{% for c in 'a'*200000 %}{% for d in 'a'*200000 %}{% endfor %}{% endfor %}"
 

@@ -64,7 +64,7 @@ def test_serve_http_errors_are_one_line(argv, message, tmp_path):
 def test_a_port_in_use_is_a_one_line_error(tmp_path):
     import socket
 
-    from edge_os.scheduler.simulated_sysfs import SimulatedDevice
+    from tests.simulated_sysfs import SimulatedDevice
 
     device = SimulatedDevice(tmp_path / "dev")
     with socket.socket() as held:
