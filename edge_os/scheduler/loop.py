@@ -281,10 +281,20 @@ class Scheduler:
         Once a request must wait for memory, requests behind it may not load models, and the busy
         models it waits for take only requests that had already arrived when it began to wait
         (so one load serves every request queued for it, and newcomers cannot starve it).
+
+        Starting a request renders its chat template, which may take up to the render bound: the
+        inbox is read again before each start, so cancellations (a front door stopping) take
+        effect between starts, and nothing more starts once ``close`` was called.
         """
         blocked = False
         drain: dict[str, int] = {}  # model -> last arrival that may still join it
         for job in sorted(self._queue, key=lambda j: j.order):
+            self._drain_inbox(self._clock())
+            with self._cond:
+                if self._closed:
+                    return
+            if job not in self._queue:  # cancelled meanwhile
+                continue
             if self._throttle.pause_background and job.background:
                 continue
             name = job.entry.name
