@@ -38,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge-os",
-        description="Pack and run LLMs on edge devices under memory and thermal budgets.",
+        description="Pack, sign, flash and run LLMs on edge devices under memory and thermal budgets.",
         epilog=env_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -11,7 +11,6 @@ from edge_os.cli.mqtt_options import add_bridge_options
 from edge_os.errors import InputError
 
 if TYPE_CHECKING:
-    from edge_os.api.config import HttpConfig
     from edge_os.scheduler.service import ServeOptions
 
 
@@ -68,13 +67,13 @@ def options_from_args(args: argparse.Namespace, models: tuple[Path, ...]) -> Ser
     )
 
 
-def http_config_from_args(args: argparse.Namespace, models: tuple[Path, ...]) -> HttpConfig:
-    from edge_os.api.config import HttpConfig, parse_address, read_api_keys
+def http_address_and_keys(args: argparse.Namespace) -> tuple[str, int, tuple[str, ...]]:
+    """``--http`` and the API keys, checked before any model is packed or loaded."""
+    from edge_os.api.config import parse_address, read_api_keys
     from edge_os.config import settings
 
     host, port = parse_address(args.http)
-    keys = read_api_keys(args.api_key_file, settings().api_keys)
-    return HttpConfig(host=host, port=port, packages=models, api_keys=keys)
+    return host, port, read_api_keys(args.api_key_file, settings().api_keys)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,22 +81,24 @@ def run(args: argparse.Namespace) -> int:
     from edge_os.scheduler.service import serve
     from edge_os.store.resolve import resolve_model
 
+    if args.api_key_file and not args.http:
+        raise InputError("--api-key-file needs --http ADDR")
+    http = http_address_and_keys(args) if args.http else None
     models = tuple(resolve_model(m) for m in args.models)
-    if args.http and not models:  # the HTTP API describes the packages it serves: resolve the default here
+    if http and not models:  # the HTTP API describes the packages it serves: resolve the default here
         from edge_os import default_model
 
         models = (default_model.default_package(separate_process=True),)
-
     doors = []
     if args.mqtt:
         from edge_os.mqtt.front_door import MqttFrontDoor
 
         doors.append(MqttFrontDoor(bridge_config_from_args(args)))
-    if args.http:
+    if http:
+        from edge_os.api.config import HttpConfig
         from edge_os.api.front_door import HttpFrontDoor
 
-        doors.append(HttpFrontDoor(http_config_from_args(args, models)))
-    elif args.api_key_file:
-        raise InputError("--api-key-file needs --http ADDR")
+        host, port, keys = http
+        doors.append(HttpFrontDoor(HttpConfig(host=host, port=port, packages=models, api_keys=keys)))
     serve(options_from_args(args, models), front_doors=doors)
     return 0

@@ -65,4 +65,3 @@ def test_small_messages_say_what_is_wrong_once(tmp_path):
     result = edge_os("sensors", tmp_path / "ttyNOPE")
     assert_one_line_error(result, "cannot open serial port", "No such file or directory")
     assert result.stderr.count("No such file") == 1 and "Errno" not in result.stderr
-    assert "flash" not in edge_os("--help").stdout
