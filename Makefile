@@ -30,7 +30,7 @@ demo: $(STAMP)
 # Lint (ruff, configured in pyproject.toml), then the whole suite, slow tier included (CI runs exactly this).
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -m "slow or not slow" tests
+	$(PY) -m pytest -m "slow or not slow" --durations=20 tests
 
 # Lint, then everything but the slow tier, for quick iteration.
 test-fast: $(STAMP)
