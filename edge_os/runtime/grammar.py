@@ -100,9 +100,12 @@ def _vocab_type(tokenizer: Tokenizer):
 
 
 # xgrammar's characters of length-bounded strings admit raw control characters, which JSON
-# forbids (RFC 8259 section 7); its unbounded strings already exclude them.
+# forbids (RFC 8259 section 7); its unbounded strings already exclude them. Both admit the UTF-8
+# bytes of surrogate code points (ED A0..BF xx), which are not UTF-8 at all: a byte-level model
+# could write them and the text would decode to replacement characters.
 _LOOSE_CHAR = r'[^\"\\\r\n]'
-_JSON_CHAR = r'[^\0-\x1f\"\\\r\n]'
+_STRICT_CHAR = r'[^\0-\x1f\"\\\r\n]'
+_JSON_CHAR = r'[^\0-\x1f\"\\\r\n\ud800-\udfff]'
 
 
 def _compile_cached(compiler, constraint: OutputConstraint):
@@ -115,7 +118,8 @@ def _compile_cached(compiler, constraint: OutputConstraint):
         if constraint.kind == "structural_tag":
             return compiler.compile_structural_tag(constraint.schema)
         text = str(xgrammar.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=True))
-        return compiler.compile_grammar(xgrammar.Grammar.from_ebnf(text.replace(_LOOSE_CHAR, _JSON_CHAR)))
+        text = text.replace(_LOOSE_CHAR, _JSON_CHAR).replace(_STRICT_CHAR, _JSON_CHAR)
+        return compiler.compile_grammar(xgrammar.Grammar.from_ebnf(text))
     except (RuntimeError, ValueError, TypeError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"the JSON schema cannot be used for constrained output: {message}") from None

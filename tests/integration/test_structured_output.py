@@ -89,7 +89,7 @@ def test_batched_decode_keeps_each_sequence_on_its_own_schema(engine):
     finally:
         for s in seqs:
             engine.release(s)
-    for schema, request in zip(SCHEMAS[:3], requests, strict=True):
+    for schema, request in zip(SCHEMAS[:3], requests[:3], strict=True):  # the fourth is unconstrained
         out = results[request.request_id]
         assert out.finish_reason is FinishReason.STOP
         jsonschema.validate(json.loads(out.text), schema)
