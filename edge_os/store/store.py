@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from edge_os.config import settings
 from edge_os.errors import InputError, PackageError
 from edge_os.package.manifest import MANIFEST, Manifest
+from edge_os.package.writer import sha256_file
 from edge_os.store.names import ModelName
 
 
@@ -223,7 +224,7 @@ class Store:
             if not src.is_file():
                 raise PackageError(f"package {package} is missing {rel}; re-pack it")
             if inside_work:
-                actual = _sha256(src)
+                actual = sha256_file(src)
                 os.link(src, target)
             else:
                 actual = _copy_hashing(src, target)
@@ -350,14 +351,6 @@ def _tree_bytes(path: Path, unique: bool = False) -> int:
             if not unique or st.st_nlink == 1:
                 total += st.st_size
     return total
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _copy_hashing(src: Path, dest: Path) -> str:
