@@ -6,6 +6,7 @@ import argparse
 from dataclasses import dataclass
 
 from edge_os.runtime.kv_pool import DEFAULT_CONTEXT
+from edge_os.runtime.request import SamplingParams
 
 
 def positive_int(text: str) -> int:
@@ -62,10 +63,10 @@ def load_engine(args: argparse.Namespace):
 class SamplingDefaults:
     """What a command samples with when no option says otherwise (shown in its --help)."""
 
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    repeat_penalty: float = 1.0
+    temperature: float = SamplingParams.temperature  # the library's defaults, written once there
+    top_k: int = SamplingParams.top_k
+    top_p: float = SamplingParams.top_p
+    repeat_penalty: float = SamplingParams.repetition_penalty
     max_tokens: int = 256
 
 
@@ -87,7 +88,6 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, defaults: SamplingDe
 
 
 def sampling_from_args(args: argparse.Namespace):
-    from edge_os.runtime.request import SamplingParams
 
     return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                           repetition_penalty=args.repeat_penalty, seed=args.seed)
