@@ -88,6 +88,5 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, defaults: SamplingDe
 
 
 def sampling_from_args(args: argparse.Namespace):
-
     return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                           repetition_penalty=args.repeat_penalty, seed=args.seed)
