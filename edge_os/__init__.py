@@ -5,7 +5,7 @@ from edge_os import Engine
 
 engine = Engine.load("pkgs/smollm2")
 print(engine.complete("Name a herb that likes shade.", max_tokens=32, temperature=0))
-print(engine.chat([{"role": "user", "content": "Is 7 C too cold for basil?"}], max_tokens=64))
+print(engine.chat([{"role": "user", "content": "Is 7 C too cold for basil?"}], max_tokens=64).content)
 ```
 
 The engine and request types load on first use, so ``import edge_os`` stays light.
@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Engine": "edge_os.runtime.engine",
+    "ChatSession": "edge_os.runtime.engine",
     "GenerationRequest": "edge_os.runtime.request",
     "SamplingParams": "edge_os.runtime.request",
     "OutputConstraint": "edge_os.runtime.request",
@@ -23,8 +24,12 @@ _EXPORTS = {
     "Finished": "edge_os.runtime.request",
     "Refused": "edge_os.runtime.request",
     "FinishReason": "edge_os.runtime.request",
+    "ChatReply": "edge_os.runtime.tools",
+    "ToolCall": "edge_os.runtime.tools",
 }
 __all__ = [
+    "ChatReply",
+    "ChatSession",
     "Engine",
     "FinishReason",
     "Finished",
@@ -34,6 +39,7 @@ __all__ = [
     "Refused",
     "SamplingParams",
     "TextDelta",
+    "ToolCall",
     "__version__",
 ]
 

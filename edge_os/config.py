@@ -34,7 +34,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "seconds the MQTT bridge keeps an answer to send again to a retry"),
     EnvVar("EDGE_OS_MQTT_PASSWORD", "unset",
            "MQTT password (kept off the command line; the user name is --mqtt-username)"),
-    EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token the cloud worker sends to its OpenAI-compatible server"),
+    EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token for the OpenAI-compatible cloud"
+           " (cloud-worker --openai-url, serve --cloud-url)"),
     EnvVar("EDGE_OS_API_KEYS", "unset", "comma-separated API keys `serve --http` accepts as bearer tokens"),
 )
 

@@ -24,6 +24,14 @@ class InputError(EdgeOSError):
     code = "invalid_request"
 
 
+class ToolsError(InputError):
+    """``tools``, ``tool_choice`` or earlier ``tool_calls`` are malformed; ``param`` names which."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class ModelSourceError(EdgeOSError):
     """A model to import (GGUF file, Hugging Face folder) is missing, corrupt or unsupported."""
 

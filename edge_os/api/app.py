@@ -1,7 +1,8 @@
 """The starlette application: routes, body limits, error objects, streaming.
 
 Every completion goes through the scheduler (``SchedulerAPI.submit``): budgets, priorities,
-the governor and refusals apply exactly as for MQTT requests.
+the governor and refusals apply exactly as for MQTT requests, and so does the cloud fallback
+(``edge_os.api.cloud``) when one is configured.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge_os.api import schema, shapes
+from edge_os.api import cloud, schema, shapes
 from edge_os.api.auth import KeyCheck
 from edge_os.api.config import HttpConfig
 from edge_os.api.errors import ApiError, bad_request
@@ -30,10 +32,10 @@ from edge_os.api.relay import (
     unless_disconnected,
     until_disconnect,
 )
-from edge_os.api.tools import ToolUse
 from edge_os.errors import InputError
 from edge_os.runtime.grammar import load_xgrammar
 from edge_os.runtime.request import Finished, FinishReason, Refused, TextDelta
+from edge_os.runtime.tools import ToolUse
 from edge_os.scheduler.api import SchedulerAPI
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Api:
         self.cards = cards
         self.started = int(time.time())
         self.metrics = Metrics(scheduler)
+        self.cloud = cloud.CloudRoute(config.cloud) if config.cloud is not None else None
 
     def model_names(self) -> list[str]:
         return [row["name"] for row in self.scheduler.status()["models"]]
@@ -137,20 +140,28 @@ class Api:
                 await asyncio.to_thread(load_xgrammar)
             except InputError as exc:
                 raise ApiError(501, str(exc), code="unsupported_parameter", param="response_format") from None
-        timer = RequestTimer(self.metrics, api.kind, api.model)
+        timer = RequestTimer(self.metrics, api.kind, api.model, self.cloud.takes if self.cloud else None)
         handle = self.scheduler.submit(api.generation)
         events = EventStream(handle, self.config.request_timeout_s, timer.observe)
         streaming = False  # once the StreamResponse owns the request, it cancels it
         try:
             first = await unless_disconnected(request.receive, events.next())
+            failed, headers = refusal_error, cloud.LOCAL_HEADERS
+            if isinstance(first, Refused) and timer.cloud_reason is not None:  # the cloud answers instead
+                device = first
+                log.info("request %s handed to the cloud: %s (%s)", api.generation.request_id, device.code,
+                         device.reason)
+                events = EventStream(self.cloud.submit(api.generation), self.cloud.policy.timeout_s, timer.observe)
+                first = await unless_disconnected(request.receive, events.next())
+                failed, headers = (lambda refused: cloud.cloud_error(device, refused)), cloud.headers(device)
             if isinstance(first, Refused):
-                raise refusal_error(first)
+                raise failed(first)
             if api.stream:
                 created = int(time.time())
                 writer = shapes.ChunkWriter(api.kind, api.generation.request_id, created, api.model, api.include_usage)
                 streaming = True
-                return StreamResponse(events, first, writer, timer, api.tools)
-            return await unless_disconnected(request.receive, self._collect(api, events, first))
+                return StreamResponse(events, first, writer, timer, api.tools, headers, failed)
+            return await unless_disconnected(request.receive, self._collect(api, events, first, headers, failed))
         except ClientGone:
             log.info("client of %s went away; cancelled", api.generation.request_id)
             timer.finish("client_gone")
@@ -159,21 +170,23 @@ class Api:
             if not streaming:
                 events.close()
 
-    async def _collect(self, api: schema.ApiRequest, events: EventStream, event) -> Response:
+    async def _collect(self, api: schema.ApiRequest, events: EventStream, event, headers: dict[str, str],
+                       failed: Callable[[Refused], ApiError]) -> Response:
         while not isinstance(event, (Finished, Refused)):
             event = await events.next()
         if isinstance(event, Refused):
-            raise refusal_error(event)
+            raise failed(event)
         if event.finish_reason not in _FINISH:
             raise ApiError(503, f"the request ended early ({event.finish_reason.value}); the service may be stopping",
                            code=event.finish_reason.value)
         text, calls, finish = event.text, None, _FINISH[event.finish_reason]
         if api.tools is not None:
-            text, calls = api.tools.split(event.text)
+            text, found = api.tools.split(event.text)
+            calls = [c.as_openai() for c in found] or None
             finish = "tool_calls" if calls else finish
         body = shapes.completion(api.kind, api.generation.request_id, int(time.time()), api.model, text, finish,
                                  event.usage, calls)
-        return JSONResponse(body)
+        return JSONResponse(body, headers=headers)
 
 
 class StreamResponse(Response):
@@ -182,16 +195,18 @@ class StreamResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(self, events: EventStream, first, writer: shapes.ChunkWriter, timer: RequestTimer,
-                 tools: ToolUse | None = None) -> None:
+                 tools: ToolUse | None, headers: dict[str, str], failed: Callable[[Refused], ApiError]) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                             (b"x-accel-buffering", b"no")]
+        self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.failed = failed
         self.events = events
         self.first = first
         self.writer = writer
         self.timer = timer
-        self.tools = tools  # with tools, text is held until the end, where calls are told from text
+        self.calls = tools.parser() if tools is not None else None  # with tools: text and calls told apart
         self.sent = 0
 
     async def __call__(self, scope, receive, send) -> None:
@@ -216,20 +231,20 @@ class StreamResponse(Response):
         if opening:
             await send({"type": "http.response.body", "body": opening, "more_body": True})
         while True:
-            if isinstance(event, TextDelta) and event.text and self.tools is None:
-                chunk = w.text(event.text)
+            if isinstance(event, TextDelta) and event.text:
+                chunk = w.text(event.text) if self.calls is None else w.pieces(self.calls.feed(event.text))
             elif isinstance(event, Finished):
                 reason = _FINISH.get(event.finish_reason)
                 if reason is None:  # cancelled by the service (stopping): end without [DONE]
                     chunk = shapes.event(ApiError(503, "the service stopped the request", code="shutting_down").body())
-                elif self.tools is not None:
-                    text, calls = self.tools.split(event.text)
-                    chunk = (w.text(text) if text else b"") + (w.tool_calls(calls) if calls else b"")
-                    chunk += w.finish("tool_calls" if calls else reason, event.usage)
+                elif self.calls is not None:
+                    chunk = w.pieces(self.calls.finish())
+                    called = self.calls.calls and self.calls.complete
+                    chunk += w.finish("tool_calls" if called else reason, event.usage)
                 else:
                     chunk = w.finish(reason, event.usage)
-            elif isinstance(event, Refused):  # the engine failed mid-stream
-                chunk = shapes.event(refusal_error(event).body())
+            elif isinstance(event, Refused):  # the engine (or the cloud) failed mid-stream
+                chunk = shapes.event(self.failed(event).body())
             else:
                 chunk = b""
             if chunk:

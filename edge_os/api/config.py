@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_os.api.cloud import CloudConfig
 from edge_os.errors import InputError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -18,7 +19,8 @@ class HttpConfig:
 
     ``packages`` are the served package directories (for /v1/models details and /tokenize);
     ``api_keys`` empty means no key is needed. ``max_body_bytes`` caps a request body;
-    ``request_timeout_s`` is how long a request may go without an event from the scheduler.
+    ``request_timeout_s`` is how long a request may go without an event from the scheduler;
+    ``cloud`` (optional) answers the requests the device refuses.
     """
 
     host: str = DEFAULT_HOST
@@ -28,6 +30,7 @@ class HttpConfig:
     max_body_bytes: int = 1 << 20
     request_timeout_s: float = 600.0
     default_max_tokens: int = 256
+    cloud: CloudConfig | None = None
 
     @property
     def loopback(self) -> bool:

@@ -10,6 +10,7 @@ client-chosen text ever becomes a label.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -19,7 +20,7 @@ from edge_os.scheduler.api import SchedulerAPI
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LEVELS = ("NORMAL", "SLOW_1", "SLOW_2", "SLOW_3", "PAUSE_BACKGROUND", "FALLBACK", "REFUSE")
-OUTCOMES = ("stop", "length", "cancelled", "deadline", "client_gone", "error")
+OUTCOMES = ("stop", "length", "cancelled", "deadline", "client_gone", "refused", "timeout", "error")
 REFUSALS = ("queue_full", "over_memory", "too_hot", "low_battery", "model_absent", "deadline", "invalid_request",
             "engine_error", "shutting_down", "timeout")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -36,6 +37,9 @@ class Metrics:
                                 ["endpoint", "outcome"], registry=r)
         self.refused = Counter("edge_os_refused_requests", "Requests the scheduler refused, by reason "
                                "(each could go to a fallback)", ["reason"], registry=r)
+        self.fallbacks = Counter("edge_os_cloud_fallbacks", "Requests the device refused and handed to the cloud, "
+                                 "by refusal reason and how the cloud's answer ended", ["reason", "outcome"],
+                                 registry=r)
         self.ttft = Histogram("edge_os_time_to_first_token_seconds", "From arrival to the first generated token",
                               ["model"], buckets=_LATENCY_BUCKETS, registry=r)
         self.itl = Histogram("edge_os_inter_token_latency_seconds", "Between consecutive generated tokens",
@@ -47,32 +51,45 @@ class Metrics:
         self.generated_tokens = Counter("edge_os_generation_tokens", "Tokens generated", ["model"], registry=r)
         r.register(_SchedulerCollector(scheduler))
 
-    def refusal(self, endpoint: str, refused: Refused) -> None:
-        self.refused.labels(refused.code if refused.code in REFUSALS else "other").inc()
-        self.requests.labels(endpoint, "refused").inc()
-
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class RequestTimer:
-    """Latencies of one request, fed with each event's arrival on the event loop."""
+def _never(_refused: Refused) -> bool:
+    return False
 
-    def __init__(self, metrics: Metrics, endpoint: str, model: str) -> None:
+
+class RequestTimer:
+    """Latencies and outcome of one request, fed with each event's arrival on the event loop.
+
+    ``hands_over(refused)`` says whether a refusal goes to the cloud; the timer then follows the
+    cloud's events too, and counts the request once, in the fallback counter as well.
+    """
+
+    def __init__(self, metrics: Metrics, endpoint: str, model: str,
+                 hands_over: Callable[[Refused], bool] | None = None) -> None:
         self.metrics, self.endpoint, self.model = metrics, endpoint, model
         self.started = time.monotonic()
         self._last: float | None = None
+        self._hands_over = hands_over or _never
+        self.cloud_reason: str | None = None  # the device's refusal code once the cloud serves the request
         self.ended = False
 
     def observe(self, event: Event) -> None:
         """Called with every event of the request as the app reads it."""
         if isinstance(event, TextDelta):
-            self._tokens(len(event.token_ids))
+            self._tokens(len(event.token_ids))  # the cloud's deltas carry no token ids
         elif isinstance(event, Finished):
             self.finish(event.finish_reason.value, event.usage.prompt_tokens)
-        elif isinstance(event, Refused):
-            self.ended = True
-            self.metrics.refusal(self.endpoint, event)
+        elif isinstance(event, Refused) and self.cloud_reason is None:  # the device refused
+            code = event.code if event.code in REFUSALS else "other"
+            self.metrics.refused.labels(code).inc()
+            if self._hands_over(event):
+                self.cloud_reason = code
+            else:
+                self.finish("refused")
+        elif isinstance(event, Refused):  # the cloud failed
+            self.finish("timeout" if event.code == "timeout" else "error")
 
     def _tokens(self, count: int) -> None:
         if count <= 0:
@@ -90,7 +107,11 @@ class RequestTimer:
             return
         self.ended = True
         m = self.metrics
-        m.requests.labels(self.endpoint, outcome if outcome in OUTCOMES else "error").inc()
+        outcome = outcome if outcome in OUTCOMES else "error"
+        m.requests.labels(self.endpoint, outcome).inc()
+        if self.cloud_reason is not None:
+            m.fallbacks.labels(self.cloud_reason, outcome).inc()
+            return  # the device's latency and token figures are its own
         m.e2e.labels(self.model).observe(time.monotonic() - self.started)
         m.prompt_tokens.labels(self.model).inc(prompt_tokens)
 

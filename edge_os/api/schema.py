@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edge_os.api.errors import ApiError, bad_request
-from edge_os.api.tools import CLOSE, OPEN, ToolUse, parse_tools
-from edge_os.errors import InputError
+from edge_os.api.tools import parse_tools
+from edge_os.errors import InputError, ToolsError
 from edge_os.runtime.request import GenerationRequest, OutputConstraint, SamplingParams
+from edge_os.runtime.tools import ToolUse, calls_text
 
 # Fields accepted and ignored: they do not change what is generated.
 _IGNORED = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls"})
@@ -62,7 +63,7 @@ def parse_chat(data: dict[str, Any], models: list[str], default_max_tokens: int)
     if tools is not None:
         if data.get("response_format") not in (None, {"type": "text"}):
             raise bad_request("give tools or a response_format, not both", "response_format")
-        parsed = _with_tools(tools.system_message(), parsed)
+        parsed = tools.prompt(parsed)
     if _get(data, "top_logprobs", int) not in (None, 0):
         raise bad_request("top_logprobs is not supported", "top_logprobs", "unsupported_parameter")
     if "max_completion_tokens" in data and "max_tokens" in data:
@@ -140,13 +141,6 @@ def _request(kind: str, data: dict[str, Any], models: list[str], default_max_tok
     return ApiRequest(kind, generation, model, stream, include_usage)
 
 
-def _with_tools(tools_message: dict, messages: tuple[dict, ...]) -> tuple[dict, ...]:
-    if messages and messages[0]["role"] == "system":
-        merged = {"role": "system", "content": tools_message["content"] + "\n\n" + messages[0]["content"]}
-        return (merged, *messages[1:])
-    return (tools_message, *messages)
-
-
 def _message(m: Any, i: int) -> dict:
     where = f"messages[{i}]"
     if not isinstance(m, dict):
@@ -156,7 +150,12 @@ def _message(m: Any, i: int) -> dict:
         raise bad_request(f"{where}.role must be one of {sorted(_ROLES)} (got {role!r})", "messages")
     content = m.get("content")
     if role == "assistant" and m.get("tool_calls"):
-        return {"role": "assistant", "content": (content or "") + _calls_text(m["tool_calls"], where)}
+        calls = m["tool_calls"]
+        try:
+            return {"role": "assistant", "content": (content or "") + calls_text(calls if isinstance(calls, list)
+                                                                                 else [None])}
+        except ToolsError as exc:
+            raise bad_request(f"{where}.{exc}", "messages", "invalid_type") from None
     if isinstance(content, list):
         texts = []
         for part in content:
@@ -167,22 +166,6 @@ def _message(m: Any, i: int) -> dict:
     if not isinstance(content, str):
         raise bad_request(f"{where}.content must be a string or a list of text parts", "messages", "invalid_type")
     return {"role": _ROLES[role], "content": content}
-
-
-def _calls_text(calls: Any, where: str) -> str:
-    """An assistant's earlier tool calls, written back in the form the model was asked to use."""
-    out = []
-    for call in calls if isinstance(calls, list) else [None]:
-        fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(fn.get("arguments"), str):
-            raise bad_request(f"{where}.tool_calls must be a list of {{\"function\": {{\"name\", \"arguments\"}}}}",
-                              "messages", "invalid_type")
-        try:
-            arguments = json.loads(fn["arguments"])
-        except json.JSONDecodeError:
-            raise bad_request(f"{where}.tool_calls: arguments must be a JSON text", "messages") from None
-        out.append(f'{OPEN}{json.dumps({"name": fn["name"], "arguments": arguments})}{CLOSE}')
-    return "".join(out)
 
 
 def _stops(value: Any) -> tuple[str, ...]:

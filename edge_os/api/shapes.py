@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from edge_os.runtime.request import Usage
+from edge_os.runtime.tools import CallArguments, CallStart, Piece
 
 
 def usage(u: Usage) -> dict[str, int]:
@@ -45,9 +46,21 @@ class ChunkWriter:
     def text(self, text: str) -> bytes:
         return self._choice({"delta": {"content": text}} if self.kind == "chat" else {"text": text})
 
-    def tool_calls(self, calls: list[dict]) -> bytes:
-        """All calls in one chunk (the client accumulates per ``index``)."""
-        return self._choice({"delta": {"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]}})
+    def pieces(self, pieces: list[Piece]) -> bytes:
+        """Text and tool-call deltas as the ``openai`` client accumulates them: a call's first delta
+        has its ``index``, ``id``, ``type`` and name with empty arguments; then argument fragments
+        with only ``index`` and ``function.arguments``."""
+        out = []
+        for p in pieces:
+            if isinstance(p, CallStart):
+                call = {"index": p.index, "id": p.id, "type": "function", "function": {"name": p.name, "arguments": ""}}
+                out.append(self._choice({"delta": {"tool_calls": [call]}}))
+            elif isinstance(p, CallArguments):
+                call = {"index": p.index, "function": {"arguments": p.text}}
+                out.append(self._choice({"delta": {"tool_calls": [call]}}))
+            elif p:
+                out.append(self.text(p))
+        return b"".join(out)
 
     def finish(self, finish_reason: str, u: Usage) -> bytes:
         body = {"delta": {}} if self.kind == "chat" else {"text": ""}

@@ -166,7 +166,7 @@ class _TerminalInput:
 def chat_loop(engine, lines: TextIO, out: TextIO, options: ChatOptions, interactive: bool,
               history: Path | None = None) -> None:
     """Run a chat until the input ends or the user leaves."""
-    session = engine.chat()
+    session = engine.chat_session()
     terminal = _TerminalInput(history) if interactive else None
     if interactive:
         out.write(HINT + "\n")

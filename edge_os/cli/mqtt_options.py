@@ -61,8 +61,10 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
         help="hand requests this device refuses to a cloud worker (`edge-os cloud-worker`) and relay its answer; "
         "off by default: a refusal is answered at once with an error",
     )  # fmt: skip
-    group.add_argument("--cloud-timeout", metavar="S", type=float, default=120.0, help="wait this long for the cloud")
-    group.add_argument("--no-redact", action="store_true", help="send prompts to the cloud unredacted")
+    group.add_argument("--cloud-timeout", metavar="S", type=float, default=120.0,
+                       help="wait this long for the cloud (MQTT and --cloud-url)")
+    group.add_argument("--no-redact", action="store_true",
+                       help="send prompts to the cloud unredacted (MQTT and --cloud-url)")
     group.add_argument(
         "--redact-name", metavar="NAME", action="append", default=[], help="a name to redact before the cloud (repeat)"
     )

@@ -45,6 +45,11 @@ def register(subparsers) -> None:
                       help="serve the OpenAI-compatible API on HOST:PORT (a bare PORT or :PORT means 127.0.0.1)")
     http.add_argument("--api-key-file", type=Path, metavar="FILE",
                       help="API keys, one a line, accepted as bearer tokens (also EDGE_OS_API_KEYS)")
+    http.add_argument("--cloud-url", metavar="URL",
+                      help="an OpenAI-compatible server that answers the HTTP requests this device refuses (too hot, "
+                           "over memory, model absent...), redacted as for MQTT; its key from EDGE_OS_OPENAI_API_KEY")
+    http.add_argument("--cloud-model", metavar="NAME",
+                      help="the model --cloud-url is asked for (default: the local name)")
     p.set_defaults(func=run)
 
 
@@ -76,6 +81,20 @@ def http_address_and_keys(args: argparse.Namespace) -> tuple[str, int, tuple[str
     return host, port, read_api_keys(args.api_key_file, settings().api_keys)
 
 
+def cloud_from_args(args: argparse.Namespace):
+    """The HTTP API's cloud fallback (``None`` without ``--cloud-url``), under the shared policy."""
+    if not args.cloud_url:
+        return None
+    from edge_os.api.cloud import CloudConfig
+    from edge_os.config import settings
+    from edge_os.mqtt.redact import RedactionConfig
+    from edge_os.scheduler.fallback import FallbackPolicy
+
+    policy = FallbackPolicy(RedactionConfig(enabled=not args.no_redact, names=tuple(args.redact_name)),
+                            args.cloud_timeout)
+    return CloudConfig(args.cloud_url, args.cloud_model, settings().openai_api_key, policy)
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_os.cli.mqtt_options import bridge_config_from_args
     from edge_os.scheduler.service import serve
@@ -83,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.api_key_file and not args.http:
         raise InputError("--api-key-file needs --http ADDR")
+    if (args.cloud_url or args.cloud_model) and not args.http:
+        raise InputError("--cloud-url and --cloud-model are for --http; MQTT requests fall back with --cloud-fallback")
+    if args.cloud_url and not args.cloud_url.startswith(("http://", "https://")):
+        raise InputError(f"--cloud-url {args.cloud_url!r} must be an http:// or https:// URL")
     http = http_address_and_keys(args) if args.http else None
     models = tuple(resolve_model(m) for m in args.models)
     if http and not models:  # the HTTP API describes the packages it serves: resolve the default here
@@ -99,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         from edge_os.api.front_door import HttpFrontDoor
 
         host, port, keys = http
-        doors.append(HttpFrontDoor(HttpConfig(host=host, port=port, packages=models, api_keys=keys)))
+        doors.append(HttpFrontDoor(HttpConfig(host=host, port=port, packages=models, api_keys=keys,
+                                              cloud=cloud_from_args(args))))
     serve(options_from_args(args, models), front_doors=doors)
     return 0

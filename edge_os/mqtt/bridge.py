@@ -22,10 +22,10 @@ from edge_os.mqtt.connection import Connection, Handlers, Inbound, NotConnected,
 from edge_os.mqtt.durable import Durable
 from edge_os.mqtt.fallback import CloudFallback
 from edge_os.mqtt.outbox import Kind
-from edge_os.mqtt.redact import Redactor
 from edge_os.mqtt.server import Limits, RequestServer
 from edge_os.mqtt.topics import request_topics, status_topic, telemetry_topic
 from edge_os.scheduler.api import SchedulerAPI
+from edge_os.scheduler.fallback import FallbackPolicy
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,7 @@ class MqttBridge:
                 d.outbox,
                 d.sender,
                 d.answers,
-                Redactor(config.redaction),
-                config.cloud_timeout_s,
+                FallbackPolicy(config.redaction, config.cloud_timeout_s),
             )
             if config.cloud_fallback
             else None

@@ -1,9 +1,10 @@
 """Cloud fallback: hand a request the device refused to a cloud worker, relay its answer back.
 
-The forwarded request is redacted first, travels through the outbox (so it survives outages and
-restarts) with the remaining deadline as its message expiry, and carries the device's request
-key as correlation data. The cloud worker answers on ``edge-os/{device_id}/cloud/res``; the
-answer is relayed to the original requester marked ``served_by: cloud`` with the refusal reason.
+The forwarded request is redacted first (``FallbackPolicy``, shared with the HTTP API), travels
+through the outbox (so it survives outages and restarts) with the remaining deadline as its
+message expiry, and carries the device's request key as correlation data. The cloud worker answers
+on ``edge-os/{device_id}/cloud/res``; the answer is relayed to the original requester marked
+``served_by: cloud`` with the refusal reason.
 A request the cloud does not answer within ``timeout_s`` gets a ``cloud_timeout`` error.
 """
 
@@ -21,11 +22,11 @@ from edge_os.mqtt.connection import Inbound
 from edge_os.mqtt.dedup import RequestLog, RequestRecord, State
 from edge_os.mqtt.delivery import OutboxSender
 from edge_os.mqtt.outbox import Kind, Outbox
-from edge_os.mqtt.redact import Redactor
 from edge_os.mqtt.schema import MqttRequest
 from edge_os.mqtt.store import Store
 from edge_os.mqtt.topics import cloud_request_topic, cloud_response_topic
 from edge_os.runtime.request import Refused
+from edge_os.scheduler.fallback import SERVED_BY_CLOUD, FallbackPolicy
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ class CloudFallback:
         outbox: Outbox,
         sender: OutboxSender,
         answers: Answers,
-        redactor: Redactor,
-        timeout_s: float,
+        policy: FallbackPolicy,
     ) -> None:
         self.device_id = device_id
         self.response_topic = cloud_response_topic(device_id)
@@ -57,8 +57,7 @@ class CloudFallback:
         self._outbox = outbox
         self._sender = sender
         self._answers = answers
-        self._redactor = redactor
-        self._timeout_s = timeout_s
+        self._policy = policy
         self.stats = FallbackStats()
 
     def forward(self, record: RequestRecord, request: MqttRequest, refusal: Refused) -> None:
@@ -66,15 +65,9 @@ class CloudFallback:
         if record.expired():
             self._answers.fail(record, "expired", f"not served here ({refusal.reason}) and its deadline passed")
             return
-        fields = dict(request.fields)
-        if "prompt" in fields:
-            fields["prompt"] = self._redactor.redact(fields["prompt"])
-        if "messages" in fields:
-            fields["messages"] = self._redactor.redact_messages(fields["messages"])
+        fields = self._policy.outgoing_fields(request.fields)
         fields["fallback"] = {"device_id": self.device_id, "code": refusal.code, "reason": refusal.reason}
-        cloud_deadline = time.time() + self._timeout_s
-        if record.deadline is not None:
-            cloud_deadline = min(cloud_deadline, record.deadline)
+        cloud_deadline = self._policy.cloud_deadline(record.deadline)
         with self._store.transaction():
             if not self._requests.mark_cloud(record.key, refusal.code, refusal.reason, cloud_deadline):
                 return
@@ -117,7 +110,7 @@ class CloudFallback:
                 answer["text"],
                 answer["finish_reason"],
                 answer["usage"],
-                "cloud",
+                SERVED_BY_CLOUD,
                 reason_code=record.fallback_code,
                 reason=record.fallback_reason,
             ),

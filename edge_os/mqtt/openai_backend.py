@@ -56,7 +56,9 @@ class OpenAIBackend:
         }
         if request.stop:
             body["stop"] = list(request.stop)
-        if request.constraint is not None:
+        if request.constraint is not None and request.constraint.kind != "structural_tag":
+            # A structural tag (free text with tool calls) has no OpenAI form: the server gets the
+            # request's tool prompt and its answer is parsed as a local one would be.
             c = request.constraint
             body["response_format"] = {"type": "json_object"} if c.schema is None else {
                 "type": "json_schema", "json_schema": {"name": "response", "schema": json.loads(c.schema)}}

@@ -2,8 +2,9 @@
 
 ``Engine.load(path)`` verifies the package and loads it. ``generate(request)`` streams events for
 one request; ``start``/``step``/``release`` let the scheduler advance several sequences together
-(new ones are prefilled, running ones decode in one batch). ``chat()`` opens a session that keeps
-its KV cache between turns, so each turn only prefills what is new.
+(new ones are prefilled, running ones decode in one batch). ``complete`` and ``chat`` are the
+simplest use; ``chat_session()`` opens a conversation that keeps its KV cache between turns, so
+each turn only prefills what is new.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from edge_os.runtime.request import (
 from edge_os.runtime.runner import CacheShape, ModelRunner, package_device
 from edge_os.runtime.sampler import Sampler
 from edge_os.runtime.text_stream import TextStream
+from edge_os.runtime.tools import ChatReply, chat_messages, parse_tools
 
 log = logging.getLogger(__name__)
 
@@ -280,16 +282,35 @@ class Engine:
         ``response_format`` (OpenAI's form: ``{"type": "json_schema", "json_schema": {"schema": ...}}``)."""
         return self._answer(GenerationRequest(prompt=prompt, **request_options(options)))
 
-    def chat(self, messages: list[dict] | None = None, **options) -> str | ChatSession:
-        """The assistant's answer to ``messages`` (``[{"role": ..., "content": ...}, ...]``), with the
-        options of ``complete``. Without messages: a ``ChatSession`` that keeps its KV cache between turns."""
-        if messages is None:
-            return ChatSession(self)
-        return self._answer(GenerationRequest(messages=tuple(messages), **request_options(options)))
+    def chat(self, messages: list[dict], *, tools: list[dict] | None = None, tool_choice: str | dict | None = None,
+             **options) -> ChatReply:
+        """The assistant's answer to ``messages`` (``[{"role": ..., "content": ...}, ...]``; an
+        ``assistant`` message may carry earlier ``tool_calls``, a ``tool`` message a tool's result),
+        with the options of ``complete``. ``tools`` and ``tool_choice`` are OpenAI's (function tools;
+        ``auto``, ``none``, ``required`` or ``{"type": "function", "function": {"name": ...}}``): the
+        calls come back in ``ChatReply.tool_calls``, each valid for its tool's schema."""
+        use = parse_tools(tools, tool_choice)
+        fields = request_options(options)
+        chat = chat_messages(messages)
+        if use is not None:
+            if "constraint" in fields:
+                raise InputError("give tools or a response_format, not both")
+            chat, fields["constraint"] = use.prompt(chat), use.constraint()
+        finished = self._finished(GenerationRequest(messages=chat, **fields))
+        content, calls = (finished.text, []) if use is None else use.split(finished.text)
+        finish = "tool_calls" if calls else finished.finish_reason.value
+        return ChatReply(content, tuple(calls), finish, finished.usage)
+
+    def chat_session(self) -> ChatSession:
+        """A conversation that keeps its KV cache between turns (``ChatSession.send``)."""
+        return ChatSession(self)
 
     def _answer(self, request: GenerationRequest) -> str:
+        return self._finished(request).text
+
+    def _finished(self, request: GenerationRequest) -> Finished:
         *_, finished = self.generate(request)  # the last event is the Finished one, with the whole text
-        return finished.text
+        return finished
 
     def close(self) -> None:
         self.runner = None

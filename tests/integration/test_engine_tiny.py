@@ -165,7 +165,7 @@ def test_prompt_longer_than_context_is_refused(engine):
 
 
 def test_chat_session_reuses_the_cache_and_matches_a_fresh_run(engine):
-    session = engine.chat()
+    session = engine.chat_session()
     list(session.send("hi", sampling=GREEDY, max_tokens=6))
     cached_before = session._seq.kv_tokens
     second = [e for e in session.send("more", sampling=GREEDY, max_tokens=6)][-1]

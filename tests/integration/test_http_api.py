@@ -259,9 +259,20 @@ def test_forced_tool_calls_streamed_and_not(client, model_name):
     chunks = list(client.chat.completions.create(model=model_name, messages=ASK, tools=[WEATHER, TIME],
                                                  tool_choice=named, max_tokens=200, temperature=0, stream=True))
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-    assert [d.function.name for d in deltas] == ["get_weather"]
-    assert deltas[0].function.arguments == call.function.arguments and deltas[0].index == 0
+    # The first delta opens the call (id, type, name, no arguments yet); the rest carry argument text.
+    assert (deltas[0].index, deltas[0].type, deltas[0].function.name, deltas[0].function.arguments) == (
+        0, "function", "get_weather", "")
+    assert deltas[0].id.startswith("call_") and all(d.id is None and d.function.name is None for d in deltas[1:])
+    assert len(deltas) > 2  # streamed in pieces, not in one chunk at the end
+    assert "".join(d.function.arguments for d in deltas) == call.function.arguments
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    # The client's own accumulation of the stream gives the non-streamed call.
+    with client.chat.completions.stream(model=model_name, messages=ASK, tools=[WEATHER, TIME], tool_choice=named,
+                                        max_tokens=200, temperature=0) as stream:
+        final = stream.get_final_completion().choices[0]
+    assert final.finish_reason == "tool_calls"
+    [acc] = final.message.tool_calls
+    assert (acc.function.name, acc.function.arguments) == (call.function.name, call.function.arguments)
     for seed in range(3):
         out = client.chat.completions.create(model=model_name, messages=ASK, tools=[WEATHER, TIME],
                                              tool_choice="required", max_tokens=200, seed=seed)
@@ -284,6 +295,27 @@ def test_auto_and_none_and_tool_results(client, model_name):
         {"role": "tool", "tool_call_id": "call_1", "content": "4 C and rain"},
     ]
     assert client.chat.completions.create(model=model_name, messages=history, tools=[WEATHER], max_tokens=8).choices
+
+
+def test_raw_sse_bytes_of_a_streamed_tool_call(service, model_name):
+    pytest.importorskip("xgrammar")
+    body = {"model": model_name, "messages": ASK, "tools": [WEATHER], "tool_choice": "required", "max_tokens": 200,
+            "temperature": 0, "stream": True}
+    r = httpx.post(service.url + "/v1/chat/completions", json=body, timeout=60)
+    events = sse_events(r.content)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    calls = [c["choices"][0]["delta"]["tool_calls"] for c in chunks if "tool_calls" in c["choices"][0]["delta"]]
+    assert all(len(c) == 1 and c[0]["index"] == 0 for c in calls)
+    opening = calls[0][0]
+    assert set(opening) == {"index", "id", "type", "function"} and opening["function"] == {
+        "name": "get_weather", "arguments": ""}
+    assert all(set(c[0]) == {"index", "function"} and set(c[0]["function"]) == {"arguments"} for c in calls[1:])
+    arguments = json.loads("".join(c[0]["function"]["arguments"] for c in calls))
+    assert isinstance(arguments["city"], str)
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}
+    assert len({c["id"] for c in chunks}) == 1
 
 
 @pytest.mark.parametrize("extra, param", [
