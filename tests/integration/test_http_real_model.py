@@ -77,4 +77,41 @@ def test_forced_and_automatic_tool_calls(real):
     for call in choice.message.tool_calls or []:  # a call, if the model makes one, is always valid
         assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
     assert choice.message.tool_calls or choice.message.content
-    print("auto:", choice.finish_reason, choice.message.content, choice.message.tool_calls)
+    print("auto, no example:", choice.finish_reason, choice.message.content, choice.message.tool_calls)
+
+
+def earlier_call(city: str) -> list[dict]:
+    """One earlier exchange in which the assistant called the tool and answered from its result."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather",
+                                                             "arguments": json.dumps({"city": city})}}
+    return [{"role": "user", "content": f"What is the weather in {city}?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "12 C, cloudy"},
+            {"role": "assistant", "content": f"It is 12 C and cloudy in {city}."}]
+
+
+def test_automatic_tool_call_after_one_earlier_call(real):
+    """SmolLM2-135M never opens a call zero-shot (docs/http-api.md), but with one earlier call in
+    the conversation it calls the tool, greedily, for a question that needs it, and answers a
+    question that does not in text."""
+    pytest.importorskip("xgrammar")
+    jsonschema = pytest.importorskip("jsonschema")
+    client, model = real
+    history = earlier_call("Rome")
+    ask = [*history, {"role": "user", "content": "What is the weather in Paris?"}]
+    whole = client.chat.completions.create(model=model, messages=ask, tools=[WEATHER], max_tokens=40, temperature=0)
+    choice = whole.choices[0]
+    assert choice.finish_reason == "tool_calls", choice.message.content
+    [call] = choice.message.tool_calls
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, WEATHER["function"]["parameters"])
+    assert call.function.name == "get_weather" and arguments["city"] == "Paris"
+    with client.chat.completions.stream(model=model, messages=ask, tools=[WEATHER], max_tokens=40,
+                                        temperature=0) as stream:
+        final = stream.get_final_completion().choices[0]
+    assert final.finish_reason == "tool_calls"
+    assert [(c.function.name, c.function.arguments) for c in final.message.tool_calls] == [
+        (call.function.name, call.function.arguments)]
+    haiku = client.chat.completions.create(model=model, tools=[WEATHER], max_tokens=24, temperature=0, messages=[
+        *history, {"role": "user", "content": "Write a haiku about the sea."}]).choices[0]
+    assert haiku.message.tool_calls is None and haiku.message.content
