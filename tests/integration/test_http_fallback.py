@@ -5,9 +5,12 @@ redacted on the way out and counted by reason in /metrics."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import httpx
 import openai
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.http_service import HttpService
@@ -90,3 +93,14 @@ def test_a_cloud_that_fails_is_a_502_naming_both_reasons(tmp_path, tiny_package)
         assert httpx.get(svc.url + "/health").status_code == 200
     finally:
         assert svc.stop() == 0
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--cloud-url", "http://127.0.0.1:9"], "--cloud-url and --cloud-model are for --http"),
+    (["--http", "0", "--cloud-url", "ftp://cloud"], "must be an http:// or https:// URL"),
+])
+def test_bad_cloud_options_are_one_error_line(tmp_path, argv, needle):
+    proc = subprocess.run([sys.executable, "-m", "edge_os.cli.main", "serve", *argv, "--socket", str(tmp_path / "s")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edge-os: error:")]
+    assert proc.returncode == 1 and len(errors) == 1 and needle in errors[0], proc.stderr
