@@ -61,7 +61,11 @@ class CloudFallback:
         self.stats = FallbackStats()
 
     def forward(self, record: RequestRecord, request: MqttRequest, refusal: Refused) -> None:
-        """Queue ``request`` for the cloud (worker thread); its answer arrives in ``handle``."""
+        """Queue ``request`` for the cloud if the policy lets it go there (worker thread); its
+        answer arrives in ``handle``. Other refusals are answered with their error at once."""
+        if not self._policy.takes(refusal):
+            self._answers.fail(record, refusal.code, refusal.reason)
+            return
         if record.expired():
             self._answers.fail(record, "expired", f"not served here ({refusal.reason}) and its deadline passed")
             return

@@ -215,7 +215,7 @@ class RequestServer:
                 )
                 return
             elif isinstance(event, Refused):
-                if event.fallback and self._on_refused is not None:
+                if self._on_refused is not None:  # it decides what may go elsewhere
                     self._on_refused(record, request, event)
                 else:
                     self._answers.fail(record, event.code, event.reason)
