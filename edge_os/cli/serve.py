@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--models", nargs="+", default=[], metavar="MODEL",
                    help="stored models' NAME[:TAG]s or package directories "
                         "(default: the bundled SmolLM2-135M, packed on first use)")
+    p.add_argument("--root", type=Path, metavar="ROOT",
+                   help="serve a device store's installed packages and follow each install or rollback without a "
+                        "restart; with --mqtt, also take over-the-air install jobs (docs/flash.md)")
     p.add_argument("--memory-budget", metavar="SIZE",
                    help="memory edge-os may use, e.g. 2G or 512M (default: the target's share of MemTotal)")
     p.add_argument("--target", help="target descriptor for budgets and thermal zones (default: EDGE_OS_TARGET)")
@@ -64,6 +67,7 @@ def options_from_args(args: argparse.Namespace, models: tuple[Path, ...]) -> Ser
         thermal_root=args.thermal_root,
         power_root=args.power_root,
         meminfo=args.meminfo,
+        root=args.root,
     )
 
 
@@ -84,8 +88,15 @@ def run(args: argparse.Namespace) -> int:
     if args.api_key_file and not args.http:
         raise InputError("--api-key-file needs --http ADDR")
     http = http_address_and_keys(args) if args.http else None
-    models = tuple(resolve_model(m) for m in args.models)
-    if http and not models:  # the HTTP API describes the packages it serves: resolve the default here
+    if args.root is not None:
+        from edge_os.deploy.serving import serving_packages
+
+        if args.models:
+            raise InputError("--root serves the device store's packages; drop --models (or drop --root)")
+        models = tuple(serving_packages(args.root, can_wait=bool(args.mqtt)).values())
+    else:
+        models = tuple(resolve_model(m) for m in args.models)
+    if http and not models and args.root is None:  # the HTTP API describes the packages it serves
         from edge_os import default_model
 
         models = (default_model.default_package(separate_process=True),)
@@ -93,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
     if args.mqtt:
         from edge_os.mqtt.front_door import MqttFrontDoor
 
-        doors.append(MqttFrontDoor(bridge_config_from_args(args)))
+        bridge = bridge_config_from_args(args)
+        doors.append(MqttFrontDoor(bridge))
+        if args.root is not None:
+            from edge_os.deploy.serving import OtaFrontDoor
+
+            doors.append(OtaFrontDoor(args.root, bridge.broker, bridge.device_id))
     if http:
         from edge_os.api.config import HttpConfig
         from edge_os.api.front_door import HttpFrontDoor
