@@ -70,14 +70,17 @@ class StoreWatcher:
         self.store = Store(root)
         self.make_entry = make_entry
         self.interval_s = interval_s
-        self._known: dict[str, tuple] = {}
+        self._known = self._snapshot()  # build the scheduler from ``packages()``: nothing is missed in between
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._scheduler: ModelSwitcher | None = None
 
+    def packages(self) -> tuple[Path, ...]:
+        """The committed packages when the watcher was made: what the scheduler starts with."""
+        return tuple(package for _identity, package in self._known.values())
+
     def start(self, scheduler: ModelSwitcher) -> None:
         self._scheduler = scheduler
-        self._known = self._snapshot()  # what the scheduler was built with
         self._thread = threading.Thread(target=self._run, name="store-watcher", daemon=True)
         self._thread.start()
 

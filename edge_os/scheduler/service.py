@@ -159,12 +159,16 @@ class Service:
 
 def serve(options: ServeOptions, front_doors: Iterable[FrontDoor] = ()) -> None:
     """Build the service for ``options``, attach ``front_doors``, run until a signal stops it."""
-    service = Service(build_scheduler(options), options.socket or settings().socket)
+    watcher = None
     if options.root is not None:
         from edge_os.deploy.serving import StoreWatcher
 
         keep_alive = parse_keep_alive(options.keep_alive or settings().keep_alive)
-        service.attach(StoreWatcher(options.root, lambda path: model_entry(options, path, keep_alive)))
+        watcher = StoreWatcher(options.root, lambda path: model_entry(options, path, keep_alive))
+        options = replace(options, models=watcher.packages())
+    service = Service(build_scheduler(options), options.socket or settings().socket)
+    if watcher is not None:
+        service.attach(watcher)
     for door in front_doors:
         service.attach(door)
     service.run_until_signalled()
