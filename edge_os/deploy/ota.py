@@ -36,6 +36,7 @@ from edge_os.package.manifest import MANIFEST
 log = logging.getLogger(__name__)
 FINAL = ("succeeded", "failed", "rolled back")
 CHUNK = 1 << 20
+SEEN_JOBS = 100  # job ids remembered (newest kept), so a redelivered job is not run twice
 
 
 def job_topic(device_id: str) -> str:
@@ -51,6 +52,11 @@ def presence_topic(device_id: str) -> str:
 
 
 PRESENCE_WILDCARD = presence_topic("+")
+
+
+def remember(seen: list[str], job_id: str, limit: int = SEEN_JOBS) -> list[str]:
+    """``seen`` (oldest first) with ``job_id`` appended as the newest, trimmed to the newest ``limit``."""
+    return ([seen_id for seen_id in seen if seen_id != job_id] + [job_id])[-limit:]
 
 
 def presence(device_id: str, store: Store | None) -> bytes:
@@ -110,8 +116,9 @@ class OtaAgent:
             log.warning("cannot announce the device: %s", exc)
 
     # --- jobs in ---------------------------------------------------------------------------------
-    def _seen(self) -> set[str]:
-        return set(fsutil.read_json(self._state_path, {"seen": []})["seen"])
+    def _seen(self) -> list[str]:
+        """Ids of the jobs already run, oldest first (at most ``SEEN_JOBS``)."""
+        return list(fsutil.read_json(self._state_path, {"seen": []})["seen"])
 
     def _on_message(self, message: Inbound) -> None:
         try:
@@ -157,8 +164,7 @@ class OtaAgent:
             except Exception as exc:
                 log.exception("OTA job %s", job.job_id)
                 self._report(job, "failed", reason=f"internal error: {exc}")
-            seen = self._seen() | {job.job_id}
-            fsutil.write_json(self._state_path, {"seen": sorted(seen)[-100:]})
+            fsutil.write_json(self._state_path, {"seen": remember(self._seen(), job.job_id)})
             self._announce()
 
     def _check(self, job: Job) -> None:
