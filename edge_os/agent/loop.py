@@ -1,0 +1,345 @@
+"""The agent loop: the model proposes, the policy disposes, the audit log remembers.
+
+Each turn is decoded under the HTTP API's tool grammar (``edge_os.api.tools``): plain text (the
+final answer) or ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` naming a tool that
+exists with arguments that fit its schema. Every call is checked again here (a model without the
+grammar, or a hostile one, can write anything); an acting call must pass the policy, and maybe a
+person, before anything goes on the wire. Whatever happens comes back to the model as the tool's
+result and is recorded as a ``Step``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edge_os.agent.audit import AuditLog
+from edge_os.agent.model import as_model
+from edge_os.agent.policy import Policy, PolicyState, check
+from edge_os.agent.tools import AgentTool, check_arguments, relevant
+from edge_os.api.tools import CLOSE, OPEN, Tool, ToolUse
+
+INSTRUCTIONS = (
+    "You control a device through these tools. To read a sensor or change an actuator, call a tool; "
+    "the tool's result comes back to you. Never say that something was read or changed unless a tool "
+    "result says so. When the goal is done, answer in one short sentence without a tool call."
+)
+_CALL = re.compile(re.escape(OPEN) + r"(.*?)" + re.escape(CLOSE), re.DOTALL)
+# A confirmation callback: (question, timeout in seconds) -> yes?  It may also be a coroutine function.
+Confirm = Callable[[str, float], Any]
+
+
+@dataclass
+class Step:
+    """One thing that happened: a tool call and its outcome, or the final answer.
+
+    ``status``: ``ok``, ``error`` (unknown tool, bad arguments, the tool failed), ``refused`` (policy
+    or person said no), ``dry_run``, ``failed`` (an actuation that was not acknowledged), ``answer``.
+    """
+
+    index: int
+    status: str
+    tool: str | None = None
+    arguments: Any = None
+    result: Any = None
+    model_text: str = ""
+    model_s: float = 0.0
+    tool_s: float = 0.0
+
+
+@dataclass
+class AgentResult:
+    """A finished run. ``status``: ``answered``, ``max_steps``, ``loop`` (the same call over and
+    over) or ``device_lost`` (a device stopped answering)."""
+
+    run_id: str
+    goal: str
+    status: str
+    answer: str | None
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def actuations(self) -> list[Step]:
+        return [s for s in self.steps if s.status in ("ok", "failed", "dry_run") and s.result
+                and isinstance(s.result, dict) and "actuator" in s.result]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "goal": self.goal, "status": self.status, "answer": self.answer,
+                "steps": [asdict(s) for s in self.steps]}
+
+
+class _DeviceLost(Exception):
+    pass
+
+
+class Agent:
+    """``Agent(model_or_scheduler, tools, policy, audit).run(goal)``.
+
+    ``confirm`` answers the questions of actuators the policy marks ``confirm``; without one, or
+    without an answer within the policy's ``confirm_timeout_s``, the answer is no. ``grammar=False``
+    decodes freely (for measuring what the grammar is worth). ``clock`` times the rate limits.
+    """
+
+    def __init__(self, model_or_scheduler, tools: Iterable[AgentTool], policy: Policy | None = None,
+                 audit: AuditLog | None = None, *, confirm: Confirm | None = None, max_steps: int = 6,
+                 max_tools: int = 8, max_tokens: int = 96, grammar: bool = True,
+                 state: PolicyState | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.model = as_model(model_or_scheduler)
+        self.tools = {t.name: t for t in tools}
+        self.policy = policy or Policy()
+        self.audit = audit
+        self.confirm = confirm
+        self.max_steps, self.max_tools, self.max_tokens, self.grammar = max_steps, max_tools, max_tokens, grammar
+        self.clock = clock
+        self.state = state if state is not None else state_from_audit(audit)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- the loop ----------------------------------------------------------------------------
+    def prompt(self, goal: str) -> tuple[ToolUse, list[dict]]:
+        """The tools offered for ``goal`` and the opening messages."""
+        offered = relevant(self.tools.values(), goal, self.max_tools)
+        use = ToolUse(tuple(Tool(t.name, t.description, t.parameters) for t in offered), "auto")
+        system = use.system_message()
+        system["content"] = INSTRUCTIONS + "\n" + system["content"]
+        return use, [system, {"role": "user", "content": goal}]
+
+    def run(self, goal: str) -> AgentResult:
+        """Work on ``goal`` until the model answers, ``max_steps`` turns pass or the run cannot go on."""
+        result, use, messages = self._start(goal)
+        for _ in range(self.max_steps):
+            started = time.perf_counter()
+            text = self.model.turn(messages, use.constraint() if self.grammar else None, self.max_tokens)
+            if self._after_turn(result, use, messages, text, time.perf_counter() - started):
+                break
+        return self._finish(result)
+
+    async def arun(self, goal: str) -> AgentResult:
+        """``run`` for asyncio: model turns and tool calls run on worker threads; ``confirm`` may be
+        a coroutine function, awaited on this loop."""
+        self._loop = asyncio.get_running_loop()
+        result, use, messages = self._start(goal)
+        for _ in range(self.max_steps):
+            started = time.perf_counter()
+            text = await asyncio.to_thread(self.model.turn, messages, use.constraint() if self.grammar else None,
+                                           self.max_tokens)
+            done = await asyncio.to_thread(self._after_turn, result, use, messages, text,
+                                           time.perf_counter() - started)
+            if done:
+                break
+        return self._finish(result)
+
+    def _start(self, goal: str) -> tuple[AgentResult, ToolUse, list[dict]]:
+        result = AgentResult(uuid.uuid4().hex[:12], goal, "max_steps", None)
+        use, messages = self.prompt(goal)
+        self._record(result, "run", {"goal": goal, "tools": [t.name for t in use.tools],
+                                     "dry_run": self.policy.dry_run})
+        return result, use, messages
+
+    def _finish(self, result: AgentResult) -> AgentResult:
+        self._record(result, "answer", {"status": result.status, "answer": result.answer})
+        return result
+
+    def _after_turn(self, result: AgentResult, use: ToolUse, messages: list[dict], text: str, model_s: float) -> bool:
+        """Act on one model turn; True when the run is over."""
+        calls = parse_calls(text)
+        if not calls:
+            result.answer = text.strip()
+            result.status = "answered"
+            result.steps.append(Step(len(result.steps), "answer", model_text=text, model_s=model_s))
+            return True
+        messages.append({"role": "assistant", "content": text})
+        for name, arguments in calls:
+            started = time.perf_counter()
+            try:
+                status, outcome = self._execute(result, name, arguments)
+            except _DeviceLost as exc:
+                status, outcome = "failed", {"ok": False, "error": str(exc)}
+                result.status = "device_lost"
+            step = Step(len(result.steps), status, name, arguments, outcome, text, model_s,
+                        time.perf_counter() - started)
+            result.steps.append(step)
+            messages.append({"role": "tool", "content": json.dumps(outcome, ensure_ascii=False)})
+            if result.status == "device_lost":
+                return True
+        if _looping(result.steps):
+            result.status = "loop"
+            return True
+        return False
+
+    # --- one call ----------------------------------------------------------------------------
+    def _execute(self, result: AgentResult, name: Any, arguments: Any) -> tuple[str, Any]:
+        tool = self.tools.get(name) if isinstance(name, str) else None
+        if tool is None:
+            outcome = {"error": f"there is no tool {name!r}; the tools are {sorted(self.tools)}"}
+            self._record(result, "tool_call", {"tool": name, "arguments": arguments, "error": outcome["error"]})
+            return "error", outcome
+        problem = check_arguments(tool.parameters, arguments)
+        if problem:
+            outcome = {"error": f"bad arguments for {name}: {problem}"}
+            self._record(result, "tool_call", {"tool": name, "arguments": arguments, "error": outcome["error"]})
+            return "error", outcome
+        if tool.acting:
+            return self._act(result, tool, arguments)
+        return self._call(result, tool, arguments, "tool_call")
+
+    def _act(self, result: AgentResult, tool: AgentTool, arguments: dict) -> tuple[str, Any]:
+        value = arguments.get("value") if tool.actuator else None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+            arguments = {**arguments, "value": value}
+        decision = check(self.policy, self.state, tool.actuator, tool.name, value, self.clock())
+        if decision.allowed and decision.confirm:
+            answer = self._ask(f"{tool.name} {json.dumps(arguments)}: allow?")
+            self._record(result, "confirmation", {"tool": tool.name, "arguments": arguments, "answer": answer})
+            if answer != "yes":
+                decision = type(decision)(False, f"confirmation for {tool.actuator} was not given ({answer})")
+        if not decision.allowed:
+            self._record(result, "refusal", {"tool": tool.name, "arguments": arguments, "reason": decision.reason})
+            return "refused", {"refused": decision.reason}
+        if self.policy.dry_run:
+            self._record(result, "dry_run", {"tool": tool.name, "arguments": arguments})
+            return "dry_run", {"dry_run": True, "would_call": tool.name, "arguments": arguments,
+                               **({"actuator": tool.actuator} if tool.actuator else {})}
+        if tool.actuator is None:
+            return self._call(result, tool, arguments, "actuation")
+        return self._actuate(result, tool, value)
+
+    def _actuate(self, result: AgentResult, tool: AgentTool, value: int) -> tuple[str, Any]:
+        from firmware_bridge import DeviceError, NotAnswering
+
+        at = self.clock()
+        try:
+            tool.call({"value": value})
+        except NotAnswering as exc:
+            self.state.record(tool.actuator, value, at, acknowledged=False)
+            outcome = {"actuator": tool.actuator, "value": value, "ok": False, "acknowledged": False,
+                       "error": f"not acknowledged, so it may or may not have taken effect: {exc}"}
+            self._record(result, "actuation", outcome)
+            raise _DeviceLost(outcome["error"]) from None
+        except DeviceError as exc:  # a NACK: the device refused, nothing changed
+            self.state.count(tool.actuator, at)
+            outcome = {"actuator": tool.actuator, "value": value, "ok": False, "acknowledged": False,
+                       "error": str(exc)}
+            self._record(result, "actuation", outcome)
+            return "failed", outcome
+        self.state.record(tool.actuator, value, at, acknowledged=True)
+        outcome = {"actuator": tool.actuator, "value": value, "ok": True, "acknowledged": True}
+        readback = self._readback(tool.actuator)
+        if readback is not None:
+            outcome["readback"] = readback
+        self._record(result, "actuation", outcome)
+        return "ok", outcome
+
+    def _readback(self, actuator: str) -> dict | None:
+        """The sensor the policy names for ``actuator``, read after the command (the bridge's
+        protocol has no query for an actuator's own state: its ACK is the device's word)."""
+        rule = self.policy.actuators.get(actuator)
+        sensor = rule.readback if rule else None
+        reader = next((t for t in self.tools.values() if sensor and t.sensor == sensor), None)
+        if reader is None:
+            return None
+        try:
+            return reader.call({})
+        except Exception as exc:  # noqa: BLE001 - reported, never raised: the command itself succeeded
+            return {"sensor": sensor, "error": str(exc)}
+
+    def _call(self, result: AgentResult, tool: AgentTool, arguments: dict, kind: str) -> tuple[str, Any]:
+        from firmware_bridge import NotAnswering
+
+        try:
+            outcome = tool.call(arguments)
+            status = "ok"
+        except NotAnswering as exc:
+            self._record(result, kind, {"tool": tool.name, "arguments": arguments, "error": str(exc)})
+            raise _DeviceLost(f"{tool.name}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a tool's error goes back to the model as its result
+            outcome, status = {"error": f"{tool.name} failed: {exc}"}, "error"
+        try:
+            json.dumps(outcome)
+        except (TypeError, ValueError):
+            outcome = {"result": str(outcome)}
+        self._record(result, kind, {"tool": tool.name, "arguments": arguments, "result": outcome})
+        return status, outcome
+
+    def _ask(self, question: str) -> str:
+        """``yes``, ``no``, ``timeout`` or ``no one to ask``."""
+        if self.confirm is None:
+            return "no one to ask"
+        timeout = self.policy.confirm_timeout_s
+        if inspect.iscoroutinefunction(self.confirm):
+            if self._loop is None:
+                return "no one to ask"
+            future = asyncio.run_coroutine_threadsafe(self.confirm(question, timeout), self._loop)
+            try:
+                return "yes" if future.result(timeout) is True else "no"
+            except TimeoutError:
+                future.cancel()
+                return "timeout"
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def ask() -> None:
+            try:
+                box["answer"] = self.confirm(question, timeout)
+            finally:
+                done.set()
+
+        threading.Thread(target=ask, daemon=True, name="agent-confirm").start()
+        if not done.wait(timeout):
+            return "timeout"
+        return "yes" if box.get("answer") is True else "no"
+
+    def _record(self, result: AgentResult, kind: str, data: dict) -> None:
+        if self.audit is not None:
+            self.audit.append(kind, data, result.run_id)
+
+
+def parse_calls(text: str) -> list[tuple[Any, Any]]:
+    """The ``(name, arguments)`` of each ``<tool_call>`` in ``text`` (a malformed one counts too:
+    it comes back to the model as an error)."""
+    calls = []
+    for raw in _CALL.findall(text):
+        try:
+            call = json.loads(raw)
+        except json.JSONDecodeError:
+            calls.append((None, raw))
+            continue
+        if isinstance(call, dict):
+            calls.append((call.get("name"), call.get("arguments", {})))
+        else:
+            calls.append((None, call))
+    if not calls and OPEN in text:
+        calls.append((None, text))  # cut short before its end tag
+    return calls
+
+
+def _looping(steps: list[Step], repeats: int = 3) -> bool:
+    """The same call with the same arguments ``repeats`` times in a row."""
+    last = [s for s in steps if s.tool is not None][-repeats:]
+    if len(last) < repeats:
+        return False
+    keys = {json.dumps([s.tool, s.arguments], sort_keys=True, default=str) for s in last}
+    return len(keys) == 1
+
+
+def state_from_audit(audit: AuditLog | None) -> PolicyState:
+    """What earlier runs sent, as recorded in the audit log (rates and steps hold across runs)."""
+    state = PolicyState()
+    if audit is None:
+        return state
+    for entry in audit.entries():
+        data = entry.get("data") or {}
+        if entry.get("kind") == "actuation" and isinstance(data.get("actuator"), str) and "value" in data:
+            if data.get("ok") or data.get("acknowledged") is False and "not acknowledged" in str(data.get("error")):
+                state.record(data["actuator"], data["value"], entry.get("ts", 0.0), bool(data.get("ok")))
+            else:
+                state.count(data["actuator"], entry.get("ts", 0.0))
+    return state
