@@ -1,8 +1,7 @@
 """The agent loop: the model proposes, the policy disposes, the audit log remembers.
 
-Each turn is decoded under the HTTP API's tool grammar (``edge_os.api.tools``): plain text (the
-final answer) or ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` naming a tool that
-exists with arguments that fit its schema. Every call is checked again here (a model without the
+Each turn is decoded under a grammar (``edge_os.agent.turns``): a final answer, or a call naming a
+tool that exists with arguments that fit its schema. Every call is checked again here (a model without the
 grammar, or a hostile one, can write anything); an acting call must pass the policy, and maybe a
 person, before anything goes on the wire. Whatever happens comes back to the model as the tool's
 result and is recorded as a ``Step``.
@@ -13,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import re
 import threading
 import time
 import uuid
@@ -25,14 +23,9 @@ from edge_os.agent.audit import AuditLog
 from edge_os.agent.model import as_model
 from edge_os.agent.policy import Policy, PolicyState, check
 from edge_os.agent.tools import AgentTool, check_arguments, relevant
-from edge_os.api.tools import CLOSE, OPEN, Tool, ToolUse
+from edge_os.agent.turns import TurnFormat
+from edge_os.api.tools import Tool
 
-INSTRUCTIONS = (
-    "You control a device through these tools. To read a sensor or change an actuator, call a tool; "
-    "the tool's result comes back to you. Never say that something was read or changed unless a tool "
-    "result says so. When the goal is done, answer in one short sentence without a tool call."
-)
-_CALL = re.compile(re.escape(OPEN) + r"(.*?)" + re.escape(CLOSE), re.DOTALL)
 # A confirmation callback: (question, timeout in seconds) -> yes?  It may also be a coroutine function.
 Confirm = Callable[[str, float], Any]
 
@@ -84,13 +77,14 @@ class Agent:
     """``Agent(model_or_scheduler, tools, policy, audit).run(goal)``.
 
     ``confirm`` answers the questions of actuators the policy marks ``confirm``; without one, or
-    without an answer within the policy's ``confirm_timeout_s``, the answer is no. ``grammar=False``
-    decodes freely (for measuring what the grammar is worth). ``clock`` times the rate limits.
+    without an answer within the policy's ``confirm_timeout_s``, the answer is no. ``style`` is the
+    turn format (``json`` or ``tags``, see ``edge_os.agent.turns``); ``grammar=False`` decodes
+    freely (for measuring what the grammar is worth). ``clock`` times the rate limits.
     """
 
     def __init__(self, model_or_scheduler, tools: Iterable[AgentTool], policy: Policy | None = None,
                  audit: AuditLog | None = None, *, confirm: Confirm | None = None, max_steps: int = 6,
-                 max_tools: int = 8, max_tokens: int = 96, grammar: bool = True,
+                 max_tools: int = 8, max_tokens: int = 96, grammar: bool = True, style: str = "json",
                  state: PolicyState | None = None, clock: Callable[[], float] = time.time) -> None:
         self.model = as_model(model_or_scheduler)
         self.tools = {t.name: t for t in tools}
@@ -99,17 +93,16 @@ class Agent:
         self.confirm = confirm
         self.max_steps, self.max_tools, self.max_tokens, self.grammar = max_steps, max_tools, max_tokens, grammar
         self.clock = clock
+        self.style = style
         self.state = state if state is not None else state_from_audit(audit)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- the loop ----------------------------------------------------------------------------
-    def prompt(self, goal: str) -> tuple[ToolUse, list[dict]]:
-        """The tools offered for ``goal`` and the opening messages."""
+    def prompt(self, goal: str) -> tuple[TurnFormat, list[dict]]:
+        """The turn format (with the tools offered for ``goal``) and the opening messages."""
         offered = relevant(self.tools.values(), goal, self.max_tools)
-        use = ToolUse(tuple(Tool(t.name, t.description, t.parameters) for t in offered), "auto")
-        system = use.system_message()
-        system["content"] = INSTRUCTIONS + "\n" + system["content"]
-        return use, [system, {"role": "user", "content": goal}]
+        turns = TurnFormat(self.style, tuple(Tool(t.name, t.description, t.parameters) for t in offered))
+        return turns, [turns.system_message(), {"role": "user", "content": goal}]
 
     def run(self, goal: str) -> AgentResult:
         """Work on ``goal`` until the model answers, ``max_steps`` turns pass or the run cannot go on."""
@@ -136,7 +129,7 @@ class Agent:
                 break
         return self._finish(result)
 
-    def _start(self, goal: str) -> tuple[AgentResult, ToolUse, list[dict]]:
+    def _start(self, goal: str) -> tuple[AgentResult, TurnFormat, list[dict]]:
         result = AgentResult(uuid.uuid4().hex[:12], goal, "max_steps", None)
         use, messages = self.prompt(goal)
         self._record(result, "run", {"goal": goal, "tools": [t.name for t in use.tools],
@@ -147,11 +140,12 @@ class Agent:
         self._record(result, "answer", {"status": result.status, "answer": result.answer})
         return result
 
-    def _after_turn(self, result: AgentResult, use: ToolUse, messages: list[dict], text: str, model_s: float) -> bool:
+    def _after_turn(self, result: AgentResult, use: TurnFormat, messages: list[dict], text: str,
+                    model_s: float) -> bool:
         """Act on one model turn; True when the run is over."""
-        calls = parse_calls(text)
+        answer, calls = use.parse(text)
         if not calls:
-            result.answer = text.strip()
+            result.answer = answer
             result.status = "answered"
             result.steps.append(Step(len(result.steps), "answer", model_text=text, model_s=model_s))
             return True
@@ -300,25 +294,6 @@ class Agent:
     def _record(self, result: AgentResult, kind: str, data: dict) -> None:
         if self.audit is not None:
             self.audit.append(kind, data, result.run_id)
-
-
-def parse_calls(text: str) -> list[tuple[Any, Any]]:
-    """The ``(name, arguments)`` of each ``<tool_call>`` in ``text`` (a malformed one counts too:
-    it comes back to the model as an error)."""
-    calls = []
-    for raw in _CALL.findall(text):
-        try:
-            call = json.loads(raw)
-        except json.JSONDecodeError:
-            calls.append((None, raw))
-            continue
-        if isinstance(call, dict):
-            calls.append((call.get("name"), call.get("arguments", {})))
-        else:
-            calls.append((None, call))
-    if not calls and OPEN in text:
-        calls.append((None, text))  # cut short before its end tag
-    return calls
 
 
 def _looping(steps: list[Step], repeats: int = 3) -> bool:

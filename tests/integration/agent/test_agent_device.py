@@ -38,7 +38,8 @@ def test_a_run_that_reads_a_sensor(device: Device, sim: Simulator, audit: AuditL
     assert sim.commands() == []
     assert kinds(audit) == ["run", "tool_call", "answer"]
     # Every turn was offered the grammar: a final answer, or a call to a tool that exists.
-    assert all(c is not None and c.kind == "structural_tag" for c in model.constraints)
+    assert all(c is not None and c.kind == "json_schema" and "read_temperature" in c.schema
+               for c in model.constraints)
     assert "read_temperature" in model.prompts[0][0]["content"]
 
 
