@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -90,6 +91,8 @@ def tool(fn: Callable | None = None, *, acting: bool = False, name: str | None =
 
 def _schema_of(hint: Any, fname: str, pname: str) -> dict[str, Any]:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args and len(args) == 2:
+        return _schema_of(next(a for a in args if a is not type(None)), fname, pname)  # optional: X | None
     if hint in _JSON_TYPES:
         return {"type": _JSON_TYPES[hint]}
     if origin is typing.Literal:
