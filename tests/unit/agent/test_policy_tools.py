@@ -116,3 +116,11 @@ def test_only_relevant_tools_when_there_are_many() -> None:
     picked = relevant(tools, "read the wind and the rain", 2)
     assert [t.name for t in picked] == ["read_wind", "read_rain"]
     assert relevant(tools, "anything", 10) == tools
+
+
+def test_the_greenhouse_example_policy() -> None:
+    policy = Policy.load(Path(__file__).resolve().parents[3] / "examples" / "greenhouse" / "policy.toml")
+    assert set(policy.actuators) == {"fan", "led", "relay"} and policy.actuators["relay"].confirm
+    state = PolicyState()
+    assert check(policy, state, "fan", "set_fan", 100, 0).allowed
+    assert not check(policy, state, "fan", "set_fan", 255, 0).allowed
