@@ -25,6 +25,7 @@ from edge_os.agent.policy import Policy, PolicyState, check
 from edge_os.agent.tools import AgentTool, check_arguments, relevant
 from edge_os.agent.turns import TurnFormat
 from edge_os.api.tools import Tool
+from edge_os.errors import EdgeOSError
 
 # A confirmation callback: (question, timeout in seconds) -> yes?  It may also be a coroutine function.
 Confirm = Callable[[str, float], Any]
@@ -51,7 +52,8 @@ class Step:
 @dataclass
 class AgentResult:
     """A finished run. ``status``: ``answered``, ``max_steps``, ``loop`` (the same call over and
-    over) or ``device_lost`` (a device stopped answering)."""
+    over), ``device_lost`` (a device stopped answering) or ``model_error`` (the model could not take
+    a turn: the conversation outgrew its context, the scheduler refused)."""
 
     run_id: str
     goal: str
@@ -109,7 +111,11 @@ class Agent:
         result, use, messages = self._start(goal)
         for _ in range(self.max_steps):
             started = time.perf_counter()
-            text = self.model.turn(messages, use.constraint() if self.grammar else None, self.max_tokens)
+            try:
+                text = self.model.turn(messages, use.constraint() if self.grammar else None, self.max_tokens)
+            except EdgeOSError as exc:
+                self._model_failed(result, exc)
+                break
             if self._after_turn(result, use, messages, text, time.perf_counter() - started):
                 break
         return self._finish(result)
@@ -121,8 +127,12 @@ class Agent:
         result, use, messages = self._start(goal)
         for _ in range(self.max_steps):
             started = time.perf_counter()
-            text = await asyncio.to_thread(self.model.turn, messages, use.constraint() if self.grammar else None,
-                                           self.max_tokens)
+            try:
+                text = await asyncio.to_thread(self.model.turn, messages,
+                                               use.constraint() if self.grammar else None, self.max_tokens)
+            except EdgeOSError as exc:
+                self._model_failed(result, exc)
+                break
             done = await asyncio.to_thread(self._after_turn, result, use, messages, text,
                                            time.perf_counter() - started)
             if done:
@@ -135,6 +145,12 @@ class Agent:
         self._record(result, "run", {"goal": goal, "tools": [t.name for t in use.tools],
                                      "dry_run": self.policy.dry_run})
         return result, use, messages
+
+    def _model_failed(self, result: AgentResult, exc: EdgeOSError) -> None:
+        """The model could not take its turn (the conversation outgrew the context, the scheduler
+        refused): the run ends there, as a step."""
+        result.status = "model_error"
+        result.steps.append(Step(len(result.steps), "error", result={"error": str(exc)}))
 
     def _finish(self, result: AgentResult) -> AgentResult:
         self._record(result, "answer", {"status": result.status, "answer": result.answer})
@@ -170,6 +186,11 @@ class Agent:
 
     # --- one call ----------------------------------------------------------------------------
     def _execute(self, result: AgentResult, name: Any, arguments: Any) -> tuple[str, Any]:
+        if name is None:
+            outcome = {"error": "that is not a complete call (cut short, or malformed); write "
+                                '{"name": TOOL, "arguments": {...}}'}
+            self._record(result, "tool_call", {"tool": None, "text": str(arguments)[:500], "error": outcome["error"]})
+            return "error", outcome
         tool = self.tools.get(name) if isinstance(name, str) else None
         if tool is None:
             outcome = {"error": f"there is no tool {name!r}; the tools are {sorted(self.tools)}"}

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_os.cli.audit import default_audit_path
     from edge_os.cli.common import load_engine
     from edge_os.cli.serial_errors import device_errors
-    from edge_os.errors import DeviceError
+    from edge_os.errors import DeviceError, SchedulerError
 
     policy = Policy.load(args.policy) if args.policy else Policy()
     if args.dry_run:
@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
         _print_text(result)
+    if result.status == "model_error":
+        raise SchedulerError(f"the model could not go on: {result.steps[-1].result['error']}")
     if result.status == "device_lost":
         raise DeviceError(f"the device on {args.port} stopped answering during the run; "
                           "check its cable and power (what was done is in `edge-os audit show`)")
