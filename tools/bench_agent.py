@@ -64,7 +64,10 @@ GOALS: list[tuple[str, str, dict]] = [
     ("Give me a humidity reading.", "read_humidity", {}),
     ("Measure the light.", "read_light", {}),
 ]
-MODES = [("json", True), ("json", False), ("tags", True), ("tags", False)]
+# (style, grammar, call_first)
+MODES = {"json+grammar": ("json", True, False), "json free": ("json", False, False),
+         "tags+grammar": ("tags", True, False), "tags free": ("tags", False, False),
+         "json+grammar+call-first": ("json", True, True), "tags+grammar+call-first": ("tags", True, True)}
 
 
 class StopAfterOneTurn:
@@ -103,8 +106,12 @@ def main() -> int:
     parser.add_argument("--model", help="a stored model's NAME[:TAG] or a package directory (default: bundled)")
     parser.add_argument("--port", help="a device to use instead of the simulator")
     parser.add_argument("--limit", type=int, default=len(GOALS), help="only the first N goals")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of: {', '.join(MODES)}")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    unknown = sorted(set(args.modes.split(",")) - set(MODES))
+    if unknown:
+        parser.error(f"unknown mode(s) {unknown}; use {', '.join(MODES)}")
 
     with tempfile.TemporaryDirectory() as tmp:
         process = None
@@ -119,11 +126,13 @@ def main() -> int:
                 policy = Policy.from_dict({"dry_run": True, "actuators": {a.name: {} for a in
                                                                            device.capabilities.actuators}})
                 report = {}
-                for style, grammar in MODES:
+                for key in args.modes.split(","):
+                    style, grammar, call_first = MODES[key]
                     counts = {"call": 0, "valid": 0, "right_tool": 0, "right_call": 0}
                     model.seconds = []
                     for goal, right_tool, right_args in GOALS[: args.limit]:
-                        agent = Agent(model, tools, policy, None, max_steps=1, style=style, grammar=grammar)
+                        agent = Agent(model, tools, policy, None, max_steps=1, style=style, grammar=grammar,
+                                      call_first=call_first)
                         step = agent.run(goal).steps[0]
                         if step.tool is None:
                             continue
@@ -133,10 +142,9 @@ def main() -> int:
                         counts["right_tool"] += step.tool == right_tool
                         counts["right_call"] += step.tool == right_tool and step.arguments == right_args
                     n = min(args.limit, len(GOALS))
-                    key = f"{style}{'+grammar' if grammar else ' free'}"
                     report[key] = {**{k: round(v / n, 3) for k, v in counts.items()}, "goals": n,
                                    "s_per_turn": round(sum(model.seconds) / len(model.seconds), 2)}
-                    print(f"{key:14} " + " ".join(f"{k}={v}" for k, v in report[key].items()), file=sys.stderr)
+                    print(f"{key:24} " + " ".join(f"{k}={v}" for k, v in report[key].items()), file=sys.stderr)
         finally:
             if process is not None:
                 process.terminate()
@@ -144,9 +152,9 @@ def main() -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{'mode':14} {'call':>6} {'valid':>6} {'tool':>6} {'tool+args':>10} {'s/turn':>7}")
+        print(f"{'mode':24} {'call':>6} {'valid':>6} {'tool':>6} {'tool+args':>10} {'s/turn':>7}")
         for key, r in report.items():
-            print(f"{key:14} {r['call']:6.0%} {r['valid']:6.0%} {r['right_tool']:6.0%} {r['right_call']:10.0%} "
+            print(f"{key:24} {r['call']:6.0%} {r['valid']:6.0%} {r['right_tool']:6.0%} {r['right_call']:10.0%} "
                   f"{r['s_per_turn']:7.2f}")
     return 0
 

@@ -81,12 +81,14 @@ class Agent:
     ``confirm`` answers the questions of actuators the policy marks ``confirm``; without one, or
     without an answer within the policy's ``confirm_timeout_s``, the answer is no. ``style`` is the
     turn format (``json`` or ``tags``, see ``edge_os.agent.turns``); ``grammar=False`` decodes
-    freely (for measuring what the grammar is worth). ``clock`` times the rate limits.
+    freely (for measuring what the grammar is worth); ``call_first`` makes the first turn a call
+    (a goal for a device needs a reading or an action before any answer). ``clock`` times the rate limits.
     """
 
     def __init__(self, model_or_scheduler, tools: Iterable[AgentTool], policy: Policy | None = None,
                  audit: AuditLog | None = None, *, confirm: Confirm | None = None, max_steps: int = 6,
                  max_tools: int = 8, max_tokens: int = 96, grammar: bool = True, style: str = "json",
+                 call_first: bool = False,
                  state: PolicyState | None = None, clock: Callable[[], float] = time.time) -> None:
         self.model = as_model(model_or_scheduler)
         self.tools = {t.name: t for t in tools}
@@ -95,7 +97,7 @@ class Agent:
         self.confirm = confirm
         self.max_steps, self.max_tools, self.max_tokens, self.grammar = max_steps, max_tools, max_tokens, grammar
         self.clock = clock
-        self.style = style
+        self.style, self.call_first = style, call_first
         self.state = state if state is not None else state_from_audit(audit)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -109,10 +111,10 @@ class Agent:
     def run(self, goal: str) -> AgentResult:
         """Work on ``goal`` until the model answers, ``max_steps`` turns pass or the run cannot go on."""
         result, use, messages = self._start(goal)
-        for _ in range(self.max_steps):
+        for turn in range(self.max_steps):
             started = time.perf_counter()
             try:
-                text = self.model.turn(messages, use.constraint() if self.grammar else None, self.max_tokens)
+                text = self.model.turn(messages, self._constraint(use, turn), self.max_tokens)
             except EdgeOSError as exc:
                 self._model_failed(result, exc)
                 break
@@ -125,11 +127,10 @@ class Agent:
         a coroutine function, awaited on this loop."""
         self._loop = asyncio.get_running_loop()
         result, use, messages = self._start(goal)
-        for _ in range(self.max_steps):
+        for turn in range(self.max_steps):
             started = time.perf_counter()
             try:
-                text = await asyncio.to_thread(self.model.turn, messages,
-                                               use.constraint() if self.grammar else None, self.max_tokens)
+                text = await asyncio.to_thread(self.model.turn, messages, self._constraint(use, turn), self.max_tokens)
             except EdgeOSError as exc:
                 self._model_failed(result, exc)
                 break
@@ -145,6 +146,11 @@ class Agent:
         self._record(result, "run", {"goal": goal, "tools": [t.name for t in use.tools],
                                      "dry_run": self.policy.dry_run})
         return result, use, messages
+
+    def _constraint(self, use: TurnFormat, turn: int):
+        if not self.grammar:
+            return None
+        return use.constraint(require_call=self.call_first and turn == 0)
 
     def _model_failed(self, result: AgentResult, exc: EdgeOSError) -> None:
         """The model could not take its turn (the conversation outgrew the context, the scheduler

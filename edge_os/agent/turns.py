@@ -47,10 +47,11 @@ class TurnFormat:
                    "When the goal is done, answer in one short sentence without a tool call.")
         return {"role": "system", "content": f"{INSTRUCTIONS}\n{tools}\n{how}"}
 
-    def constraint(self) -> OutputConstraint:
+    def constraint(self, require_call: bool = False) -> OutputConstraint:
+        """The grammar of a turn; ``require_call``: a call and nothing else (no answer yet)."""
         if self.style == "tags":
-            return ToolUse(self.tools, "auto").constraint()
-        options = [_call_schema(t) for t in self.tools] + [_ANSWER]
+            return ToolUse(self.tools, "required" if require_call else "auto").constraint()
+        options = [_call_schema(t) for t in self.tools] + ([] if require_call else [_ANSWER])
         return OutputConstraint("json_schema", json.dumps({"anyOf": options}))
 
     def parse(self, text: str) -> tuple[str | None, list[tuple[Any, Any]]]:

@@ -4,6 +4,7 @@ the model; the policy, the wire, the audit log and the simulator's journal are r
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 
@@ -41,6 +42,15 @@ def test_a_run_that_reads_a_sensor(device: Device, sim: Simulator, audit: AuditL
     assert all(c is not None and c.kind == "json_schema" and "read_temperature" in c.schema
                for c in model.constraints)
     assert "read_temperature" in model.prompts[0][0]["content"]
+
+
+def test_call_first_leaves_out_the_answer_on_the_first_turn(device: Device, sim: Simulator, audit: AuditLog) -> None:
+    model = ScriptedModel([call("read_light"), "Bright."])
+    result = Agent(model, from_device(device), POLICY, audit, call_first=True).run("How bright is it?")
+    assert result.status == "answered"
+    first, second = (json.loads(c.schema) for c in model.constraints)
+    assert all("answer" not in option["properties"] for option in first["anyOf"])
+    assert any("answer" in option["properties"] for option in second["anyOf"])
 
 
 def test_a_run_that_sets_an_actuator_within_the_policy(device: Device, sim: Simulator, audit: AuditLog) -> None:
