@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", metavar="FILE", help="TOML policy of what actuators may do (default: nothing)")
     p.add_argument("--dry-run", action="store_true", help="check every call against the policy but send nothing")
     p.add_argument("--max-steps", type=positive_int, default=6, metavar="N", help="model turns at most (default 6)")
-    p.add_argument("--call-first", action="store_true",
-                   help="make the first turn a tool call (small models often answer without one)")
+    p.add_argument("--no-call-first", action="store_true",
+                   help="let the first turn answer without a tool call (by default it must call one: small "
+                        "models otherwise answer without looking; see docs/agent.md)")
     p.add_argument("--no-grammar", action="store_true", help="decode freely instead of under the tool grammar")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     add_audit_argument(p)
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             tools = from_device(device)
         engine = load_engine(args)
         agent = Agent(engine, tools, policy, audit, confirm=ask_on_terminal, max_steps=args.max_steps,
-                      grammar=not args.no_grammar, call_first=args.call_first)
+                      grammar=not args.no_grammar, call_first=bool(tools) and not args.no_call_first)
         with device_errors():
             result = agent.run(args.goal)
     if args.json:

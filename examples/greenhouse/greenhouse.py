@@ -45,14 +45,17 @@ def main() -> None:
     audit = AuditLog(args.audit, retention_days=policy.audit_retention_days)
     engine = Engine.load(default_package())
     with Device.open(args.port) as device:
-        agent = Agent(engine, [*from_device(device), hour_of_day], policy, audit, confirm=ask)
+        # call_first: the first turn must be a tool call; the bundled 135M model otherwise tends to
+        # answer without looking (docs/agent.md has the figures).
+        agent = Agent(engine, [*from_device(device), hour_of_day], policy, audit, confirm=ask, call_first=True)
         for goal in [args.goal] if args.goal else GOALS:
             result = agent.run(goal)
             print(f"\n> {goal}")
             for step in result.steps:
                 if step.tool:
                     print(f"  {step.tool} {step.arguments} -> {step.status}: {step.result}")
-            print(f"  {result.status}: {result.answer}")
+            acted = sum(1 for s in result.actuations if s.status == "ok")
+            print(f"  {result.status}: {result.answer!r} (actuations acknowledged: {acted})")
     print(f"\naudit log {args.audit}: {'intact' if not audit.verify() else 'BROKEN'}")
 
 
