@@ -205,3 +205,15 @@ def test_the_async_twin(device: Device, sim: Simulator, audit: AuditLog) -> None
     assert [s.status for s in result.steps] == ["ok", "ok", "answer"]
     assert [(c["actuator"], c["value"]) for c in sim.commands()] == [("led", 1)]
     assert audit.verify() == []
+
+
+def test_rate_and_step_hold_across_runs_through_the_audit_log(device: Device, sim: Simulator,
+                                                             audit: AuditLog) -> None:
+    """A second agent (a second `edge-os agent` process) rebuilds what was sent from the audit log."""
+    first = Agent(ScriptedModel([call("set_fan", value=v) for v in (100, 150, 100, 150)]), from_device(device),
+                  POLICY, audit, max_steps=4)
+    assert [s.status for s in first.run("fan").steps] == ["ok"] * 4
+    second = Agent(ScriptedModel([call("set_fan", value=150)]), from_device(device), POLICY, audit)
+    refused = second.run("fan").steps[0]
+    assert refused.status == "refused" and "last minute" in refused.result["refused"]
+    assert [c["value"] for c in sim.commands()] == [100, 150, 100, 150]
