@@ -100,6 +100,7 @@ class Agent:
         self.style, self.call_first = style, call_first
         self.state = state if state is not None else state_from_audit(audit)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._acting = threading.Lock()  # check-then-send is one step, even for runs in parallel
 
     # --- the loop ----------------------------------------------------------------------------
     def prompt(self, goal: str) -> tuple[TurnFormat, list[dict]]:
@@ -208,7 +209,8 @@ class Agent:
             self._record(result, "tool_call", {"tool": name, "arguments": arguments, "error": outcome["error"]})
             return "error", outcome
         if tool.acting:
-            return self._act(result, tool, arguments)
+            with self._acting:
+                return self._act(result, tool, arguments)
         return self._call(result, tool, arguments, "tool_call")
 
     def _act(self, result: AgentResult, tool: AgentTool, arguments: dict) -> tuple[str, Any]:

@@ -44,11 +44,15 @@ class SchedulerModel:
 
     def turn(self, messages: list[dict], constraint: OutputConstraint | None, max_tokens: int) -> str:
         handle = self.scheduler.submit(_request(messages, constraint, max_tokens, self.sampling))
-        for event in handle.events(timeout=self.timeout):
-            if isinstance(event, Finished):
-                return event.text
-            if isinstance(event, Refused):
-                raise SchedulerError(f"the scheduler refused the agent's turn: {event.reason}")
+        try:
+            for event in handle.events(timeout=self.timeout):
+                if isinstance(event, Finished):
+                    return event.text
+                if isinstance(event, Refused):
+                    raise SchedulerError(f"the scheduler refused the agent's turn: {event.reason}")
+        except TimeoutError:
+            handle.cancel()
+            raise SchedulerError(f"the scheduler did not answer the agent's turn within {self.timeout} s") from None
         raise SchedulerError("the scheduler ended the agent's turn without an answer")
 
 
