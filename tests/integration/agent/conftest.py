@@ -14,6 +14,13 @@ from firmware_bridge.link import LinkConfig
 
 from ..firmware_bridge.sim import Simulator, build, require_tool
 
+CONTEXT = 2048  # the tiny model's context, with room for the agent's prompt (its byte-sized tokens make it long)
+
+
+@pytest.fixture(scope="session")
+def long_tiny_package(tiny_package_factory) -> Path:
+    return tiny_package_factory("q4f32", max_position_embeddings=CONTEXT)
+
 
 @pytest.fixture(scope="session")
 def sim_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -15,18 +15,12 @@ from edge_os.runtime.request import SamplingParams
 from firmware_bridge import Device
 
 from ..firmware_bridge.sim import Simulator
+from .conftest import CONTEXT
 
 pytest.importorskip("xgrammar")
-CONTEXT = 2048
 
 POLICY = Policy.from_dict({"actuators": {"fan": {"min": 10, "max": 100, "max_per_minute": 3, "max_step": 50},
                                          "led": {}}})
-
-
-@pytest.fixture(scope="module")
-def long_tiny_package(tiny_package_factory):
-    """The tiny model with room for the agent's prompt (its byte-sized tokens make it long)."""
-    return tiny_package_factory("q4f32", max_position_embeddings=CONTEXT)
 
 
 @pytest.fixture(scope="module")
