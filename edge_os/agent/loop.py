@@ -21,7 +21,7 @@ from typing import Any
 
 from edge_os.agent.audit import AuditLog
 from edge_os.agent.model import as_model
-from edge_os.agent.policy import Policy, PolicyState, check
+from edge_os.agent.policy import Decision, Policy, PolicyState, check
 from edge_os.agent.tools import AgentTool, check_arguments, relevant
 from edge_os.agent.turns import TurnFormat
 from edge_os.api.tools import Tool
@@ -219,11 +219,15 @@ class Agent:
             value = int(value)
             arguments = {**arguments, "value": value}
         decision = check(self.policy, self.state, tool.actuator, tool.name, value, self.clock())
+        if decision.allowed and tool.actuator and self._set_in_run(result, tool.actuator) == value:
+            # Small models repeat themselves: a value this run already got acknowledged is not sent again.
+            decision = Decision(False, f"{tool.actuator} was already set to {value} in this run (acknowledged); "
+                                       "not sent again")
         if decision.allowed and decision.confirm:
             answer = self._ask(f"{tool.name} {json.dumps(arguments)}: allow?")
             self._record(result, "confirmation", {"tool": tool.name, "arguments": arguments, "answer": answer})
             if answer != "yes":
-                decision = type(decision)(False, f"confirmation for {tool.actuator} was not given ({answer})")
+                decision = Decision(False, f"confirmation for {tool.actuator} was not given ({answer})")
         if not decision.allowed:
             self._record(result, "refusal", {"tool": tool.name, "arguments": arguments, "reason": decision.reason})
             return "refused", {"refused": decision.reason}
@@ -234,6 +238,14 @@ class Agent:
         if tool.actuator is None:
             return self._call(result, tool, arguments, "actuation")
         return self._actuate(result, tool, value)
+
+    @staticmethod
+    def _set_in_run(result: AgentResult, actuator: str) -> int | None:
+        """The value this run last had acknowledged for ``actuator`` (None: none, or unknown since)."""
+        for step in reversed(result.steps):
+            if isinstance(step.result, dict) and step.result.get("actuator") == actuator and step.status != "refused":
+                return step.result["value"] if step.status == "ok" else None
+        return None
 
     def _actuate(self, result: AgentResult, tool: AgentTool, value: int) -> tuple[str, Any]:
         from firmware_bridge import DeviceError, NotAnswering
@@ -312,12 +324,16 @@ class Agent:
         def ask() -> None:
             try:
                 box["answer"] = self.confirm(question, timeout)
+            except Exception as exc:  # noqa: BLE001 - a confirmation that fails is a no, said so
+                box["error"] = f"the confirmation failed: {type(exc).__name__}: {exc}"
             finally:
                 done.set()
 
         threading.Thread(target=ask, daemon=True, name="agent-confirm").start()
         if not done.wait(timeout):
             return "timeout"
+        if "error" in box:
+            return box["error"]
         return "yes" if box.get("answer") is True else "no"
 
     def _record(self, result: AgentResult, kind: str, data: dict) -> None:

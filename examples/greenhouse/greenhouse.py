@@ -31,7 +31,10 @@ def hour_of_day() -> int:
 
 
 def ask(question: str, timeout: float) -> bool:
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:  # no terminal: no
+        return False
 
 
 def main() -> None:

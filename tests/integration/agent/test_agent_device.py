@@ -217,3 +217,22 @@ def test_rate_and_step_hold_across_runs_through_the_audit_log(device: Device, si
     refused = second.run("fan").steps[0]
     assert refused.status == "refused" and "last minute" in refused.result["refused"]
     assert [c["value"] for c in sim.commands()] == [100, 150, 100, 150]
+
+
+def test_a_repeated_setting_is_sent_once(device: Device, sim: Simulator, audit: AuditLog) -> None:
+    model = ScriptedModel([call("set_fan", value=80)] * 2 + [call("set_fan", value=90), call("set_fan", value=80)])
+    result = Agent(model, from_device(device), POLICY, audit, max_steps=4).run("fan to 80")
+    assert [s.status for s in result.steps] == ["ok", "refused", "ok", "ok"]
+    assert "already set to 80 in this run" in result.steps[1].result["refused"]
+    assert [c["value"] for c in sim.commands()] == [80, 90, 80]
+
+
+def test_a_confirmation_that_fails_is_a_no(device: Device, sim: Simulator, audit: AuditLog) -> None:
+    def confirm(question: str, timeout: float) -> bool:
+        raise EOFError("no terminal")
+
+    result = Agent(ScriptedModel([call("set_led", value=1)]), from_device(device), POLICY, audit,
+                   confirm=confirm).run("light")
+    assert result.steps[0].status == "refused"
+    assert "the confirmation failed: EOFError: no terminal" in result.steps[0].result["refused"]
+    assert sim.commands() == []
