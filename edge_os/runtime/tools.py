@@ -99,10 +99,13 @@ class ToolUse:
     def forced(self) -> bool:
         return self.choice != "auto"
 
+    def listing(self) -> str:
+        """The tools, one compact JSON object a line (name, description, parameters)."""
+        return "\n".join(json.dumps({"name": t.name, **({"description": t.description} if t.description else {}),
+                                     "parameters": t.parameters}, separators=(",", ":")) for t in self.tools)
+
     def system_message(self) -> dict:
-        listing = "\n".join(json.dumps({"name": t.name, **({"description": t.description} if t.description else {}),
-                                        "parameters": t.parameters}, separators=(",", ":")) for t in self.tools)
-        return {"role": "system", "content": _SYSTEM.format(open=OPEN, close=CLOSE, listing=listing)}
+        return {"role": "system", "content": _SYSTEM.format(open=OPEN, close=CLOSE, listing=self.listing())}
 
     def prompt(self, messages: tuple[dict, ...]) -> tuple[dict, ...]:
         """``messages`` with the tools described in the system message (merged with the caller's)."""

@@ -30,6 +30,8 @@ class ModelInfo:
     kv_pool_tokens: int = 0
     max_batch: int | None = None
     code_bytes: int = 0
+    version: int | None = None  # the package's release number (``edge-os ps`` shows it)
+    package: str | None = None  # the package directory it loads from
 
     @property
     def resident_bytes(self) -> int:
@@ -75,6 +77,9 @@ class Catalog:
             raise ValueError(f"keep_alive_s of {entry.name} must be >= 0")
         self._entries[entry.name] = entry
 
+    def remove(self, name: str) -> None:
+        self._entries.pop(name, None)
+
     def get(self, name: str | None) -> ModelEntry | None:
         if name is None:
             return next(iter(self._entries.values()), None)
@@ -104,7 +109,7 @@ def package_entry(
     context = serving_context(context_tokens, manifest.name, manifest.context_length)
     pool = pool_tokens(context, max_batch)  # what Engine.load(context_tokens=context, max_batch=...) allocates
     code = sum(manifest.files.get(f, {}).get("size", 0) for f in (manifest.library, manifest.tokenizer["file"]))
-    info = ModelInfo(manifest.name, manifest.memory, context, pool, max_batch, code)
+    info = ModelInfo(manifest.name, manifest.memory, context, pool, max_batch, code, manifest.version, str(path))
 
     def load(threads: int) -> EngineAPI:
         from edge_os.runtime.engine import Engine  # imports TVM: only when a model really loads

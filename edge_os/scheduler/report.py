@@ -15,7 +15,8 @@ def format_status(status: dict) -> str:
     for m in status["models"]:
         loaded = m["loaded"]
         rows.append((
-            m["name"] + (" (pinned)" if m["pinned"] else ""),
+            m["name"] + (f" v{m['version']}" if m.get("version") is not None else "")
+            + (" (pinned)" if m["pinned"] else "") + (" (replaced, finishing)" if m.get("replaced") else ""),
             "yes" if loaded else "no",
             str(m.get("active", 0)),
             format_size(m["resident_bytes"]) if loaded else "-",
