@@ -40,7 +40,7 @@ class HttpFrontDoor:
         from edge_os.api.app import build_app
 
         app = build_app(scheduler, self.config, agent=self.agent)
-        sock = _bind(self.config.host, self.config.port)
+        sock = bind(self.config.host, self.config.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5)
@@ -71,7 +71,8 @@ class HttpFrontDoor:
         self._server = self._thread = None
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or an ``InputError`` that says the port is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -83,12 +83,16 @@ def options_from_args(args: argparse.Namespace, models: tuple[Path, ...]) -> Ser
 
 
 def http_address_and_keys(args: argparse.Namespace) -> tuple[str, int, tuple[str, ...]]:
-    """``--http`` and the API keys, checked before any model is packed or loaded."""
+    """``--http`` and the API keys, checked (the port too) before any model is packed or loaded."""
     from edge_os.api.config import parse_address, read_api_keys
+    from edge_os.api.front_door import bind
     from edge_os.config import settings
 
     host, port = parse_address(args.http)
-    return host, port, read_api_keys(args.api_key_file, settings().api_keys)
+    keys = read_api_keys(args.api_key_file, settings().api_keys)
+    if port != 0:
+        bind(host, port).close()  # a port in use fails now, not after minutes of packing
+    return host, port, keys
 
 
 def cloud_from_args(args: argparse.Namespace):
