@@ -1,0 +1,130 @@
+"""Agent requests over MQTT on a real mosquitto, with the firmware simulator on a pty as the device.
+The model's calls come from the scripted stand-in; the bridge, the broker, the confirmation messages,
+the policy, the wire, the audit log and the simulator's journal are real."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_os.agent import AuditLog, Policy, from_device
+from edge_os.api.agent_runs import AgentRuns
+from edge_os.mqtt.bridge import MqttBridge
+from edge_os.mqtt.config import Backoff, BridgeConfig, BrokerConfig
+from firmware_bridge import Device
+from tests.integration.echo_scheduler import EchoScheduler
+from tests.integration.mqtt_harness import Mosquitto, Requester, wait_until
+
+from ..firmware_bridge.sim import Simulator
+from .scripted_model import ScriptedModel, call
+
+AGENT = "edge-os/dev1/agent"
+CONFIRM = "edge-os/dev1/agent/confirm"
+POLICY = Policy.from_dict({"confirm_timeout_s": 1.5, "actuators": {"fan": {"max": 120, "confirm": True}}})
+
+
+@pytest.fixture
+def start_agent(mosquitto: Mosquitto, device: Device, audit: AuditLog,
+                tmp_path: Path) -> Iterator[Callable[[list[str]], MqttBridge]]:
+    """``start_agent(turns)``: a bridge whose agent's model plays ``turns``, online on the broker."""
+    bridges: list[MqttBridge] = []
+
+    def start(turns: list[str]) -> MqttBridge:
+        runs = AgentRuns(from_device(device), POLICY, audit, model=ScriptedModel(turns))
+        config = BridgeConfig(BrokerConfig.from_url(mosquitto.url), device_id="dev1",
+                              state_dir=tmp_path / "bridge-state", telemetry_interval_s=60.0,
+                              backoff=Backoff(initial_s=0.05, max_s=0.5))
+        bridge = MqttBridge(EchoScheduler(), config, agent=runs).start()
+        bridges.append(bridge)
+        assert bridge.wait_connected(10), "bridge did not connect"
+        return bridge
+
+    yield start
+    for bridge in bridges:
+        bridge.stop()
+
+
+def message(requester: Requester, correlation: bytes, kind: str, timeout: float = 20) -> dict:
+    return wait_until(lambda: next(iter(requester.answers(correlation, kind)), None), timeout,
+                      what=f"a {kind} message for {correlation!r}")
+
+
+def refusals(audit: AuditLog) -> list[dict]:
+    return [e["data"] for e in audit.entries() if e["kind"] == "refusal"]
+
+
+def test_a_confirmed_actuation_sends_exactly_one_command(start_agent, requester: Requester, sim: Simulator,
+                                                         audit: AuditLog) -> None:
+    start_agent([call("set_fan", value=80), "The fan runs at 80."])
+    requester.ask({"goal": "Set the fan to 80"}, b"run-1", topic=AGENT)
+    question = message(requester, b"run-1", "confirm")
+    assert (question["tool"], question["arguments"], question["answer_on"]) == ("set_fan", {"value": 80}, CONFIRM)
+    assert sim.commands() == []  # nothing on the wire before the answer
+    requester.ask({"id": question["id"], "answer": "yes"}, b"yes-1", topic=CONFIRM)
+    result = message(requester, b"run-1", "agent_result")
+    assert result["status"] == "answered" and result["answer"] == "The fan runs at 80."
+    assert [(s["tool"], s["status"]) for s in result["steps"][:1]] == [("set_fan", "ok")]
+    assert [(c["actuator"], c["value"]) for c in sim.commands()] == [("fan", 80)]
+    confirmation = next(e["data"] for e in audit.entries() if e["kind"] == "confirmation")
+    assert confirmation["answer"] == "yes"
+    assert audit.verify() == []
+
+
+def test_a_confirmation_answered_no_actuates_nothing(start_agent, requester: Requester, sim: Simulator,
+                                                     audit: AuditLog) -> None:
+    start_agent([call("set_fan", value=80), "Not allowed."])
+    requester.ask({"goal": "Set the fan to 80"}, b"run-2", topic=AGENT)
+    question = message(requester, b"run-2", "confirm")
+    requester.ask({"id": question["id"], "answer": "no"}, b"no-1", topic=CONFIRM)
+    result = message(requester, b"run-2", "agent_result")
+    assert result["steps"][0]["status"] == "refused"
+    assert "not given (no)" in result["steps"][0]["result"]["refused"]
+    assert sim.commands() == []
+    assert [r["tool"] for r in refusals(audit)] == ["set_fan"]
+
+
+def test_an_unanswered_confirmation_is_a_no(start_agent, requester: Requester, sim: Simulator,
+                                            audit: AuditLog) -> None:
+    start_agent([call("set_fan", value=80), "No answer, no fan."])
+    requester.ask({"goal": "Set the fan to 80"}, b"run-3", topic=AGENT)
+    question = message(requester, b"run-3", "confirm")
+    assert question["timeout_s"] == POLICY.confirm_timeout_s
+    result = message(requester, b"run-3", "agent_result")
+    assert "not given (timeout)" in result["steps"][0]["result"]["refused"]
+    assert sim.commands() == []
+    assert [r["tool"] for r in refusals(audit)] == ["set_fan"]
+    # A late answer finds nothing waiting: an error, and still nothing on the wire.
+    requester.ask({"id": question["id"], "answer": "yes"}, b"late-1", topic=CONFIRM)
+    assert message(requester, b"late-1", "error")["code"] == "unknown_confirmation"
+    assert sim.commands() == []
+
+
+@pytest.mark.parametrize("body, code", [
+    (b"not json", "invalid_request"),
+    ({"goal": ""}, "invalid_request"),
+    ({"goal": "fan", "max_steps": 99}, "invalid_request"),
+    ({"goal": "fan", "confirm": ["fan"]}, "invalid_request"),
+    ({"goal": "fan", "extra": 1}, "invalid_request"),
+])
+def test_bad_agent_requests_get_an_error(start_agent, requester: Requester, sim: Simulator, audit: AuditLog,
+                                         body, code: str) -> None:
+    start_agent([call("set_fan", value=80)])
+    requester.ask(body, b"bad", topic=AGENT)
+    error = message(requester, b"bad", "error")
+    assert error["code"] == code and error["message"]
+    assert audit.entries() == []  # no run started
+    assert sim.commands() == []
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"id": "nobody-asked", "answer": "yes"}, "unknown_confirmation"),
+    ({"id": "x", "answer": "maybe"}, "invalid_confirmation"),
+    (b"[1, 2]", "invalid_confirmation"),
+])
+def test_bad_confirmations_get_an_error(start_agent, requester: Requester, sim: Simulator, body, code: str) -> None:
+    start_agent([])
+    requester.ask(body, b"conf", topic=CONFIRM)
+    assert message(requester, b"conf", "error")["code"] == code
+    assert sim.commands() == []
