@@ -68,3 +68,6 @@ def test_serve_agent_options_need_a_front_door_and_a_port(tmp_path: Path) -> Non
     assert_one_line_error(result, "need --agent-port")
     result = run_edge_os("serve", "--http", "0", "--agent-port", str(tmp_path / "ttyNONE"))
     assert_one_line_error(result, "ttyNONE")
+    # --mqtt is a front door for the agent too: the port is opened (and fails) before anything loads.
+    result = run_edge_os("serve", "--mqtt", "mqtt://127.0.0.1:1", "--agent-port", str(tmp_path / "ttyMQTT"))
+    assert_one_line_error(result, "ttyMQTT")
