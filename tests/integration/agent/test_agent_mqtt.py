@@ -128,3 +128,43 @@ def test_bad_confirmations_get_an_error(start_agent, requester: Requester, sim: 
     requester.ask(body, b"conf", topic=CONFIRM)
     assert message(requester, b"conf", "error")["code"] == code
     assert sim.commands() == []
+
+
+@pytest.mark.slow
+def test_serve_runs_the_agent_over_mqtt_with_the_real_model(tmp_path: Path, mosquitto: Mosquitto, sim: Simulator,
+                                                            default_package: Path) -> None:
+    """`edge-os serve --mqtt URL --agent-port PTY` as a user starts it, with the bundled model: every
+    confirmation asked is answered yes, and only confirmed, in-policy commands reach the simulator."""
+    from tests.integration.test_cli_serve import start_serve, stop
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text("confirm_timeout_s = 30\n[actuators.fan]\nmax = 120\nconfirm = true\n")
+    audit = tmp_path / "audit.jsonl"
+    proc, log = start_serve(tmp_path, mosquitto, "--agent-port", sim.path, "--agent-policy", str(policy),
+                            "--agent-audit", str(audit), timeout=600)
+    requester = Requester(mosquitto.port, "agent-asker")
+    answered: set[str] = set()
+
+    def result_or_answer_confirmations() -> dict | None:
+        for question in requester.answers(b"real", "confirm"):
+            if question["id"] not in answered:
+                answered.add(question["id"])
+                requester.ask({"id": question["id"], "answer": "yes"}, question["id"].encode(),
+                              topic="edge-os/kitchen/agent/confirm")
+        return next(iter(requester.answers(b"real", "agent_result") + requester.answers(b"real", "error")), None)
+
+    try:
+        requester.ask({"goal": "Set the fan to 100", "max_steps": 3}, b"real", topic="edge-os/kitchen/agent")
+        result = wait_until(result_or_answer_confirmations, 600, interval=0.1, what="the agent's result")
+    finally:
+        requester.close()
+        stop(proc, log)
+    assert result["type"] == "agent_result", result
+    confirms = requester.answers(b"real", "confirm")
+    sent = [(c["actuator"], c["value"]) for c in sim.commands()]
+    assert all(a == "fan" and 0 <= v <= 120 for a, v in sent), sent
+    assert len(sent) <= len(confirms)  # nothing went on the wire unconfirmed
+    ok = [(s["result"]["actuator"], s["result"]["value"]) for s in result["steps"]
+          if s["status"] == "ok" and isinstance(s["result"], dict) and "actuator" in s["result"]]
+    assert ok == sent
+    assert AuditLog(audit).verify() == []
