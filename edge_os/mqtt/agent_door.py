@@ -23,6 +23,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -172,9 +173,11 @@ class AgentDoor:
             with self._lock:
                 self._pending[cid] = pending
             try:
+                # A question not delivered in time is dropped (and expires at the broker): the answer is no anyway.
                 self._send(job.response_topic, _dump({
                     "type": "confirm", "id": cid, "tool": tool, "arguments": arguments, "timeout_s": timeout,
-                    "answer_on": self.confirm_topic}), job.correlation)
+                    "answer_on": self.confirm_topic}), job.correlation,
+                    response_topic=self.confirm_topic, expires=time.time() + timeout)
                 pending.answered.wait(timeout)
             finally:
                 with self._lock:
@@ -183,8 +186,10 @@ class AgentDoor:
 
         return confirm
 
-    def _send(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
-        self._outbox.put(Kind.ANSWER, topic, payload, correlation=correlation)
+    def _send(self, topic: str, payload: bytes, correlation: bytes | None, *, response_topic: str | None = None,
+              expires: float | None = None) -> None:
+        self._outbox.put(Kind.ANSWER, topic, payload, correlation=correlation, response_topic=response_topic,
+                         expires=expires)
         self._sender.notify()
 
     def _reply_or_log(self, topic: str | None, correlation: bytes | None, code: str, message: str) -> None:
