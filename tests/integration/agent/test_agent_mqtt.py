@@ -168,3 +168,25 @@ def test_serve_runs_the_agent_over_mqtt_with_the_real_model(tmp_path: Path, mosq
           if s["status"] == "ok" and isinstance(s["result"], dict) and "actuator" in s["result"]]
     assert ok == sent
     assert AuditLog(audit).verify() == []
+
+
+def test_a_copy_of_an_agent_request_is_not_run_again(start_agent, requester: Requester, sim: Simulator,
+                                                      audit: AuditLog) -> None:
+    start_agent([call("read_temperature"), "Warm.", call("read_temperature"), "Still warm."])
+    requester.ask({"goal": "How warm is it?"}, b"once", topic=AGENT)
+    requester.ask({"goal": "How warm is it?"}, b"once", topic=AGENT)  # a QoS 1 retry with the same correlation
+    requester.ask({"goal": "And now?"}, b"next", topic=AGENT)
+    # Runs are served in order: when the later request is answered, the copy was taken and dropped.
+    assert message(requester, b"next", "agent_result")["answer"] == "Still warm."
+    assert len(requester.answers(b"once", "agent_result")) == 1
+    assert [e["data"]["goal"] for e in audit.entries() if e["kind"] == "run"] == ["How warm is it?", "And now?"]
+
+
+def test_an_agent_request_without_correlation_data_is_refused(start_agent, requester: Requester,
+                                                              audit: AuditLog) -> None:
+    start_agent([call("read_temperature")])
+    requester.ask({"goal": "How warm is it?"}, None, topic=AGENT)
+    error = wait_until(lambda: next((b for _t, _c, b in requester.received if b.get("type") == "error"), None), 20,
+                       what="an error")
+    assert error["code"] == "missing_correlation_data"
+    assert audit.entries() == []
