@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from edge_os.agent import Agent, AgentTool, AuditLog, Policy
+from edge_os.agent.loop import Confirm
 from edge_os.agent.model import SchedulerModel
 from edge_os.api.errors import bad_request
 
@@ -51,18 +52,22 @@ def parse_run(data: dict[str, Any]) -> RunRequest:
 class AgentRuns:
     """The agent a server runs: its device's tools, its policy and its audit log."""
 
-    def __init__(self, tools: list[AgentTool], policy: Policy, audit: AuditLog) -> None:
+    def __init__(self, tools: list[AgentTool], policy: Policy, audit: AuditLog, model=None) -> None:
         self.tools, self.policy, self.audit = tools, policy, audit
+        self.model = model  # a ChatModel to use instead of the scheduler (tests script one)
         self._lock = threading.Lock()
 
-    def run(self, scheduler, request: RunRequest) -> dict[str, Any]:
+    def run(self, scheduler, request: RunRequest, confirm: Confirm | None = None) -> dict[str, Any]:
+        """One run. ``confirm`` asks each confirmation (MQTT); without it, the request's ``confirm``
+        list answers them (HTTP)."""
         confirmed = {t.name for t in self.tools if t.actuator in request.confirm}
 
-        def confirm(question: str, timeout: float) -> bool:
+        def preconfirmed(question: str, timeout: float) -> bool:
             return question.split(" ", 1)[0] in confirmed  # the question starts with the tool's name
 
         policy = dataclasses.replace(self.policy, dry_run=True) if request.dry_run else self.policy
         with self._lock:
-            agent = Agent(SchedulerModel(scheduler), self.tools, policy, self.audit, confirm=confirm,
+            agent = Agent(self.model or SchedulerModel(scheduler), self.tools, policy, self.audit,
+                          confirm=confirm or preconfirmed,
                           max_steps=request.max_steps, call_first=bool(self.tools))
             return agent.run(request.goal).to_dict()

@@ -55,7 +55,8 @@ def register(subparsers) -> None:
                       help="the model --cloud-url is asked for (default: the local name)")
     agent = p.add_argument_group("agent (docs/agent.md)")
     agent.add_argument("--agent-port", metavar="PORT",
-                       help="serve POST /v1/agent/runs (needs --http) with the device on PORT as tools")
+                       help="serve agent runs with the device on PORT as tools: POST /v1/agent/runs with --http, "
+                            "edge-os/DEVICE/agent with --mqtt")
     agent.add_argument("--agent-policy", type=Path, metavar="FILE", help="the agent's policy (default: deny all)")
     agent.add_argument("--agent-audit", type=Path, metavar="FILE",
                        help="the agent's audit log (default: $EDGE_OS_HOME/agent/audit.jsonl)")
@@ -141,8 +142,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--cloud-url {args.cloud_url!r} must be an http:// or https:// URL")
     if (args.agent_policy or args.agent_audit) and not args.agent_port:
         raise InputError("--agent-policy and --agent-audit need --agent-port PORT")
-    if args.agent_port and not args.http:
-        raise InputError("--agent-port needs --http ADDR (agent runs are served at POST /v1/agent/runs)")
+    if args.agent_port and not (args.http or args.mqtt):
+        raise InputError("--agent-port needs --http ADDR or --mqtt URL (agent runs are served at POST /v1/agent/runs "
+                         "or on edge-os/DEVICE/agent)")
     agent = agent_from_args(args) if args.agent_port else None
     http = http_address_and_keys(args) if args.http else None
     if args.root is not None:
@@ -162,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         from edge_os.mqtt.front_door import MqttFrontDoor
 
         bridge = bridge_config_from_args(args)
-        doors.append(MqttFrontDoor(bridge))
+        doors.append(MqttFrontDoor(bridge, agent=agent))
         if args.root is not None:
             from edge_os.deploy.serving import OtaFrontDoor
 

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 from edge_os.mqtt import telemetry
+from edge_os.mqtt.agent_door import AgentDoor
 from edge_os.mqtt.config import BridgeConfig
 from edge_os.mqtt.connection import Connection, Handlers, Inbound, NotConnected, Will
 from edge_os.mqtt.durable import Durable
@@ -36,7 +37,8 @@ _PRUNE_EVERY_S = 60.0
 class MqttBridge:
     """Serves a scheduler over MQTT until ``stop()``; see the module docstring."""
 
-    def __init__(self, scheduler: SchedulerAPI, config: BridgeConfig) -> None:
+    def __init__(self, scheduler: SchedulerAPI, config: BridgeConfig, agent=None) -> None:
+        """``agent`` (an ``edge_os.api.agent_runs.AgentRuns``) also serves agent requests (``agent_door``)."""
         self.config = config
         self._scheduler = scheduler
         self._durable = Durable.open(config.state_path)
@@ -63,7 +65,12 @@ class MqttBridge:
             concurrency=config.concurrency,
             on_refused=self._fallback.forward if self._fallback else None,
         )
+        self._agent = (
+            AgentDoor(agent, scheduler, config.device_id, d.outbox, d.sender) if agent is not None else None
+        )
         subscriptions = request_topics(config.device_id)
+        if self._agent is not None:
+            subscriptions += self._agent.topics
         if self._fallback is not None:
             subscriptions += (self._fallback.response_topic,)
         self._connection = Connection(
@@ -88,6 +95,8 @@ class MqttBridge:
         """Resume unfinished work and start connecting (returns at once; see ``wait_connected``)."""
         self._durable.sender.start()
         self._server.start()
+        if self._agent is not None:
+            self._agent.start()
         self._connection.start()
         self._housekeeper = threading.Thread(target=self._housekeep, name="mqtt-housekeeping", daemon=True)
         self._housekeeper.start()
@@ -101,6 +110,8 @@ class MqttBridge:
         if self._housekeeper is not None:
             self._housekeeper.join(5)
         self._server.stop()
+        if self._agent is not None:
+            self._agent.stop()
         device = self.config.device_id
         self._connection.stop(farewell=(status_topic(device), telemetry.status(device, False)))
         self._durable.close()
@@ -134,6 +145,8 @@ class MqttBridge:
     def _dispatch(self, msg: Inbound) -> None:
         if self._fallback is not None and msg.topic == self._fallback.response_topic:
             self._fallback.handle(msg)
+        elif self._agent is not None and msg.topic in self._agent.topics:
+            self._agent.handle(msg)
         else:
             self._server.handle(msg)
 

@@ -18,12 +18,13 @@ class MqttFrontDoor:
 
     name = "mqtt"
 
-    def __init__(self, config: BridgeConfig) -> None:
+    def __init__(self, config: BridgeConfig, agent=None) -> None:
         self.config = config
+        self.agent = agent  # an edge_os.api.agent_runs.AgentRuns: agent requests (edge_os.mqtt.agent_door)
         self.bridge: MqttBridge | None = None
 
     def start(self, scheduler: SchedulerAPI) -> None:
-        self.bridge = MqttBridge(scheduler, self.config).start()
+        self.bridge = MqttBridge(scheduler, self.config, agent=self.agent).start()
 
     def stop(self) -> None:
         if self.bridge is not None:

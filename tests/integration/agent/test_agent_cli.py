@@ -61,10 +61,13 @@ def test_the_real_model_stays_inside_the_policy(sim: Simulator, tmp_path: Path, 
     assert len([e for e in log.entries() if e["kind"] == "refusal"]) == len(refused)
 
 
-def test_serve_agent_options_need_http_and_a_port(tmp_path: Path) -> None:
+def test_serve_agent_options_need_a_front_door_and_a_port(tmp_path: Path) -> None:
     result = run_edge_os("serve", "--agent-port", str(tmp_path / "tty"))
-    assert_one_line_error(result, "--agent-port needs --http")
+    assert_one_line_error(result, "--agent-port needs --http ADDR or --mqtt URL")
     result = run_edge_os("serve", "--http", "0", "--agent-policy", str(tmp_path / "p.toml"))
     assert_one_line_error(result, "need --agent-port")
     result = run_edge_os("serve", "--http", "0", "--agent-port", str(tmp_path / "ttyNONE"))
     assert_one_line_error(result, "ttyNONE")
+    # --mqtt is a front door for the agent too: the port is opened (and fails) before anything loads.
+    result = run_edge_os("serve", "--mqtt", "mqtt://127.0.0.1:1", "--agent-port", str(tmp_path / "ttyMQTT"))
+    assert_one_line_error(result, "ttyMQTT")
