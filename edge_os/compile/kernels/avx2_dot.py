@@ -146,9 +146,10 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
                 widened = [_widen_nibbles(v, upper) for v in (low, high) for upper in (False, True)]
                 dots = tree_sum([_pmaddwd(w, vload(xq, at + 16 * j, lanes=16)) for j, w in enumerate(widened)])
             dots = to_f32(dots, LANES)
-            scale = _pair(to_f32(load(weights[1], row, span * 2)), to_f32(load(weights[1], row, span * 2 + 1)))
+            scale = _pair(layout.group_scale(weights, row, span * 2), layout.group_scale(weights, row, span * 2 + 1))
             if layout.fmt.asymmetric:  # W = scale*q + minimum
-                minimum = _pair(to_f32(load(weights[2], row, span * 2)), to_f32(load(weights[2], row, span * 2 + 1)))
+                minimum = _pair(layout.group_minimum(weights, row, span * 2),
+                                layout.group_minimum(weights, row, span * 2 + 1))
                 term = dots * (scale * x_scale) + minimum * x_sum
             else:  # W = scale*(q - 8)
                 term = (dots * x_scale - x_sum * bcast(const(8.0), LANES)) * scale
@@ -171,7 +172,7 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
             else:
                 halves = [tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))) for h in range(2)]
                 dots = _pmaddwd(halves[0], vload(xq, at, lanes=16)) + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16))
-            scale = bcast(to_f32(load(weights[1], row, g)) * x_scale, LANES)
+            scale = bcast(layout.group_scale(weights, row, g) * x_scale, LANES)
             old = vload(acc, r * LANES, lanes=LANES)
             T.buffer_store(acc, old + to_f32(dots, LANES) * scale, vstore_index(r * LANES, lanes=LANES))
 
@@ -211,4 +212,5 @@ def _prefetch_ahead(layout: WeightLayout, weights, row, column, group) -> None:
     ahead = max(1, PREFETCH_BYTES // layout.row_bytes())
     T.evaluate(prefetch(weights[0], row + ahead, column))
     for extra in weights[1:]:
-        T.evaluate(prefetch(extra, row + ahead, group))
+        if int(extra.shape[1]) == layout.groups:  # per-group scales; K-quant super-block ones are few
+            T.evaluate(prefetch(extra, row + ahead, group))

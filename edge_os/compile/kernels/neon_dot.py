@@ -74,9 +74,9 @@ def decoder(bits: int):
                     for r in range(rows):
                         row = block * rows + r
                         dots = to_f32(_group_dots(layout, bits, weights, row, g, xq, at), LANES)
-                        scale = bcast(to_f32(load(weights[1], row, g)), LANES)
+                        scale = bcast(layout.group_scale(weights, row, g), LANES)
                         if layout.fmt.asymmetric:  # W = scale*q + minimum
-                            minimum = bcast(to_f32(load(weights[2], row, g)), LANES)
+                            minimum = bcast(layout.group_minimum(weights, row, g), LANES)
                             term = dots * (scale * x_scale) + minimum * x_sum
                         elif layout.fmt.bits == 4:  # W = scale*(q - 8)
                             term = (dots * x_scale - x_sum * bcast(const(8.0), LANES)) * scale
