@@ -117,16 +117,18 @@ _F16_AT = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q8_0": (0,), "Q4_K": (0,
 GGUF_TYPE_OF = {"q4": "Q4_0", "q4_1": "Q4_1", "q5_0": "Q5_0", "q8": "Q8_0", "q4_k": "Q4_K", "q6_k": "Q6_K"}
 
 
-def random_gguf_blocks(ggml_type: str, n: int, k: int, rng) -> np.ndarray:
+def random_gguf_blocks(ggml_type: str, n: int, k: int, rng, largest_scale: float = 1.0) -> np.ndarray:
     """Raw GGUF blocks ``[n, bytes per row]`` of ``ggml_type`` with random bytes: every bit pattern
-    of the quants and sub-block scales occurs, and the float16 scales are finite (2**-10 .. 1)."""
+    of the quants and sub-block scales occurs, and the float16 scales are finite, of magnitude
+    ``largest_scale`` * (2**-10 .. 1)."""
     import gguf
 
     kind = getattr(gguf.GGMLQuantizationType, ggml_type)
     block_values, block_bytes = gguf.GGML_QUANT_SIZES[kind]
     raw = rng.integers(0, 256, (n, k // block_values, block_bytes), dtype=np.uint8)
     for at in _F16_AT[ggml_type]:
-        scales = (rng.uniform(2.0**-10, 1.0, raw.shape[:2]) * rng.choice([-1, 1], raw.shape[:2])).astype(np.float16)
+        magnitude = rng.uniform(2.0**-10, 1.0, raw.shape[:2]) * largest_scale
+        scales = (magnitude * rng.choice([-1, 1], raw.shape[:2])).astype(np.float16)
         raw[..., at:at + 2] = scales[..., None].view(np.uint8).reshape(*raw.shape[:2], 2)
     return raw.reshape(n, -1)
 

@@ -18,7 +18,8 @@ Formats that only hold a GGUF's blocks, carried over bit-exactly (``pack`` never
 
 Storage: the low 4 bits of every int4/5/6 value are packed eight to a ``uint32`` (element ``8*j + i``
 of a row in bits ``4*i .. 4*i+3`` of word ``j``); the fifth bit (q5_0) one per element in a
-``uint32`` per group of 32 (bit i: element i, GGUF's ``qh``), the top two bits (q6_k) 16 elements to
+``uint32`` per group of 32 (bits 0-15: elements 0, 2, .. 30; bits 16-31: the odd ones; GGUF's ``qh``
+in another order), the top two bits (q6_k) 16 elements to
 a ``uint32`` (element ``16*j + i`` in bits ``2*i`` of word ``j``). Scales and minimums are
 ``float32`` (``float16`` for GPU targets and carried GGUF blocks); K-quant super-block scales stay
 ``float16`` and sub-block scales integers, as the file stores them.

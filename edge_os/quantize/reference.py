@@ -118,13 +118,27 @@ def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
     return np.bitwise_or.reduce(v << shifts, axis=2).astype(np.uint32)
 
 
+def q5_fifth_bits(qhigh: np.ndarray) -> np.ndarray:
+    """q5_0's fifth bits ``[n, k/32]`` words -> ``[n, k]`` in element order. Each word holds its
+    group's even elements in bits 0-15 and the odd ones in bits 16-31 (the order in which the
+    kernels' low and high nibbles come), a permutation of GGUF's ``qh`` (bit i: element i)."""
+    n, groups = qhigh.shape
+    return unpack_bits(qhigh, 1).reshape(n, groups, 2, 16).transpose(0, 1, 3, 2).reshape(n, groups * 32)
+
+
+def q5_pack_fifth_bits(bits: np.ndarray) -> np.ndarray:
+    """Inverse of ``q5_fifth_bits``."""
+    n, k = bits.shape
+    return pack_bits(bits.reshape(n, k // 32, 16, 2).transpose(0, 1, 3, 2).reshape(n, k), 1)
+
+
 def _dequantize_carried(qw: QuantizedWeight) -> np.ndarray:
     """q5_0 / q4_k / q6_k, with float32 operations in the order llama.cpp's dequantization uses."""
     n, k = qw.shape
     a = qw.arrays
     low = unpack_int4(a["qweight"]).astype(np.int32)
     if qw.fmt.name == "q5_0":
-        q = (low | (unpack_bits(a["qhigh"], 1).astype(np.int32) << 4)) - 16
+        q = (low | (q5_fifth_bits(a["qhigh"]).astype(np.int32) << 4)) - 16
         return (q.reshape(n, -1, GROUP_SIZE).astype(np.float32)
                 * a["scale"].astype(np.float32)[..., None]).reshape(n, k)
     per_super = SUPER_BLOCK // GROUP_SIZE
@@ -170,7 +184,7 @@ def as_q8(qw: QuantizedWeight) -> QuantizedWeight | None:
     if qw.fmt.name == "q4":
         q = unpack_int4(qw.arrays["qweight"]).astype(np.int8) - 8
     elif qw.fmt.name == "q5_0":
-        q = (unpack_int4(qw.arrays["qweight"]) | (unpack_bits(qw.arrays["qhigh"], 1) << 4)).astype(np.int8) - 16
+        q = (unpack_int4(qw.arrays["qweight"]) | (q5_fifth_bits(qw.arrays["qhigh"]) << 4)).astype(np.int8) - 16
     else:
         return None
     return QuantizedWeight(FORMATS["q8"], (n, k), {"qweight": q.reshape(n, k), "scale": qw.arrays["scale"]})
@@ -244,10 +258,10 @@ def from_gguf_blocks(raw: np.ndarray, ggml_type: str, n: int, k: int) -> Quantiz
         q = _nibbles(raw[..., 4:20]).reshape(n, k)
         return QuantizedWeight(FORMATS["q4_1"], (n, k), {"qweight": pack_int4(q), "scale": d, "minimum": m})
     if ggml_type == "Q5_0":
-        qh = raw[..., 2:6].copy().view("<u4")[..., 0]
+        qh = raw[..., 2:6].copy().view("<u4")[..., 0].astype(np.uint32)
         q = _nibbles(raw[..., 6:22]).reshape(n, k)
-        return QuantizedWeight(FORMATS["q5_0"], (n, k), {"qweight": pack_int4(q), "qhigh": qh.astype(np.uint32),
-                                                        "scale": d})
+        fifth = q5_pack_fifth_bits(unpack_bits(qh, 1))
+        return QuantizedWeight(FORMATS["q5_0"], (n, k), {"qweight": pack_int4(q), "qhigh": fifth, "scale": d})
     if ggml_type == "Q8_0":
         q = raw[..., 2:34].copy().view(np.int8).reshape(n, k)
         return QuantizedWeight(FORMATS["q8"], (n, k), {"qweight": q, "scale": d})

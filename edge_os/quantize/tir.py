@@ -49,7 +49,7 @@ def dequantized_value(fmt: WeightFormat, load, i, j) -> tirx.PrimExpr:
         return scale * f32(q - 32)
     scale = f32(load("scale", i, j // GROUP_SIZE))
     if fmt.name == "q5_0":
-        q = low | (_bits(load("qhigh", i, j // GROUP_SIZE), j % GROUP_SIZE, 1) << 4)
+        q = low | (_bits(load("qhigh", i, j // GROUP_SIZE), (j % 2) * 16 + (j % GROUP_SIZE) // 2, 1) << 4)
         return f32(q - 16) * scale
     if fmt.asymmetric:
         return f32(low) * scale + f32(load("minimum", i, j // GROUP_SIZE))

@@ -38,6 +38,11 @@ class WeightLayout:
         formats, whose raw values are the unsigned nibbles. 5- and 6-bit raw values are signed."""
         return self.fmt.bits == 4
 
+    @property
+    def zero_point(self) -> float:
+        """What the integer paths subtract from a symmetric format's unsigned values."""
+        return {"q4": 8.0, "q5_0": 16.0}.get(self.fmt.name, 0.0)
+
     def row_bytes(self) -> int:
         """Bytes of the quantized values of one row (without scales)."""
         return self.k * self.fmt.bits // 8
@@ -50,7 +55,7 @@ class WeightLayout:
         return [T.arg(name, T.buffer(shape, dtype))
                 for name, shape, dtype in stored_arrays(self.fmt, self.n, self.k, self.scale_dtype)]
 
-    def _buf(self, bufs: list[tirx.Buffer], name: str) -> tirx.Buffer:
+    def buffer(self, bufs: list[tirx.Buffer], name: str) -> tirx.Buffer:
         return bufs[self.names().index(name)]
 
     def raw(self, bufs: list[tirx.Buffer], row, col, lanes: int, col_in_word: int = 0) -> tirx.PrimExpr:
@@ -69,33 +74,40 @@ class WeightLayout:
             return low
         high_bits = 1 if self.fmt.name == "q5_0" else 2
         per_word = 32 // high_bits
-        word = load(self._buf(bufs, "qhigh"), row, col // per_word)
+        word = load(self.buffer(bufs, "qhigh"), row, col // per_word)
         first = tirx.Cast("uint32", tirx.indexmod(col, per_word) * high_bits)
-        shifts = tirx.Ramp(first, tirx.const(high_bits, "uint32"), lanes)
+        if high_bits == 1:  # evens in bits 0-15, odds in 16-31: element e at (e % 2) * 16 + e // 2
+            half = lanes // 2
+            pattern = tirx.Shuffle([tirx.Ramp(const(0, "uint32"), const(1, "uint32"), half),
+                                    tirx.Ramp(const(16, "uint32"), const(1, "uint32"), half)],
+                                   [lane // 2 + (lane % 2) * half for lane in range(lanes)])
+            shifts = bcast(first // const(2, "uint32"), lanes) + pattern
+        else:
+            shifts = tirx.Ramp(first, tirx.const(high_bits, "uint32"), lanes)
         mask = bcast(const((1 << high_bits) - 1, "uint32"), lanes)
         high = tirx.bitwise_and(tirx.shift_right(bcast(word, lanes), shifts), mask)
         high = tirx.Cast(f"float32x{lanes}", tirx.reinterpret(f"int32x{lanes}", high))
         value = low + high * bcast(const(16.0), lanes)
         if self.fmt.name == "q5_0":
             return value - bcast(const(16.0), lanes)
-        sub_scale = to_f32(load(self._buf(bufs, "sc"), row, col // 16))
+        sub_scale = to_f32(load(self.buffer(bufs, "sc"), row, col // 16))
         return (value - bcast(const(32.0), lanes)) * bcast(sub_scale, lanes)
 
     def group_scale(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
         """The float32 scale of a group of 32 (for q6_k: the super-block's ``d``)."""
         if self.fmt.name == "q4_k":
-            return to_f32(load(self._buf(bufs, "d"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * to_f32(
-                load(self._buf(bufs, "sc"), row, group))
+            return to_f32(load(self.buffer(bufs, "d"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * to_f32(
+                load(self.buffer(bufs, "sc"), row, group))
         if self.fmt.name == "q6_k":
-            return to_f32(load(self._buf(bufs, "d"), row, group // (SUPER_BLOCK // GROUP_SIZE)))
-        return to_f32(load(self._buf(bufs, "scale"), row, group))
+            return to_f32(load(self.buffer(bufs, "d"), row, group // (SUPER_BLOCK // GROUP_SIZE)))
+        return to_f32(load(self.buffer(bufs, "scale"), row, group))
 
     def group_minimum(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
         """What an asymmetric format adds to each value of a group."""
         if self.fmt.name == "q4_k":
-            return const(0.0) - to_f32(load(self._buf(bufs, "dmin"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * (
-                to_f32(load(self._buf(bufs, "mn"), row, group)))
-        return to_f32(load(self._buf(bufs, "minimum"), row, group))
+            return const(0.0) - to_f32(load(self.buffer(bufs, "dmin"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * (
+                to_f32(load(self.buffer(bufs, "mn"), row, group)))
+        return to_f32(load(self.buffer(bufs, "minimum"), row, group))
 
     def scale_group(self, bufs: list[tirx.Buffer], row, group, part, group_sum, lanes: int) -> tirx.PrimExpr:
         """A group's contribution from ``part`` (lane sums of raw*x) and ``group_sum`` (of x)."""
