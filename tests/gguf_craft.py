@@ -110,3 +110,36 @@ def tiny_tensors() -> list[tuple[str, np.ndarray]]:
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+# Where each carried GGUF type keeps its float16 scales: (byte offset of each f16 in a block).
+_F16_AT = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q8_0": (0,), "Q4_K": (0, 2), "Q6_K": (208,)}
+GGUF_TYPE_OF = {"q4": "Q4_0", "q4_1": "Q4_1", "q5_0": "Q5_0", "q8": "Q8_0", "q4_k": "Q4_K", "q6_k": "Q6_K"}
+
+
+def random_gguf_blocks(ggml_type: str, n: int, k: int, rng, largest_scale: float = 1.0) -> np.ndarray:
+    """Raw GGUF blocks ``[n, bytes per row]`` of ``ggml_type`` with random bytes: every bit pattern
+    of the quants and sub-block scales occurs, and the float16 scales are finite, of magnitude
+    ``largest_scale`` * (2**-10 .. 1)."""
+    import gguf
+
+    kind = getattr(gguf.GGMLQuantizationType, ggml_type)
+    block_values, block_bytes = gguf.GGML_QUANT_SIZES[kind]
+    raw = rng.integers(0, 256, (n, k // block_values, block_bytes), dtype=np.uint8)
+    for at in _F16_AT[ggml_type]:
+        magnitude = rng.uniform(2.0**-10, 1.0, raw.shape[:2]) * largest_scale
+        scales = (magnitude * rng.choice([-1, 1], raw.shape[:2])).astype(np.float16)
+        raw[..., at:at + 2] = scales[..., None].view(np.uint8).reshape(*raw.shape[:2], 2)
+    return raw.reshape(n, -1)
+
+
+def crafted_weight(fmt: str, n: int, k: int, rng, scale_dtype: str = "float32"):
+    """A ``QuantizedWeight`` of ``fmt``: random GGUF blocks carried over for the formats that only
+    hold carried blocks, a random float weight quantized for the others."""
+    from edge_os.quantize.formats import FORMATS
+    from edge_os.quantize.reference import from_gguf_blocks, quantize
+
+    if not FORMATS[fmt].carried_only:
+        return quantize(rng.standard_normal((n, k)).astype(np.float32), fmt, scale_dtype)
+    ggml_type = GGUF_TYPE_OF[fmt]
+    return from_gguf_blocks(random_gguf_blocks(ggml_type, n, k, rng), ggml_type, n, k).with_scale_dtype(scale_dtype)

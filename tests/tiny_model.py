@@ -140,11 +140,15 @@ def _permute_for_gguf(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, 2, n // heads // 2, k).swapaxes(1, 2).reshape(n, k)
 
 
-def write_gguf(path: Path, seed: int = 0, weight_type: str = "Q4_1", embed_type: str = "Q8_0") -> dict[str, np.ndarray]:
-    """A tiny llama GGUF with quantized blocks; returns the float tensors it was made from."""
+def write_gguf(path: Path, seed: int = 0, weight_type: str = "Q4_1", embed_type: str = "Q8_0",
+               config: dict | None = None, types: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """A tiny llama GGUF with quantized blocks; returns the float tensors it was made from.
+
+    ``types`` maps a Hugging Face name suffix (``mlp.down_proj.weight``) to a GGML type for those
+    tensors; types gguf-py cannot quantize (K-quants) get random blocks of small values instead."""
     import gguf
 
-    config = tiny_config()
+    config = config or tiny_config()
     tensors = tiny_weights(config, seed)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_block_count(config["num_hidden_layers"])
@@ -186,8 +190,17 @@ def write_gguf(path: Path, seed: int = 0, weight_type: str = "Q4_1", embed_type:
         if array.ndim == 1:
             writer.add_tensor(gname, data)
             continue
-        kind = getattr(gguf.GGMLQuantizationType, embed_type if "embed" in name else weight_type)
-        writer.add_tensor(gname, gguf.quants.quantize(data, kind), raw_dtype=kind)
+        type_name = next((t for suffix, t in (types or {}).items() if name.endswith(suffix)),
+                         embed_type if "embed" in name else weight_type)
+        kind = getattr(gguf.GGMLQuantizationType, type_name)
+        try:
+            blocks = gguf.quants.quantize(data, kind)
+        except NotImplementedError:
+            from tests.gguf_craft import random_gguf_blocks
+
+            largest = 2.0**-12 if type_name == "Q6_K" else 2.0**-10  # values of about 0.1
+            blocks = random_gguf_blocks(type_name, *data.shape, rng=np.random.default_rng(seed), largest_scale=largest)
+        writer.add_tensor(gname, blocks, raw_dtype=kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -8,6 +8,10 @@
 #   bash tools/build_llamacpp.sh            # into .venv
 #   LLAMACPP_NO_AMX=1 bash tools/build_llamacpp.sh   # where the native build crashes on AMX code
 #   LLAMACPP_VERSION=0.3.36 ...             # pin another version
+#   bash tools/build_llamacpp.sh --tools [DIR]   # llama-quantize and llama-perplexity from the same
+#       llama.cpp source (the sdist's vendor/llama.cpp), built in DIR (default
+#       ~/.cache/edge-os/llama.cpp-VERSION), never in this tree; prints the directory of the binaries.
+#       tools/perplexity_table.py uses them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -15,6 +19,20 @@ VERSION=${LLAMACPP_VERSION:-0.3.36}
 FLAGS=""
 if [[ "${LLAMACPP_NO_AMX:-0}" == "1" ]]; then
     FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+fi
+if [[ "${1:-}" == "--tools" ]]; then
+    DIR=${2:-$HOME/.cache/edge-os/llama.cpp-$VERSION}
+    mkdir -p "$DIR"
+    if [[ ! -d "$DIR/llama_cpp_python-$VERSION" ]]; then
+        "$VENV/bin/pip" download --no-deps --no-binary :all: "llama-cpp-python==${VERSION}" -d "$DIR"
+        tar -xzf "$DIR/llama_cpp_python-$VERSION.tar.gz" -C "$DIR"
+    fi
+    cmake -S "$DIR/llama_cpp_python-$VERSION/vendor/llama.cpp" -B "$DIR/build" -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
+        -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+        -DBUILD_SHARED_LIBS=OFF -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS="${FLAGS}" -DCMAKE_CXX_FLAGS="${FLAGS}" >/dev/null
+    nice cmake --build "$DIR/build" -j "${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" --target llama-quantize llama-perplexity
+    echo "$DIR/build/bin"
+    exit 0
 fi
 export CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=ON -DGGML_BLAS=OFF -DLLAMA_CURL=OFF \
 -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS='${FLAGS}' -DCMAKE_CXX_FLAGS='${FLAGS}'"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 
 
@@ -62,9 +63,22 @@ def run(args) -> int:
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
+    _report_not_kept(out)
     if args.sign:
         from edge_os.deploy.signing import sign_package
 
         sign_package(out, args.sign, version=args.version)
     print(out)
     return 0
+
+
+def _report_not_kept(package) -> None:
+    """One line per source tensor type whose blocks could not be kept exactly (the manifest lists
+    every tensor under ``quantization.not_kept``)."""
+    import json
+    from collections import Counter
+
+    not_kept = json.loads((package / "manifest.json").read_text())["quantization"].get("not_kept", {})
+    for change, count in sorted(Counter(not_kept.values()).items()):
+        print(f"edge-os pack: {count} tensor(s) not kept exactly: {change}; see quantization.not_kept in "
+              "the manifest", file=sys.stderr)

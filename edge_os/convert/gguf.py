@@ -18,10 +18,10 @@ from edge_os.convert.gguf_header import scan_gguf_header
 from edge_os.convert.gguf_tokenizer import list_of, tokenizer_json_from_gguf
 from edge_os.convert.source import ModelSource, SourceTensor
 from edge_os.errors import ModelSourceError, printable
-from edge_os.quantize.reference import from_gguf_blocks
+from edge_os.quantize.reference import CARRIED_GGUF_TYPES, from_gguf_blocks
 
 # Tensor types we read: carried over exactly, or dequantized to float32 (then re-quantized).
-CARRIED_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+CARRIED_TYPES = tuple(CARRIED_GGUF_TYPES)
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
 # Sanity limits on model dimensions: far above any model an edge device runs, far below what

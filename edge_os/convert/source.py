@@ -23,7 +23,7 @@ class SourceTensor:
     """One tensor of a model source, loaded on demand.
 
     ``load()`` returns float32 values, or a ``QuantizedWeight`` when the file holds blocks that
-    can be carried over exactly (GGUF Q4_0 / Q4_1 / Q8_0) and ``keep_blocks`` is true.
+    can be carried over exactly (``quantize.reference.CARRIED_GGUF_TYPES``) and ``keep_blocks`` is true.
     """
 
     name: str

@@ -102,7 +102,7 @@ def pack(options: PackOptions) -> Path:
              config.num_hidden_layers, scheme.name, target.name, kv_dtype)
 
     with PackageWriter(options.out, overwrite=options.force) as writer:
-        formats = _write_weights(source, arch, scheme, writer, options.progress)
+        formats, not_kept = _write_weights(source, arch, scheme, writer, options.progress)
         log.info("compiling for %s with TVM (this takes a minute)", tvm_target.get("mcpu", target.name))
         library = "model.so"
         limits = CompileLimits()
@@ -116,7 +116,8 @@ def pack(options: PackOptions) -> Path:
             architecture=source.architecture,
             config=config.to_json(),
             quantization={"scheme": scheme.name, "scale_dtype": scheme.scale_dtype,
-                          "decode_activations": options.activations, "tensors": formats},
+                          "decode_activations": options.activations, "tensors": formats,
+                          **({"not_kept": not_kept} if not_kept else {})},
             target=TargetInfo(target.name, target.arch, tvm_target, _required_cpu_features(target, tvm_target)),
             tvm_version=tvm.__version__,
             runtime_version=__version__,
@@ -143,9 +144,17 @@ def pack(options: PackOptions) -> Path:
     return dest
 
 
-def _write_weights(source, arch, scheme: Scheme, writer: PackageWriter, progress: bool) -> dict[str, str]:
-    """Stream tensors: load one, give it its format, fuse, write. Returns name -> format."""
+# GGUF types that hold no rounding of their own: giving them a format is quantizing, not "not keeping".
+_FLOAT_TYPES = ("F32", "F16", "BF16")
+
+
+def _write_weights(source, arch, scheme: Scheme, writer: PackageWriter,
+                   progress: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """Stream tensors: load one, give it its format, fuse, write. Returns name -> format, and for
+    the quantized source tensors whose blocks ``scheme`` would keep but could not: name ->
+    ``"TYPE -> format"`` (each also logged as a warning)."""
     formats: dict[str, str] = {}
+    not_kept: dict[str, str] = {}
     fuser = arch.fuser(scheme.weight_format, scheme.scale_dtype)
     tensors = source.tensors()
     if progress:
@@ -153,7 +162,12 @@ def _write_weights(source, arch, scheme: Scheme, writer: PackageWriter, progress
 
         tensors = tqdm(tensors, total=len(source.tensor_names), unit="tensor", desc="quantizing")
     for tensor in tensors:
-        value = _to_format(tensor.load(keep_blocks=scheme.carry_over), scheme)
+        loaded = tensor.load(keep_blocks=scheme.carry_over)
+        value = _to_format(loaded, scheme)
+        if scheme.carry_over and tensor.source_type not in _FLOAT_TYPES and len(tensor.shape) == 2 \
+                and not isinstance(loaded, QuantizedWeight):
+            target = value.fmt.name if isinstance(value, QuantizedWeight) else "f32"
+            not_kept[tensor.name] = f"{tensor.source_type} -> {target}"
         for name, fused in fuser.push(tensor.name, value):
             if isinstance(fused, QuantizedWeight):
                 base = name.removesuffix(".weight")
@@ -166,7 +180,11 @@ def _write_weights(source, arch, scheme: Scheme, writer: PackageWriter, progress
             else:
                 writer.add_param(name, fused)
     fuser.finish()
-    return formats
+    for name, parts in getattr(fuser, "requantized", {}).items():
+        not_kept[name] = f"{' + '.join(parts)} -> {formats[name]} (fused parts of different formats)"
+    for name, change in not_kept.items():
+        log.warning("not kept exactly: %s (%s)", name, change)
+    return formats, not_kept
 
 
 def _order_params(writer: PackageWriter, specs) -> None:

@@ -9,8 +9,20 @@ Formats (group size G = 32 along K):
 - ``q8``    symmetric int8: ``W = scale * q``, q in -127..127 (GGUF Q8_0's values)
 - ``f32``   unquantized
 
-Storage: int4 values are packed eight to a ``uint32`` (element ``8*j + i`` of a row in bits
-``4*i .. 4*i+3`` of word ``j``); scales and minimums are ``float32`` (``float16`` for GPU targets).
+Formats that only hold a GGUF's blocks, carried over bit-exactly (``pack`` never rounds into them):
+- ``q5_0``  5-bit symmetric: ``W = scale * (q - 16)`` (GGUF Q5_0)
+- ``q4_k``  GGUF Q4_K: super-blocks of 256 with f16 ``d``/``dmin`` and 6-bit per-32 ``sc``/``mn``:
+            ``W = (d * sc) * q - dmin * mn``, q in 0..15
+- ``q6_k``  GGUF Q6_K: super-blocks of 256 with f16 ``d`` and int8 per-16 ``sc``:
+            ``W = (d * sc) * (q - 32)``, q in 0..63
+
+Storage: the low 4 bits of every int4/5/6 value are packed eight to a ``uint32`` (element ``8*j + i``
+of a row in bits ``4*i .. 4*i+3`` of word ``j``); the fifth bit (q5_0) one per element in a
+``uint32`` per group of 32 (bits 0-15: elements 0, 2, .. 30; bits 16-31: the odd ones; GGUF's ``qh``
+in another order), the top two bits (q6_k) 16 elements to
+a ``uint32`` (element ``16*j + i`` in bits ``2*i`` of word ``j``). Scales and minimums are
+``float32`` (``float16`` for GPU targets and carried GGUF blocks); K-quant super-block scales stay
+``float16`` and sub-block scales integers, as the file stores them.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from dataclasses import dataclass
 from edge_os.errors import InputError
 
 GROUP_SIZE = 32
+SUPER_BLOCK = 256  # values per K-quant super-block
 
 
 @dataclass(frozen=True)
@@ -27,10 +40,16 @@ class WeightFormat:
     name: str
     bits: int
     asymmetric: bool = False
+    carried_only: bool = False  # holds a GGUF's blocks; float weights are never rounded into it
 
     @property
     def quantized(self) -> bool:
         return self.bits < 32
+
+    @property
+    def super_blocks(self) -> bool:
+        """Whether K must be a multiple of ``SUPER_BLOCK`` (K-quants)."""
+        return self.name.endswith("_k")
 
 
 FORMATS: dict[str, WeightFormat] = {
@@ -38,7 +57,32 @@ FORMATS: dict[str, WeightFormat] = {
     "q4_1": WeightFormat("q4_1", 4, asymmetric=True),
     "q8": WeightFormat("q8", 8),
     "f32": WeightFormat("f32", 32),
+    "q5_0": WeightFormat("q5_0", 5, carried_only=True),
+    "q4_k": WeightFormat("q4_k", 4, asymmetric=True, carried_only=True),
+    "q6_k": WeightFormat("q6_k", 6, carried_only=True),
 }
+
+
+def stored_arrays(fmt: WeightFormat, n: int, k: int, scale_dtype: str) -> list[tuple[str, tuple[int, int], str]]:
+    """``(name, shape, dtype)`` of each array a ``[n, k]`` weight of ``fmt`` is stored as, in the
+    order kernels take them."""
+    g, sb = k // GROUP_SIZE, k // SUPER_BLOCK
+    if not fmt.quantized:
+        return [("weight", (n, k), "float32")]
+    if fmt.bits == 8:
+        return [("qweight", (n, k), "int8"), ("scale", (n, g), scale_dtype)]
+    low = ("qweight", (n, k // 8), "uint32")
+    if fmt.name == "q4_k":
+        return [low, ("sc", (n, g), "uint8"), ("mn", (n, g), "uint8"), ("d", (n, sb), "float16"),
+                ("dmin", (n, sb), "float16")]
+    if fmt.name == "q6_k":
+        return [low, ("qhigh", (n, k // 16), "uint32"), ("sc", (n, k // 16), "int8"), ("d", (n, sb), "float16")]
+    if fmt.name == "q5_0":
+        return [low, ("qhigh", (n, g), "uint32"), ("scale", (n, g), scale_dtype)]
+    arrays = [low, ("scale", (n, g), scale_dtype)]
+    if fmt.asymmetric:
+        arrays.append(("minimum", (n, g), scale_dtype))
+    return arrays
 
 
 @dataclass(frozen=True)
@@ -48,14 +92,14 @@ class Scheme:
     name: str
     weight_format: str  # format given to every 2-D weight that is not carried over
     scale_dtype: str = "float32"
-    carry_over: bool = False  # keep a GGUF's Q4_0 / Q4_1 / Q8_0 blocks bit-exactly
+    carry_over: bool = False  # keep a GGUF's Q4_0/Q4_1/Q5_0/Q8_0/Q4_K/Q6_K blocks bit-exactly
     description: str = ""
 
 
 SCHEMES: dict[str, Scheme] = {
     "auto": Scheme(
         "auto", "q4", scale_dtype="float16", carry_over=True,
-        description="keep a GGUF's Q4_0/Q4_1/Q8_0 blocks exactly (f16 scales); other weights become q4 (default)",
+        description="keep a GGUF's Q4_0/Q4_1/Q5_0/Q8_0/Q4_K/Q6_K blocks exactly; other weights become q4 (default)",
     ),
     "q4f32": Scheme("q4f32", "q4", description="symmetric int4, group 32, f32 scales (CPU)"),
     "q4f16": Scheme("q4f16", "q4", scale_dtype="float16", description="symmetric int4, f16 scales (GPU)"),

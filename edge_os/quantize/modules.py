@@ -10,25 +10,16 @@ from __future__ import annotations
 from tvm.relax.frontend import nn
 from tvm.relax.frontend.nn import op
 
-from edge_os.quantize.formats import FORMATS, GROUP_SIZE, WeightFormat
+from edge_os.quantize.formats import FORMATS, WeightFormat, stored_arrays
 from edge_os.quantize.tir import matmul_kernel, take_kernel
 
 
 def _declare_weight(module: nn.Module, fmt: WeightFormat, n: int, k: int, scale_dtype: str) -> list[nn.Parameter]:
     """Create the stored parameters of a ``[n, k]`` weight on ``module``, in kernel argument order."""
-    if not fmt.quantized:
-        module.weight = nn.Parameter((n, k), "float32")
-        return [module.weight]
-    groups = k // GROUP_SIZE
-    if fmt.bits == 4:
-        module.qweight = nn.Parameter((n, k // 8), "uint32")
-    else:
-        module.qweight = nn.Parameter((n, k), "int8")
-    module.scale = nn.Parameter((n, groups), scale_dtype)
-    params = [module.qweight, module.scale]
-    if fmt.asymmetric:
-        module.minimum = nn.Parameter((n, groups), scale_dtype)
-        params.append(module.minimum)
+    params = []
+    for name, shape, dtype in stored_arrays(fmt, n, k, scale_dtype):
+        setattr(module, name, nn.Parameter(shape, dtype))
+        params.append(getattr(module, name))
     return params
 
 

@@ -9,43 +9,57 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from edge_os.quantize.formats import GROUP_SIZE, WeightFormat
+from edge_os.quantize.formats import GROUP_SIZE, SUPER_BLOCK, WeightFormat, stored_arrays
 
 KERNEL_ATTR = "edge_os.kernel"
 
 
 def weight_placeholders(fmt: WeightFormat, n: int, k: int, scale_dtype: str) -> list[te.Tensor]:
-    """The TE placeholders of a stored weight, in argument order: qweight, scale[, minimum]."""
-    groups = k // GROUP_SIZE
-    if fmt.bits == 4:
-        tensors = [te.placeholder((n, k // 8), "uint32", name="qweight")]
-    elif fmt.bits == 8:
-        tensors = [te.placeholder((n, k), "int8", name="qweight")]
-    else:
-        return [te.placeholder((n, k), "float32", name="weight")]
-    tensors.append(te.placeholder((n, groups), scale_dtype, name="scale"))
+    """The TE placeholders of a stored weight, in argument order (``formats.stored_arrays``)."""
+    return [te.placeholder(shape, dtype, name=name) for name, shape, dtype in stored_arrays(fmt, n, k, scale_dtype)]
+
+
+def _u32(value) -> tirx.PrimExpr:
+    return value.astype("uint32") if hasattr(value, "astype") else tirx.const(value, "uint32")
+
+
+def _bits(word, shift, width: int) -> tirx.PrimExpr:
+    """``(word >> shift) & (2**width - 1)`` of a uint32 word, as int32."""
+    return ((word >> _u32(shift)) & tirx.const((1 << width) - 1, "uint32")).astype("int32")
+
+
+def dequantized_value(fmt: WeightFormat, load, i, j) -> tirx.PrimExpr:
+    """The float32 value ``W[i, j]`` of a stored weight; ``load(name, row, col)`` reads one of its
+    arrays (``formats.stored_arrays`` names). The operations and their order are those of the
+    numpy reference (llama.cpp's for carried GGUF blocks), so results are bit-identical."""
+    f32 = lambda v: v.astype("float32")  # noqa: E731
+    if not fmt.quantized:
+        return load("weight", i, j)
+    if fmt.bits == 8:
+        return f32(load("qweight", i, j)) * f32(load("scale", i, j // GROUP_SIZE))
+    low = _bits(load("qweight", i, j // 8), (j % 8) * 4, 4)
+    if fmt.name == "q4_k":
+        g, sb = j // GROUP_SIZE, j // SUPER_BLOCK
+        scale = f32(load("d", i, sb)) * f32(load("sc", i, g))
+        minimum = f32(load("dmin", i, sb)) * f32(load("mn", i, g))
+        return scale * f32(low) - minimum
+    if fmt.name == "q6_k":
+        q = low | (_bits(load("qhigh", i, j // 16), (j % 16) * 2, 2) << 4)
+        scale = f32(load("d", i, j // SUPER_BLOCK)) * f32(load("sc", i, j // 16))
+        return scale * f32(q - 32)
+    scale = f32(load("scale", i, j // GROUP_SIZE))
+    if fmt.name == "q5_0":
+        q = low | (_bits(load("qhigh", i, j // GROUP_SIZE), (j % 2) * 16 + (j % GROUP_SIZE) // 2, 1) << 4)
+        return f32(q - 16) * scale
     if fmt.asymmetric:
-        tensors.append(te.placeholder((n, groups), scale_dtype, name="minimum"))
-    return tensors
+        return f32(low) * scale + f32(load("minimum", i, j // GROUP_SIZE))
+    return (f32(low) - tirx.const(8.0, "float32")) * scale
 
 
 def _dequantized(fmt: WeightFormat, weights: list[te.Tensor]):
     """A function ``(row, col) -> float32 value`` of the stored weight."""
-    if not fmt.quantized:
-        return lambda i, j: weights[0][i, j]
-    qweight, scale = weights[0], weights[1]
-
-    def value(i, j):
-        s = scale[i, j // GROUP_SIZE].astype("float32")
-        if fmt.bits == 4:
-            word = qweight[i, j // 8]
-            q = ((word >> ((j % 8) * 4).astype("uint32")) & tirx.const(0xF, "uint32")).astype("float32")
-            if fmt.asymmetric:
-                return q * s + weights[2][i, j // GROUP_SIZE].astype("float32")
-            return (q - tirx.const(8.0, "float32")) * s
-        return qweight[i, j].astype("float32") * s
-
-    return value
+    by_name = {t.op.name: t for t in weights}
+    return lambda i, j: dequantized_value(fmt, lambda name, r, c: by_name[name][r, c], i, j)
 
 
 def matmul_kernel(fmt: WeightFormat, n: int, k: int, scale_dtype: str = "float32") -> tirx.PrimFunc:

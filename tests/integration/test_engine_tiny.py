@@ -11,7 +11,7 @@ import pytest
 
 from edge_os.package.manifest import Manifest
 from edge_os.package.reader import read_params
-from edge_os.quantize.formats import FORMATS
+from edge_os.quantize.formats import FORMATS, stored_arrays
 from edge_os.quantize.reference import QuantizedWeight
 from edge_os.runtime.engine import Engine
 from edge_os.runtime.request import Finished, FinishReason, GenerationRequest, SamplingParams, TextDelta
@@ -28,10 +28,10 @@ def package_weights(package) -> dict[str, np.ndarray]:
     weights = {}
     for name, fmt in manifest.quantization["tensors"].items():
         base = name.removesuffix(".weight")
-        keys = ("qweight", "scale", "minimum") if FORMATS[fmt].quantized else ("weight",)
+        keys = [name for name, _, _ in stored_arrays(FORMATS[fmt], 1, 256, "float32")]
         parts = {k if k != "weight" else "qweight": arrays[f"{base}.{k}"] for k in keys if f"{base}.{k}" in arrays}
-        n = parts["scale"].shape[0] if "scale" in parts else parts["qweight"].shape[0]
-        k = parts["qweight"].shape[1] * (8 if FORMATS[fmt].bits == 4 else 1)
+        n = parts["qweight"].shape[0]
+        k = parts["qweight"].shape[1] * (1 if FORMATS[fmt].bits in (8, 32) else 8)
         weights[name] = QuantizedWeight(FORMATS[fmt], (n, k), parts).dequantize()
     for name, a in arrays.items():
         if a.ndim == 1:

@@ -11,7 +11,8 @@ rounded once per call, per group of 32, to signed integers of ``bits`` bits (sca
   unsigned weights by signed activations into int16 pairs and ``vpmaddwd`` by ones widens them;
   for q8 weights ``vpsignb`` moves the activation's sign onto the weight.
 
-int4 (q4, q4_1): a 32-byte load holds 64 values (two groups, A then B), low nibbles the even
+int4 (q4, q4_1, q4_k) and q5_0 (its fifth bits ORed into the nibbles' bytes as 0x10):
+a 32-byte load holds 64 values (two groups, A then B), low nibbles the even
 elements and high nibbles the odd ones; the prologue stores each 64-span of activations in the
 order the widened nibbles come out, so the int32 result holds group A in lanes 0-3 and B in 4-7
 and scales are applied as [A,A,A,A,B,B,B,B]. The group minimum (q4_1) or the -8 zero point (q4)
@@ -52,7 +53,7 @@ PREFETCH_BYTES = 8192
 
 
 def supports(layout: WeightLayout) -> bool:
-    if layout.fmt.bits == 4:
+    if layout.fmt.bits == 4 or layout.fmt.name == "q5_0":
         return layout.k % SPAN == 0
     return layout.fmt.bits == 8
 
@@ -75,7 +76,7 @@ def decoder(bits: int):
             with T.serial(0, m) as i:
                 for r in range(rows):
                     T.buffer_store(acc, bcast(const(0.0), LANES), vstore_index(r * LANES, lanes=LANES))
-                if layout.fmt.bits == 4:
+                if layout.fmt.bits != 8:
                     _int4_rows(layout, bits, weights, acc, block * rows, rows, i, xq, xd, xs)
                 else:
                     _int8_rows(layout, bits, weights, acc, block * rows, rows, i, xq, xd, xa)
@@ -112,7 +113,7 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
             T.buffer_store(xs, lane_sum(tree_sum(v), LANES) * const(0.25), [i * groups + g])
             for w, a in enumerate(v):
                 q = tirx.Cast(f"int{bits}x{LANES}", tirx.round(a * bcast(inv, LANES)))
-                if layout.fmt.bits == 4:
+                if layout.fmt.bits != 8:  # int4 and q5_0: in nibble order
                     base = i * k + (g // 2) * SPAN + _even_slot(bits, g % 2, w)
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + GROUP_SIZE, lanes=4))
@@ -137,6 +138,14 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
             words = vload(weights[0], row, span * LANES, lanes=LANES)  # 64 nibbles
             low = tirx.bitwise_and(words, nibble_mask)
             high = tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), LANES)), nibble_mask)
+            if layout.fmt.name == "q5_0":  # OR in the fifth bits: evens' of both groups, then odds'
+                a = load(layout.buffer(weights, "qhigh"), row, span * 2)
+                b = load(layout.buffer(weights, "qhigh"), row, span * 2 + 1)
+                half = const(0xFFFF, "uint32")
+                low = tirx.bitwise_or(low, _bit_bytes(tirx.bitwise_or(tirx.bitwise_and(a, half),
+                                                                      tirx.shift_left(b, const(16, "uint32")))))
+                high = tirx.bitwise_or(high, _bit_bytes(tirx.bitwise_or(
+                    tirx.shift_right(a, const(16, "uint32")), tirx.bitwise_and(b, const(0xFFFF0000, "uint32")))))
             if bits == 8:
                 evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
                 pairs = (_pmaddubsw(tirx.reinterpret("int8x32", low), evens)
@@ -146,12 +155,13 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
                 widened = [_widen_nibbles(v, upper) for v in (low, high) for upper in (False, True)]
                 dots = tree_sum([_pmaddwd(w, vload(xq, at + 16 * j, lanes=16)) for j, w in enumerate(widened)])
             dots = to_f32(dots, LANES)
-            scale = _pair(to_f32(load(weights[1], row, span * 2)), to_f32(load(weights[1], row, span * 2 + 1)))
+            scale = _pair(layout.group_scale(weights, row, span * 2), layout.group_scale(weights, row, span * 2 + 1))
             if layout.fmt.asymmetric:  # W = scale*q + minimum
-                minimum = _pair(to_f32(load(weights[2], row, span * 2)), to_f32(load(weights[2], row, span * 2 + 1)))
+                minimum = _pair(layout.group_minimum(weights, row, span * 2),
+                                layout.group_minimum(weights, row, span * 2 + 1))
                 term = dots * (scale * x_scale) + minimum * x_sum
-            else:  # W = scale*(q - 8)
-                term = (dots * x_scale - x_sum * bcast(const(8.0), LANES)) * scale
+            else:  # W = scale*(q - 8), or (q - 16) for q5_0
+                term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
             old = vload(acc, r * LANES, lanes=LANES)
             T.buffer_store(acc, old + term, vstore_index(r * LANES, lanes=LANES))
 
@@ -171,7 +181,7 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
             else:
                 halves = [tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))) for h in range(2)]
                 dots = _pmaddwd(halves[0], vload(xq, at, lanes=16)) + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16))
-            scale = bcast(to_f32(load(weights[1], row, g)) * x_scale, LANES)
+            scale = bcast(layout.group_scale(weights, row, g) * x_scale, LANES)
             old = vload(acc, r * LANES, lanes=LANES)
             T.buffer_store(acc, old + to_f32(dots, LANES) * scale, vstore_index(r * LANES, lanes=LANES))
 
@@ -187,6 +197,17 @@ def _widen_nibbles(nibbles, upper: bool):
         byte = 16 * (k // 8) + first + k % 8
         order += [byte, BYTES + byte]
     return tirx.reinterpret("int16x16", tirx.Shuffle([data, zero], order))
+
+
+def _bit_bytes(word):
+    """uint32x8 whose byte b is 0x10 when bit b of the uint32 ``word`` is set, else 0 (each byte
+    of the word spread over 8 lanes, masked by its own bit, compared)."""
+    data = tirx.reinterpret("uint8x32", bcast(word, LANES))
+    spread = tirx.Shuffle([data], [b // 8 for b in range(BYTES)])
+    bit = tirx.reinterpret("uint8x32", bcast(const(0x8040201008040201, "uint64"), 4))
+    zero = bcast(const(0, "uint8"), BYTES)
+    fifth = tirx.Select(tirx.bitwise_and(spread, bit) != zero, bcast(const(0x10, "uint8"), BYTES), zero)
+    return tirx.reinterpret("uint32x8", fifth)
 
 
 def _pmaddubsw(unsigned, signed):
@@ -211,4 +232,5 @@ def _prefetch_ahead(layout: WeightLayout, weights, row, column, group) -> None:
     ahead = max(1, PREFETCH_BYTES // layout.row_bytes())
     T.evaluate(prefetch(weights[0], row + ahead, column))
     for extra in weights[1:]:
-        T.evaluate(prefetch(extra, row + ahead, group))
+        if int(extra.shape[1]) == layout.groups:  # per-group scales; K-quant super-block ones are few
+            T.evaluate(prefetch(extra, row + ahead, group))

@@ -10,7 +10,8 @@ and each 16-byte load of weights feeds integer multiply-adds:
 - ``bits=8`` (llama.cpp's method): ``sdot`` (ARMv8.2 ``+dotprod``: Cortex-A55/A76 and later)
   multiplies 16 int8 pairs and adds each 4 into one of 4 int32 lanes, in one instruction.
 
-int4 (q4, q4_1): a 16-byte load holds one group (32 nibbles); its low nibbles are the group's
+int4 (q4, q4_1, q4_k) and q5_0 (its fifth bits ORed into the nibbles' bytes as 0x10):
+a 16-byte load holds one group (32 nibbles); its low nibbles are the group's
 even elements in order and the high nibbles the odd ones, so the prologue stores each group's
 activations as [evens, odds]. Each group's products end in 4 int32 lanes, scaled once; the group
 minimum (q4_1) or the -8 zero point (q4) multiplies the group's exact float activation sum (a
@@ -46,7 +47,7 @@ HALF = GROUP_SIZE // 2
 
 
 def supports(layout: WeightLayout) -> bool:
-    return layout.fmt.quantized and layout.fmt.bits in (4, 8)
+    return layout.fmt.quantized and (layout.fmt.bits in (4, 8) or layout.fmt.name == "q5_0")
 
 
 def decoder(bits: int):
@@ -74,12 +75,12 @@ def decoder(bits: int):
                     for r in range(rows):
                         row = block * rows + r
                         dots = to_f32(_group_dots(layout, bits, weights, row, g, xq, at), LANES)
-                        scale = bcast(to_f32(load(weights[1], row, g)), LANES)
+                        scale = bcast(layout.group_scale(weights, row, g), LANES)
                         if layout.fmt.asymmetric:  # W = scale*q + minimum
-                            minimum = bcast(to_f32(load(weights[2], row, g)), LANES)
+                            minimum = bcast(layout.group_minimum(weights, row, g), LANES)
                             term = dots * (scale * x_scale) + minimum * x_sum
-                        elif layout.fmt.bits == 4:  # W = scale*(q - 8)
-                            term = (dots * x_scale - x_sum * bcast(const(8.0), LANES)) * scale
+                        elif layout.fmt.bits != 8:  # W = scale*(q - 8), or (q - 16) for q5_0
+                            term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
                         else:
                             term = dots * (scale * x_scale)
                         old = vload(acc, r * LANES, lanes=LANES)
@@ -104,7 +105,7 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs) -> 
             base = i * k + g * GROUP_SIZE
             for w, a in enumerate(v):
                 q = tirx.Cast(f"int{bits}x8", tirx.round(a * bcast(inv, 8)))
-                if layout.fmt.bits == 4:  # element 8w+2j is the low nibble of byte 4w+j
+                if layout.fmt.bits != 8:  # int4 and q5_0: element 8w+2j is the low nibble of byte 4w+j
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base + 4 * w, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + HALF + 4 * w, lanes=4))
                 else:
@@ -113,12 +114,16 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs) -> 
 
 def _group_dots(layout: WeightLayout, bits: int, weights, row, g, xq, at):
     """int32x4 whose lanes add up to the group's integer dot product."""
-    if layout.fmt.bits == 4:
+    if layout.fmt.bits != 8:
         words = vload(weights[0], row, g * LANES, lanes=LANES)  # 32 nibbles
         mask = bcast(const(0x0F0F0F0F, "uint32"), LANES)
         low = tirx.reinterpret("int8x16", tirx.bitwise_and(words, mask))
         high = tirx.reinterpret("int8x16", tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), LANES)),
                                                             mask))
+        if layout.fmt.name == "q5_0":  # fifth bits: the evens' in bits 0-15 of the word, the odds' in 16-31
+            fifth = load(layout.buffer(weights, "qhigh"), row, g)
+            low = tirx.bitwise_or(low, _bit_bytes(fifth))
+            high = tirx.bitwise_or(high, _bit_bytes(tirx.shift_right(fifth, const(16, "uint32"))))
     else:
         low = vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES)
         high = vload(weights[0], row, g * GROUP_SIZE + BYTES, lanes=BYTES)
@@ -133,6 +138,16 @@ def _group_dots(layout: WeightLayout, bits: int, weights, row, g, xq, at):
             products.append(tirx.Cast("int32x8", w16) * tirx.Cast("int32x8", x16))  # smull, smull2
     wide = tree_sum(products)
     return tirx.Shuffle([wide], [0, 1, 2, 3]) + tirx.Shuffle([wide], [4, 5, 6, 7])
+
+
+def _bit_bytes(word):
+    """int8x16 whose byte b is 0x10 when bit b of the low 16 bits of ``word`` is set, else 0."""
+    data = tirx.reinterpret("uint8x16", bcast(word, LANES))
+    spread = tirx.Shuffle([data], [b // 8 for b in range(BYTES)])
+    bit = tirx.reinterpret("uint8x16", bcast(const(0x8040201008040201, "uint64"), 2))
+    zero = bcast(const(0, "uint8"), BYTES)
+    fifth = tirx.Select(tirx.bitwise_and(spread, bit) != zero, bcast(const(0x10, "uint8"), BYTES), zero)
+    return tirx.reinterpret("int8x16", fifth)
 
 
 def _sdot(acc, a, b):

@@ -13,7 +13,8 @@ from tvm import tirx
 from tvm.script.ir_builder import tirx as T
 
 from edge_os.compile.kernels.vector import bcast, const, load, nibbles, to_f32, vload
-from edge_os.quantize.formats import FORMATS, GROUP_SIZE, WeightFormat
+from edge_os.quantize.formats import FORMATS, GROUP_SIZE, SUPER_BLOCK, WeightFormat, stored_arrays
+from edge_os.quantize.tir import dequantized_value
 
 
 @dataclass(frozen=True)
@@ -33,62 +34,93 @@ class WeightLayout:
 
     @property
     def needs_group_sum(self) -> bool:
-        """Whether a group's sum of activations enters its result (minimum or zero point)."""
+        """Whether a group's sum of activations enters its result (minimum or zero point): int4
+        formats, whose raw values are the unsigned nibbles. 5- and 6-bit raw values are signed."""
         return self.fmt.bits == 4
+
+    @property
+    def zero_point(self) -> float:
+        """What the integer paths subtract from a symmetric format's unsigned values."""
+        return {"q4": 8.0, "q5_0": 16.0}.get(self.fmt.name, 0.0)
 
     def row_bytes(self) -> int:
         """Bytes of the quantized values of one row (without scales)."""
         return self.k * self.fmt.bits // 8
 
+    def names(self) -> list[str]:
+        return [name for name, _, _ in stored_arrays(self.fmt, self.n, self.k, self.scale_dtype)]
+
     def declare(self) -> list[tirx.Buffer]:
         """Declare the weight arguments of the PrimFunc being built, in the reference order."""
-        n, k, g = self.n, self.k, self.groups
-        if not self.fmt.quantized:
-            return [T.arg("weight", T.buffer((n, k), "float32"))]
-        if self.fmt.bits == 4:
-            bufs = [T.arg("qweight", T.buffer((n, k // 8), "uint32"))]
-        else:
-            bufs = [T.arg("qweight", T.buffer((n, k), "int8"))]
-        bufs.append(T.arg("scale", T.buffer((n, g), self.scale_dtype)))
-        if self.fmt.asymmetric:
-            bufs.append(T.arg("minimum", T.buffer((n, g), self.scale_dtype)))
-        return bufs
+        return [T.arg(name, T.buffer(shape, dtype))
+                for name, shape, dtype in stored_arrays(self.fmt, self.n, self.k, self.scale_dtype)]
+
+    def buffer(self, bufs: list[tirx.Buffer], name: str) -> tirx.Buffer:
+        return bufs[self.names().index(name)]
 
     def raw(self, bufs: list[tirx.Buffer], row, col, lanes: int, col_in_word: int = 0) -> tirx.PrimExpr:
-        """float32 vector of the stored values of columns ``col .. col+lanes-1`` before scaling.
+        """float32 vector of the stored values of columns ``col .. col+lanes-1`` before the
+        group's scale: nibbles for int4, ``q - 16`` for q5_0, ``sc * (q - 32)`` for q6_k.
 
         ``col`` is a multiple of ``lanes``, and ``lanes`` divides 8 with ``col % 8`` known when
         building (``col_in_word``), so int4 values come from one word with constant shifts.
         """
         if not self.fmt.quantized:
             return vload(bufs[0], row, col, lanes=lanes)
+        if self.fmt.bits == 8:
+            return to_f32(vload(bufs[0], row, col, lanes=lanes), lanes)
+        low = nibbles(load(bufs[0], row, col // 8), col_in_word, lanes)
         if self.fmt.bits == 4:
-            return nibbles(load(bufs[0], row, col // 8), col_in_word, lanes)
-        return to_f32(vload(bufs[0], row, col, lanes=lanes), lanes)
+            return low
+        high_bits = 1 if self.fmt.name == "q5_0" else 2
+        per_word = 32 // high_bits
+        word = load(self.buffer(bufs, "qhigh"), row, col // per_word)
+        first = tirx.Cast("uint32", tirx.indexmod(col, per_word) * high_bits)
+        if high_bits == 1:  # evens in bits 0-15, odds in 16-31: element e at (e % 2) * 16 + e // 2
+            half = lanes // 2
+            pattern = tirx.Shuffle([tirx.Ramp(const(0, "uint32"), const(1, "uint32"), half),
+                                    tirx.Ramp(const(16, "uint32"), const(1, "uint32"), half)],
+                                   [lane // 2 + (lane % 2) * half for lane in range(lanes)])
+            shifts = bcast(first // const(2, "uint32"), lanes) + pattern
+        else:
+            shifts = tirx.Ramp(first, tirx.const(high_bits, "uint32"), lanes)
+        mask = bcast(const((1 << high_bits) - 1, "uint32"), lanes)
+        high = tirx.bitwise_and(tirx.shift_right(bcast(word, lanes), shifts), mask)
+        high = tirx.Cast(f"float32x{lanes}", tirx.reinterpret(f"int32x{lanes}", high))
+        value = low + high * bcast(const(16.0), lanes)
+        if self.fmt.name == "q5_0":
+            return value - bcast(const(16.0), lanes)
+        sub_scale = to_f32(load(self.buffer(bufs, "sc"), row, col // 16))
+        return (value - bcast(const(32.0), lanes)) * bcast(sub_scale, lanes)
+
+    def group_scale(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
+        """The float32 scale of a group of 32 (for q6_k: the super-block's ``d``)."""
+        if self.fmt.name == "q4_k":
+            return to_f32(load(self.buffer(bufs, "d"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * to_f32(
+                load(self.buffer(bufs, "sc"), row, group))
+        if self.fmt.name == "q6_k":
+            return to_f32(load(self.buffer(bufs, "d"), row, group // (SUPER_BLOCK // GROUP_SIZE)))
+        return to_f32(load(self.buffer(bufs, "scale"), row, group))
+
+    def group_minimum(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
+        """What an asymmetric format adds to each value of a group."""
+        if self.fmt.name == "q4_k":
+            return const(0.0) - to_f32(load(self.buffer(bufs, "dmin"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * (
+                to_f32(load(self.buffer(bufs, "mn"), row, group)))
+        return to_f32(load(self.buffer(bufs, "minimum"), row, group))
 
     def scale_group(self, bufs: list[tirx.Buffer], row, group, part, group_sum, lanes: int) -> tirx.PrimExpr:
         """A group's contribution from ``part`` (lane sums of raw*x) and ``group_sum`` (of x)."""
         if not self.fmt.quantized:
             return part
-        scale = bcast(to_f32(load(bufs[1], row, group)), lanes)
+        scale = bcast(self.group_scale(bufs, row, group), lanes)
         if self.fmt.asymmetric:  # W = scale*q + minimum
-            return part * scale + group_sum * bcast(to_f32(load(bufs[2], row, group)), lanes)
+            return part * scale + group_sum * bcast(self.group_minimum(bufs, row, group), lanes)
         if self.fmt.bits == 4:  # W = scale*(q - 8)
             return (part - group_sum * bcast(const(8.0), lanes)) * scale
         return part * scale
 
     def value(self, bufs: list[tirx.Buffer], row, col) -> tirx.PrimExpr:
         """The dequantized float32 scalar ``W[row, col]``."""
-        if not self.fmt.quantized:
-            return load(bufs[0], row, col)
-        group = col // GROUP_SIZE
-        scale = to_f32(load(bufs[1], row, group))
-        if self.fmt.bits == 4:
-            shift = tirx.Cast("uint32", tirx.indexmod(col, 8) * 4)
-            q = tirx.Cast("float32", tirx.bitwise_and(tirx.shift_right(load(bufs[0], row, col // 8), shift),
-                                                      const(0xF, "uint32")))
-            if self.fmt.asymmetric:
-                return q * scale + to_f32(load(bufs[2], row, group))
-            return (q - const(8.0)) * scale
-        return to_f32(load(bufs[0], row, col)) * scale
-
+        by_name = dict(zip(self.names(), bufs, strict=True))
+        return dequantized_value(self.fmt, lambda name, r, c: load(by_name[name], r, c), row, col)

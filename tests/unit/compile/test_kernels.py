@@ -17,9 +17,10 @@ from edge_os.compile.kernels.matmul_fp32 import ROUNDED_BITS_ATTR, ROUNDED_ROWS_
 from edge_os.quantize import reference
 from edge_os.quantize.formats import FORMATS
 from edge_os.quantize.tir import KERNEL_ATTR, matmul_kernel
+from tests.gguf_craft import crafted_weight
 
 HOST = tvm.target.Target({"kind": "llvm", "mcpu": tvm.get_global_func("target.llvm_get_system_cpu")()})
-N, K = 48, 128  # three 16-row prefill tiles, two 64-value spans of int4
+N, K = 48, 256  # three 16-row prefill tiles, four 64-value spans of int4, one K-quant super-block
 CASES = [(fmt, sd) for fmt in FORMATS for sd in ("float32", "float16") if FORMATS[fmt].quantized or sd == "float32"]
 
 
@@ -52,7 +53,7 @@ def _bound(x: np.ndarray, dense: np.ndarray, rounded_bits: int) -> np.ndarray:
 
 
 def _weight(fmt: str, scale_dtype: str, rng) -> reference.QuantizedWeight:
-    return reference.quantize(rng.standard_normal((N, K)).astype(np.float32), fmt, scale_dtype)
+    return crafted_weight(fmt, N, K, rng, scale_dtype)
 
 
 @pytest.mark.parametrize("activations", ["float32", "int16", "int8"])

@@ -6,7 +6,8 @@ import gguf
 import numpy as np
 import pytest
 
-from edge_os.quantize.reference import from_gguf_blocks, pack_int4, quantize, unpack_int4
+from edge_os.quantize.reference import as_q8, from_gguf_blocks, pack_int4, quantize, unpack_int4
+from tests.gguf_craft import random_gguf_blocks
 
 RNG = np.random.default_rng(0)
 
@@ -58,3 +59,31 @@ def test_row_permutation_keeps_blocks_exact():
     qw = quantize(w, "q4_1")
     rows = np.array([3, 1, 7, 0, 2, 6, 5, 4])
     np.testing.assert_array_equal(qw.take_rows(rows).dequantize(), qw.dequantize()[rows])
+
+
+@pytest.mark.parametrize("ggml_type", ["Q5_0", "Q4_K", "Q6_K"])
+def test_crafted_gguf_blocks_are_carried_over_bit_exactly(ggml_type):
+    """Random block bytes (every quant and sub-scale bit pattern) against gguf-py's dequantization."""
+    kind = getattr(gguf.GGMLQuantizationType, ggml_type)
+    raw = random_gguf_blocks(ggml_type, 5, 512, RNG)
+    carried = from_gguf_blocks(raw, ggml_type, 5, 512)
+    expected = gguf.quants.dequantize(raw, kind).reshape(5, 512)
+    np.testing.assert_array_equal(carried.dequantize(), expected)
+    rows = np.array([4, 0, 2])
+    np.testing.assert_array_equal(carried.take_rows(rows).dequantize(), expected[rows])
+
+
+def test_k_quant_storage_costs_what_the_file_does():
+    """Q6_K keeps its 6.5625 bits per value; Q4_K 4.625 (its 6-bit sub-scales as bytes)."""
+    for ggml_type, bits in (("Q6_K", 6.5625), ("Q4_K", 4.625), ("Q5_0", 5.5)):
+        qw = from_gguf_blocks(random_gguf_blocks(ggml_type, 2, 256, RNG), ggml_type, 2, 256)
+        assert sum(a.nbytes for a in qw.arrays.values()) * 8 / (2 * 256) == bits
+
+
+@pytest.mark.parametrize("ggml_type", ["Q4_0", "Q5_0"])
+def test_q4_and_q5_0_become_q8_exactly(ggml_type):
+    qw = from_gguf_blocks(random_gguf_blocks(ggml_type, 3, 64, RNG), ggml_type, 3, 64)
+    promoted = as_q8(qw)
+    assert promoted.fmt.name == "q8"
+    np.testing.assert_array_equal(promoted.dequantize(), qw.dequantize())
+    assert as_q8(from_gguf_blocks(random_gguf_blocks("Q4_1", 3, 64, RNG), "Q4_1", 3, 64)) is None
