@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=positive_int, help="engine threads at full speed (default: EDGE_OS_THREADS)")
     p.add_argument("--context", type=positive_int, metavar="TOKENS", help="context window each model is served with")
     p.add_argument("--socket", type=Path, help="Unix socket for `edge-os ps` (default: EDGE_OS_SOCKET)")
+    p.add_argument("--periodic", nargs="+", default=[], metavar="NAME:MS[:FRAMES.npy]",
+                   help="run this TFLite model every MS milliseconds (deadline: the period) ahead of LLM "
+                        "decode steps, on the frames of FRAMES.npy in turn (default: zeros); pins it")
     add_bridge_options(p)
     http = p.add_argument_group("HTTP API")
     http.add_argument("--http", metavar="ADDR",
@@ -64,6 +67,7 @@ def options_from_args(args: argparse.Namespace, models: tuple[Path, ...]) -> Ser
         thermal_root=args.thermal_root,
         power_root=args.power_root,
         meminfo=args.meminfo,
+        periodic=tuple(args.periodic),
     )
 
 

@@ -61,6 +61,7 @@ class LoadedModel:
         self.resident = entry.info.resident_bytes_for(engine.memory)
         self.jobs: list[Job] = []
         self.last_used = now
+        self.step_estimate_s: float | None = None  # running estimate of one engine step (periodic models yield)
 
     def has_room(self, job: Job) -> bool:
         """Whether the engine itself can take ``job``: a free batch slot and pages in its KV pool."""

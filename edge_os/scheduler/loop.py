@@ -24,6 +24,8 @@ from edge_os.runtime.request import (
     Finished,
     FinishReason,
     GenerationRequest,
+    InferenceRequest,
+    InferenceResult,
     Refused,
     TextDelta,
     Timings,
@@ -35,6 +37,7 @@ from edge_os.scheduler.catalog import Catalog, ModelEntry
 from edge_os.scheduler.config import SchedulerConfig
 from edge_os.scheduler.governor import Governor, Throttle
 from edge_os.scheduler.handle import Handle
+from edge_os.scheduler.periodic import PeriodicSpec, PeriodicTask, llm_may_step, next_release, update_estimate
 from edge_os.scheduler.policy import (
     Admit,
     MemoryState,
@@ -70,6 +73,7 @@ class Scheduler:
         thermal_probe: ThermalProbe | None = None,
         power_probe: PowerProbe | None = None,
         clock: Callable[[], float] = time.monotonic,
+        periodic: tuple[PeriodicSpec, ...] = (),
     ):
         self.catalog = catalog
         self.config = config
@@ -98,6 +102,17 @@ class Scheduler:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._status: dict = {}
+        self._periodic = [PeriodicTask(spec, self._started_at) for spec in periodic]
+        self._yield_until = -math.inf  # LLM steps wait until then for a periodic release
+        self.yields = 0  # LLM steps put off for a periodic model (tests check the mechanism)
+        for spec in periodic:
+            entry = catalog.get(spec.model)
+            if entry is None or entry.info.kind != "tflite" or spec.model not in catalog.names():
+                raise SchedulerError(f"periodic model {spec.model!r} is not a TFLite model this scheduler serves "
+                                     f"(it has {', '.join(catalog.names()) or 'none'})")
+            if not entry.pinned:
+                raise SchedulerError(f"periodic model {spec.model!r} must be pinned: it runs for as long as "
+                                     "the scheduler does")
         self.loads = 0  # engines loaded so far (tests check there is no evict/reload loop)
         self.evictions = 0  # models unloaded to make room
         self.peak_accounted = 0  # the most ever accounted at once (never above the budget)
@@ -111,8 +126,8 @@ class Scheduler:
 
     # ---- front door (any thread) -------------------------------------------------------------
 
-    def submit(self, request: GenerationRequest) -> Handle:
-        """Queue a request; never blocks on generation."""
+    def submit(self, request: GenerationRequest | InferenceRequest) -> Handle:
+        """Queue a request (a generation, or an inference for a TFLite model); never blocks on it."""
         handle = Handle(request.request_id, self._post_cancel)
         self._post("submit", Job(request, handle, next(self._arrivals), self._clock()))
         return handle
@@ -181,6 +196,7 @@ class Scheduler:
         if not self._preloaded:
             self._preload(now)
         self._drain_inbox(now)
+        self._run_periodic()
         if now >= self._next_probe:
             self._sample(now)
         self._expire_deadlines(now)
@@ -219,13 +235,20 @@ class Scheduler:
                 reason = "this device serves no model"
             return self._refuse(job, "model_absent", reason, True)
         job.entry = entry
+        inference = isinstance(request, InferenceRequest)
+        if inference != (entry.info.kind == "tflite"):
+            what = "an inference on arrays" if inference else "text generation"
+            return self._refuse(job, "invalid_request", f"{entry.name} is a {entry.info.kind} model; it does "
+                                f"not serve {what}", False)
         if self._throttle.refuse_new:
             low_battery = self._throttle.refuse_new == "low_battery"
             reason = self._governor.power_reason if low_battery else self._governor.reason
             return self._refuse(job, self._throttle.refuse_new, reason, True)
         if request.deadline is not None and now >= request.deadline:
             return self._refuse(job, "deadline", "the deadline passed before the request arrived", False)
-        job.kv_tokens = request_kv_tokens(request, entry.info.context_length, self.config.template_allowance_tokens)
+        if not inference:
+            job.kv_tokens = request_kv_tokens(request, entry.info.context_length,
+                                              self.config.template_allowance_tokens)
         plan = self._plan(job)
         if isinstance(plan, Refuse):
             return self._refuse(job, plan.code, plan.reason, True)
@@ -364,6 +387,8 @@ class Scheduler:
 
     def _start(self, job: Job, loaded: LoadedModel) -> None:
         self._queue.remove(job)
+        if isinstance(job.request, InferenceRequest):
+            return self._infer(job, loaded)
         try:
             job.seq = loaded.engine.start(job.request)
         except InputError as exc:
@@ -373,6 +398,44 @@ class Scheduler:
             return self._refuse(job, "engine_error", f"{loaded.entry.name} failed: {exc}", True)
         loaded.jobs.append(job)
         loaded.last_used = self._clock()
+
+    def _infer(self, job: Job, loaded: LoadedModel) -> None:
+        """Run an inference now (TFLite models take microseconds to milliseconds: no batching)."""
+        try:
+            outputs, seconds = loaded.engine.run(job.request.inputs)
+        except InputError as exc:
+            return self._refuse(job, exc.code, str(exc), False)
+        except Exception as exc:
+            log.exception("%s could not run request %s", loaded.entry.name, job.request.request_id)
+            return self._refuse(job, "engine_error", f"{loaded.entry.name} failed: {exc}", True)
+        loaded.last_used = self._clock()
+        job.handle.put(InferenceResult(outputs, seconds))
+
+    # ---- periodic models ---------------------------------------------------------------------
+
+    def _run_periodic(self) -> None:
+        """Run every periodic release that is due, before any LLM step of this tick."""
+        for task in self._periodic:
+            if not task.due(self._clock()):
+                continue
+            loaded = self._models.get(task.spec.model)
+            if loaded is None:  # pinned, so loaded at start unless it did not fit (logged then)
+                task.take_release(self._clock())
+                continue
+            release = task.take_release(self._clock())
+            began = self._clock()
+            try:
+                task.last_output, _ = loaded.engine.run(task.spec.source())
+                if task.spec.sink is not None:
+                    task.spec.sink(task.last_output)
+            except Exception as exc:  # a bad input or sink must not stop the LLM or the other models
+                task.errors += 1
+                if str(exc) != task.last_error:
+                    log.error("periodic model %s failed: %s", task.spec.model, exc)
+                task.last_error = str(exc)
+            finished = self._clock()
+            task.record(release, began, finished)
+            loaded.last_used = finished
 
     # ---- decoding ----------------------------------------------------------------------------
 
@@ -384,9 +447,16 @@ class Scheduler:
                 (j for j in loaded.jobs if not (self._throttle.pause_background and j.background)),
                 key=lambda j: j.order,
             )[: self._throttle.max_batch]
-            if jobs:
-                self._step(loaded, jobs)
-                stepped = True
+            if not jobs:
+                continue
+            if self._periodic and not llm_may_step(self._clock(), loaded.step_estimate_s or 0.0, self._periodic):
+                self._yield_until = next_release(self._periodic)
+                self.yields += 1
+                continue  # yields between tokens: the periodic model runs first
+            began_step = self._clock()
+            self._step(loaded, jobs)
+            loaded.step_estimate_s = update_estimate(loaded.step_estimate_s, self._clock() - began_step)
+            stepped = True
         if stepped and self._throttle.duty < 1:
             busy = self._clock() - began
             self._resume_at = self._clock() + busy * (1 - self._throttle.duty) / self._throttle.duty
@@ -470,9 +540,10 @@ class Scheduler:
         runnable = any(
             not (self._throttle.pause_background and j.background) for m in self._models.values() for j in m.jobs
         )
+        periodic = next_release(self._periodic)
         if runnable and not self._throttle.stop:
-            return max(self._clock(), self._resume_at)
-        times = [self._next_probe]
+            return min(max(self._clock(), self._resume_at, self._yield_until), periodic)
+        times = [self._next_probe, periodic]
         jobs = self._queue + [j for m in self._models.values() for j in m.jobs]
         times += [j.request.deadline for j in jobs if j.request.deadline is not None]
         times += [m.last_used + m.entry.keep_alive_s for m in self._models.values() if not m.jobs]
@@ -500,6 +571,8 @@ class Scheduler:
             "tok_s": round(self._tok_s(now), 2),
             "loads": self.loads,
             "evictions": self.evictions,
+            "periodic": [t.status() for t in self._periodic],
+            "llm_yields": self.yields,
         }
         with self._cond:
             self._status = status

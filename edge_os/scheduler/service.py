@@ -20,6 +20,7 @@ from edge_os.scheduler.api import SchedulerAPI
 from edge_os.scheduler.catalog import Catalog, package_entry
 from edge_os.scheduler.config import config_for_target, parse_keep_alive
 from edge_os.scheduler.loop import Scheduler
+from edge_os.scheduler.periodic import PeriodicSpec
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
 from edge_os.scheduler.sizes import format_size
 from edge_os.scheduler.status_socket import StatusServer
@@ -55,6 +56,7 @@ class ServeOptions:
     thermal_root: Path = Path("/sys/class/thermal")
     power_root: Path = Path("/sys/class/power_supply")
     meminfo: Path = Path("/proc/meminfo")
+    periodic: tuple[str, ...] = ()  # NAME:MS[:FRAMES.npy]: a TFLite model run every MS milliseconds
 
 
 def build_scheduler(options: ServeOptions) -> Scheduler:
@@ -69,12 +71,12 @@ def build_scheduler(options: ServeOptions) -> Scheduler:
 
         _check_named(options, (default_model.NAME,))  # before minutes of packing
         paths = (default_model.default_package(separate_process=True),)
-    entries = {}
+    entries, paths_by_name = {}, {}
     for path in paths:
         entry = package_entry(path, context_tokens=options.context, keep_alive_s=keep_alive)
         if entry.name in entries:
             raise InputError(f"two packages are named {entry.name!r}; re-pack one with --name")
-        entries[entry.name] = entry
+        entries[entry.name], paths_by_name[entry.name] = entry, Path(path)
     _check_named(options, tuple(entries))
     smallest = min(entries.values(), key=lambda e: e.info.resident_bytes)
     if config.budget_bytes is not None and smallest.info.resident_bytes > config.budget_bytes:
@@ -84,7 +86,8 @@ def build_scheduler(options: ServeOptions) -> Scheduler:
         )
     for name in options.preload:
         entries[name] = replace(entries[name], preload=True)
-    for name in options.pin:
+    periodic = tuple(periodic_spec(text, entries, paths_by_name) for text in options.periodic)
+    for name in (*options.pin, *(spec.model for spec in periodic)):
         entries[name] = replace(entries[name], pinned=True, keep_alive_s=math.inf)
     return Scheduler(
         Catalog(list(entries.values())),
@@ -92,7 +95,30 @@ def build_scheduler(options: ServeOptions) -> Scheduler:
         MemoryProbe(options.meminfo),
         ThermalProbe(options.thermal_root, target.thermal_zones),
         PowerProbe(options.power_root),
+        periodic=periodic,
     )
+
+
+def periodic_spec(text: str, entries: dict, paths: dict[str, Path]) -> PeriodicSpec:
+    """``NAME:MS[:FRAMES.npy]`` as a periodic model: run NAME every MS milliseconds on the frames of
+    FRAMES.npy in turn (its first axis; default: zeros of the model's input)."""
+    from edge_os.package.tflite import read_manifest
+    from edge_os.scheduler.periodic import frame_source
+
+    name, _, rest = text.partition(":")
+    period, _, frames = rest.partition(":")
+    try:
+        period_ms = float(period)
+    except ValueError:
+        period_ms = math.nan
+    if not (math.isfinite(period_ms) and period_ms > 0):
+        raise InputError(f"--periodic {text!r}: give NAME:MS[:FRAMES.npy] with MS > 0 milliseconds")
+    entry = entries.get(name)
+    if entry is None or entry.info.kind != "tflite":
+        have = ", ".join(n for n, e in entries.items() if e.info.kind == "tflite") or "none"
+        raise InputError(f"--periodic {text!r}: no TFLite model named {name!r} is served (TFLite models: {have})")
+    manifest = read_manifest(paths[name])
+    return PeriodicSpec(name, period_ms / 1000, frame_source(manifest.inputs, Path(frames) if frames else None))
 
 
 def _check_named(options: ServeOptions, names: tuple[str, ...]) -> None:
