@@ -83,8 +83,9 @@ def run(llm: Path, kws: Path | None, args) -> dict:
         releases = p["runs"] + p["skipped"] - p0["runs"] - p0["skipped"]
         misses = p["misses"] - p0["misses"]
         out.update(period_ms=p["period_ms"], releases=releases, misses=misses,
-                   miss_pct=round(100 * misses / max(releases, 1), 3), worst_latency_ms=p["worst_latency_ms"],
-                   run_ms=p["run_ms"], errors=p["errors"])
+                   skipped=p["skipped"] - p0["skipped"], miss_pct=round(100 * misses / max(releases, 1), 3),
+                   worst_latency_ms=p["worst_latency_ms"], recent_p99_latency_ms=p["recent_p99_latency_ms"],
+                   recent_worst_latency_ms=p["recent_worst_latency_ms"], run_ms=p["run_ms"], errors=p["errors"])
     return out
 
 
@@ -124,8 +125,10 @@ def main() -> int:
         return 0
     w = results["with_periodic"]
     print(f"periodic kws every {w['period_ms']:g} ms for {w['seconds']} s: {w['releases']} releases, "
-          f"{w['misses']} missed deadlines ({w['miss_pct']}%), worst release-to-finish {w['worst_latency_ms']} ms, "
-          f"one run {w['run_ms']} ms, {w['errors']} errors; LLM yielded {w['llm_yields']} times")
+          f"{w['misses']} missed deadlines ({w['miss_pct']}%; {w['skipped']} of them skipped), one run "
+          f"{w['run_ms']} ms, {w['errors']} errors; LLM yielded {w['llm_yields']} times")
+    print(f"release-to-finish latency: p99 {w['recent_p99_latency_ms']} ms and worst {w['recent_worst_latency_ms']} ms "
+          f"over the last 1000 runs; worst {w['worst_latency_ms']} ms since start (LLM load included)")
     print(f"LLM tok/s with the periodic model: {w['llm_tok_s']}")
     if "llm_alone" in results:
         print(f"LLM tok/s alone:                   {results['llm_alone']['llm_tok_s']}")

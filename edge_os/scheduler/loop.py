@@ -33,11 +33,18 @@ from edge_os.runtime.request import (
 )
 from edge_os.scheduler import _status
 from edge_os.scheduler._table import Job, LoadedModel
-from edge_os.scheduler.catalog import Catalog, ModelEntry
+from edge_os.scheduler.catalog import TFLITE_THREADS, Catalog, ModelEntry
 from edge_os.scheduler.config import SchedulerConfig
 from edge_os.scheduler.governor import Governor, Throttle
 from edge_os.scheduler.handle import Handle
-from edge_os.scheduler.periodic import PeriodicSpec, PeriodicTask, llm_may_step, next_release, update_estimate
+from edge_os.scheduler.periodic import (
+    PeriodicSpec,
+    PeriodicTask,
+    llm_may_step,
+    next_release,
+    raise_thread_priority,
+    update_estimate,
+)
 from edge_os.scheduler.policy import (
     Admit,
     MemoryState,
@@ -104,6 +111,8 @@ class Scheduler:
         self._status: dict = {}
         self._periodic = [PeriodicTask(spec, self._started_at) for spec in periodic]
         self._yield_until = -math.inf  # LLM steps wait until then for a periodic release
+        self._periodic_thread: threading.Thread | None = None  # None: tick runs due releases itself
+        self._periodic_stop = threading.Event()
         self.yields = 0  # LLM steps put off for a periodic model (tests check the mechanism)
         for spec in periodic:
             entry = catalog.get(spec.model)
@@ -138,13 +147,21 @@ class Scheduler:
             return self._status
 
     def start(self) -> Scheduler:
-        """Run the loop on a daemon thread."""
+        """Run the loop on a daemon thread, and periodic models on one of their own."""
         self._thread = threading.Thread(target=self._run, name="edge-os-scheduler", daemon=True)
+        if self._periodic:
+            self._periodic_thread = threading.Thread(target=self._periodic_loop, name="edge-os-periodic",
+                                                     daemon=True)
         self._thread.start()
+        if self._periodic_thread is not None:
+            self._periodic_thread.start()
         return self
 
     def close(self) -> None:
         """Stop the loop, end every request (running: cancelled; queued: refused), unload all."""
+        self._periodic_stop.set()
+        if self._periodic_thread is not None:
+            self._periodic_thread.join()
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -196,7 +213,8 @@ class Scheduler:
         if not self._preloaded:
             self._preload(now)
         self._drain_inbox(now)
-        self._run_periodic()
+        if self._periodic_thread is None:
+            self._run_periodic()
         if now >= self._next_probe:
             self._sample(now)
         self._expire_deadlines(now)
@@ -362,6 +380,8 @@ class Scheduler:
 
     def _load(self, entry: ModelEntry) -> LoadedModel | None:
         threads = max(1, round(self.config.threads * self._throttle.thread_fraction))
+        if entry.info.kind == "llm" and self._periodic and threads > TFLITE_THREADS:
+            threads -= TFLITE_THREADS  # partitioned: the periodic models' thread keeps a core
         try:
             engine = entry.load(threads)
         except Exception as exc:  # a broken package must not take the service down
@@ -413,14 +433,29 @@ class Scheduler:
 
     # ---- periodic models ---------------------------------------------------------------------
 
+    def _periodic_loop(self) -> None:
+        """The periodic models' own thread (after ``start``): each release runs at its time on the
+        core the LLM leaves free, whatever the loop is doing; then the loop is woken, since an LLM
+        step may have been waiting for it."""
+        raise_thread_priority()
+        while not self._periodic_stop.is_set():
+            wait = next_release(self._periodic) - self._clock()
+            if wait > 0:
+                self._periodic_stop.wait(wait)
+                continue
+            self._run_periodic()
+            with self._cond:
+                self._cond.notify()
+
     def _run_periodic(self) -> None:
-        """Run every periodic release that is due, before any LLM step of this tick."""
+        """Run every periodic release that is due (from the periodic thread, or from ``tick``
+        before any LLM step when the loop is driven by hand)."""
         for task in self._periodic:
             if not task.due(self._clock()):
                 continue
             loaded = self._models.get(task.spec.model)
-            if loaded is None:  # pinned, so loaded at start unless it did not fit (logged then)
-                task.take_release(self._clock())
+            if loaded is None:  # not loaded yet (pinned: it loads at start): its schedule has not begun
+                task.next_release = self._clock() + task.spec.period_s
                 continue
             release = task.take_release(self._clock())
             began = self._clock()
@@ -450,7 +485,9 @@ class Scheduler:
             if not jobs:
                 continue
             if self._periodic and not llm_may_step(self._clock(), loaded.step_estimate_s or 0.0, self._periodic):
-                self._yield_until = next_release(self._periodic)
+                # Until the release; one already due is being run by the periodic thread, which
+                # wakes the loop when done (the short timeout only bounds a missed wake-up).
+                self._yield_until = max(next_release(self._periodic), self._clock() + 0.0005)
                 self.yields += 1
                 continue  # yields between tokens: the periodic model runs first
             began_step = self._clock()

@@ -9,12 +9,19 @@ loop passes in the clock's readings.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+RECENT_RUNS = 1000  # runs the recent latency figures cover
 EWMA = 0.2  # weight of the newest duration in the running estimates
+PERIODIC_NICE = -10  # the periodic thread's niceness where the system lets us lower it
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class PeriodicTask:
     errors: int = 0
     last_error: str | None = None
     last_output: dict = field(default_factory=dict)
+    recent_latency_s: deque = field(default_factory=lambda: deque(maxlen=RECENT_RUNS))
 
     def due(self, now: float) -> bool:
         return now >= self.next_release
@@ -77,6 +85,7 @@ class PeriodicTask:
         duration = finished - started
         self.run_estimate_s = duration if self.runs == 1 else (1 - EWMA) * self.run_estimate_s + EWMA * duration
         self.worst_latency_s = max(self.worst_latency_s, finished - release)
+        self.recent_latency_s.append(finished - release)
         met = finished <= release + self.spec.deadline
         if not met:
             self.misses += 1
@@ -89,11 +98,14 @@ class PeriodicTask:
 
     def status(self) -> dict:
         releases = self.runs + self.skipped
+        recent = self.recent_latency_s
         return {
             "model": self.spec.model, "period_ms": self.spec.period_s * 1000, "deadline_ms": self.spec.deadline * 1000,
             "runs": self.runs, "misses": self.misses, "skipped": self.skipped,
             "miss_pct": round(100 * self.misses / releases, 3) if releases else 0.0,
             "worst_latency_ms": round(self.worst_latency_s * 1000, 3),
+            "recent_p99_latency_ms": round(1000 * sorted(recent)[int(0.99 * (len(recent) - 1))], 3) if recent else 0.0,
+            "recent_worst_latency_ms": round(1000 * max(recent), 3) if recent else 0.0,
             "run_ms": round(self.run_estimate_s * 1000, 3), "errors": self.errors, "last_error": self.last_error,
         }
 
@@ -145,3 +157,12 @@ def frame_source(inputs, frames_path: Path | None) -> Callable[[], object]:
                          f"dtype {spec.dtype}, not {list(getattr(frames, 'shape', []))} {getattr(frames, 'dtype', '')}")
     counter = iter(range(1 << 62))
     return lambda: frames[next(counter) % len(frames)]
+
+
+def raise_thread_priority() -> None:
+    """Give the calling thread (Linux: its own nice value) precedence over the LLM's threads, where
+    the system allows it; otherwise it keeps the process's priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PERIODIC_NICE)
+    except (OSError, AttributeError) as exc:
+        log.debug("periodic thread keeps its priority: %s", exc)

@@ -58,14 +58,17 @@ def test_an_llm_step_that_would_push_a_release_past_its_deadline_waits():
     assert llm_may_step(1.0, 0.5, [task])
 
 
-def build(tmp_path, kws, llm_step_s, period=0.02, budget=512 * M, extra=(), deadline=None):
+def build(tmp_path, kws, llm_step_s, period=0.02, budget=512 * M, extra=(), deadline=None, clock=None, threads=1,
+          on_output=None):
     device = SimulatedDevice(tmp_path, mem_total=16 << 30, mem_available=12 << 30)
-    clock = SimClock()
+    sim = clock is None
+    clock = SimClock() if sim else clock
     engines = []
 
     def load_llm(threads):
-        engines.append(SimulatedEngine("llm", MemoryFigures(64 * M, 1024, 8 * M), clock, step_s=llm_step_s,
-                                       per_seq_s=0.0))
+        engines.append(SimulatedEngine("llm", MemoryFigures(64 * M, 1024, 8 * M), clock if sim else None,
+                                       step_s=llm_step_s, per_seq_s=0.0))
+        engines[-1].threads = threads
         return engines[-1]
 
     llm = ModelEntry(ModelInfo("llm", MemoryFigures(64 * M, 1024, 8 * M), 2048), load_llm)
@@ -76,9 +79,16 @@ def build(tmp_path, kws, llm_step_s, period=0.02, budget=512 * M, extra=(), dead
     def source():
         return np.ones(frames.shape, frames.dtype)
 
-    periodic = (PeriodicSpec("kws", period, source, sink=seen.append, deadline_s=deadline),)
-    sched = Scheduler(Catalog([llm, kws_entry, *extra]), SchedulerConfig(budget_bytes=budget, pooled_memory=False),
-                      MemoryProbe(device.meminfo_path), clock=clock, periodic=periodic)
+
+    def sink(outputs):
+        seen.append(outputs)
+        if on_output is not None:
+            on_output(outputs)
+
+    periodic = (PeriodicSpec("kws", period, source, sink=sink, deadline_s=deadline),)
+    config = SchedulerConfig(budget_bytes=budget, pooled_memory=False, threads=threads)
+    sched = Scheduler(Catalog([llm, kws_entry, *extra]), config, MemoryProbe(device.meminfo_path), clock=clock,
+                      periodic=periodic)
     return sched, clock, engines, seen
 
 
@@ -168,3 +178,21 @@ def test_finished_requests_still_end_with_finished(tmp_path, kws):
     drive(sched, clock, clock.now + 0.5)
     events = list(handle.events(timeout=1))
     assert isinstance(events[-1], Finished) and len(events[-1].token_ids) == 3
+
+
+def test_once_started_periodic_models_run_on_their_own_thread_and_the_llm_keeps_a_core_less(tmp_path, kws):
+    import threading
+    import time
+
+    threads_seen = set()
+    sched, _, engines, seen = build(tmp_path, kws, 0.0, clock=time.monotonic, threads=2,
+                                    on_output=lambda out: threads_seen.add(threading.current_thread().name))
+    with sched.start():
+        handle = sched.submit(GenerationRequest(prompt="go", max_tokens=10_000, ignore_eos=True))
+        deadline = time.monotonic() + 30
+        while (len(seen) < 10 or not engines or sum(engines[0].steps) < 10) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(seen) >= 10 and sum(engines[0].steps) >= 10
+        handle.cancel()
+    assert threads_seen == {"edge-os-periodic"}
+    assert engines[0].threads == 1  # 2 threads: one for the LLM, one kept for the periodic model
