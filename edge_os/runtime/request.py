@@ -210,6 +210,7 @@ class InferenceRequest:
 
     model: str | None
     inputs: object
+    cast: bool = False  # JSON numbers: convert to each input's dtype where every value fits
     priority: Priority = Priority.INTERACTIVE
     deadline: float | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)

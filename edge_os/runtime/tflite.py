@@ -139,8 +139,11 @@ class TFLiteModel:
         self.inputs = tuple(TensorSpec.from_detail(d) for d in self._in)
         self.outputs = tuple(TensorSpec.from_detail(d) for d in self._out)
 
-    def check_inputs(self, inputs: np.ndarray | list | tuple | dict) -> list[np.ndarray]:
-        """The arrays for each input in order, or ``InputError`` saying which is wrong and how."""
+    def check_inputs(self, inputs: np.ndarray | list | tuple | dict, cast: bool = False) -> list[np.ndarray]:
+        """The arrays for each input in order, or ``InputError`` saying which is wrong and how.
+
+        ``cast`` (numbers that came as JSON): an array of another dtype is converted to the input's
+        when every value fits it (whole numbers in range for integer inputs)."""
         if isinstance(inputs, np.ndarray):
             inputs = [inputs]
         if isinstance(inputs, dict):
@@ -158,6 +161,8 @@ class TFLiteModel:
         arrays = []
         for spec, value in zip(self.inputs, inputs, strict=True):
             array = np.asarray(value)
+            if cast:
+                array = cast_exactly(array, spec.dtype, f"input {spec.name!r}")
             if array.dtype.name != spec.dtype:
                 raise InputError(f"input {spec.name!r} must be {spec.dtype}, got {array.dtype.name}; "
                                  f"convert it (e.g. numpy .astype(np.{spec.dtype}))")
@@ -166,10 +171,27 @@ class TFLiteModel:
             arrays.append(np.ascontiguousarray(array))
         return arrays
 
-    def run(self, inputs: np.ndarray | list | tuple | dict) -> dict[str, np.ndarray]:
-        """Invoke once; every output by name (copies, safe to keep)."""
-        for detail, array in zip(self._in, self.check_inputs(inputs), strict=True):
+    def run(self, inputs: np.ndarray | list | tuple | dict, cast: bool = False) -> dict[str, np.ndarray]:
+        """Invoke once; every output by name (copies, safe to keep). ``cast``: see ``check_inputs``."""
+        for detail, array in zip(self._in, self.check_inputs(inputs, cast), strict=True):
             self._interp.set_tensor(detail["index"], array)
         self._interp.invoke()
         return {spec.name: self._interp.get_tensor(d["index"]).copy() for spec, d in zip(self.outputs, self._out,
                                                                                         strict=True)}
+
+
+def cast_exactly(array: np.ndarray, dtype: str, where: str) -> np.ndarray:
+    """``array`` as ``dtype``: floats round to a float input; an integer input takes only whole
+    numbers in its range (``InputError`` otherwise, never a silent wrap-around)."""
+    if array.dtype.name == dtype or array.dtype.kind not in "biuf":
+        return array
+    target = np.dtype(dtype)
+    if target.kind == "f":
+        return array.astype(target)
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        values = array.astype(np.float64)
+        if not (np.all(np.mod(values, 1) == 0) and np.all(values >= info.min) and np.all(values <= info.max)):
+            raise InputError(f"{where} must hold whole numbers from {info.min} to {info.max} for a {dtype} input")
+        return array.astype(target)
+    return array

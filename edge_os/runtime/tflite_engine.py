@@ -29,10 +29,11 @@ class TFLiteEngine:
         manifest, model = load_model(package_dir, threads=threads)
         return cls(manifest.name, model, manifest.model_bytes)
 
-    def run(self, inputs) -> tuple[dict[str, np.ndarray], float]:
-        """Every output by name and the seconds the invocation took."""
+    def run(self, inputs, cast: bool = False) -> tuple[dict[str, np.ndarray], float]:
+        """Every output by name and the seconds the invocation took (``cast``: JSON numbers, see
+        ``TFLiteModel.check_inputs``)."""
         began = time.perf_counter()
-        outputs = self.model.run(inputs)
+        outputs = self.model.run(inputs, cast)
         return outputs, time.perf_counter() - began
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import math
+import sys
 import threading
 import time
 from collections import deque
@@ -63,6 +64,7 @@ from edge_os.scheduler.sizes import format_size
 log = logging.getLogger(__name__)
 
 TOK_S_WINDOW_S = 10.0
+PERIODIC_SWITCH_INTERVAL_S = 0.0005
 
 
 class Scheduler:
@@ -152,6 +154,9 @@ class Scheduler:
         if self._periodic:
             self._periodic_thread = threading.Thread(target=self._periodic_loop, name="edge-os-periodic",
                                                      daemon=True)
+            # A thread holding the GIL hands it over after this long when another asks: the periodic
+            # thread waits at most about this long behind the loop's Python code (default 5 ms).
+            sys.setswitchinterval(min(sys.getswitchinterval(), PERIODIC_SWITCH_INTERVAL_S))
         self._thread.start()
         if self._periodic_thread is not None:
             self._periodic_thread.start()
@@ -422,7 +427,7 @@ class Scheduler:
     def _infer(self, job: Job, loaded: LoadedModel) -> None:
         """Run an inference now (TFLite models take microseconds to milliseconds: no batching)."""
         try:
-            outputs, seconds = loaded.engine.run(job.request.inputs)
+            outputs, seconds = loaded.engine.run(job.request.inputs, job.request.cast)
         except InputError as exc:
             return self._refuse(job, exc.code, str(exc), False)
         except Exception as exc:
