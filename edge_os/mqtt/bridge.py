@@ -21,6 +21,7 @@ from edge_os.mqtt.config import BridgeConfig
 from edge_os.mqtt.connection import Connection, Handlers, Inbound, NotConnected, Will
 from edge_os.mqtt.durable import Durable
 from edge_os.mqtt.fallback import CloudFallback
+from edge_os.mqtt.homeassistant import Discovery
 from edge_os.mqtt.outbox import Kind
 from edge_os.mqtt.redact import Redactor
 from edge_os.mqtt.server import Limits, RequestServer
@@ -67,6 +68,14 @@ class MqttBridge:
         subscriptions = request_topics(config.device_id)
         if self._fallback is not None:
             subscriptions += (self._fallback.response_topic,)
+        self._discovery = (
+            Discovery(config.device_id, config.homeassistant, self._publish_retained)
+            if config.homeassistant is not None
+            else None
+        )
+        self._next_discovery = 0.0
+        if self._discovery is not None:
+            subscriptions += self._discovery.subscriptions
         self._connection = Connection(
             config.broker,
             f"edge-os-{config.device_id}",
@@ -132,8 +141,14 @@ class MqttBridge:
             "fallback": asdict(self._fallback.stats) if self._fallback else None,
         }
 
+    def _publish_retained(self, topic: str, payload: bytes, retain: bool) -> None:
+        self._connection.publish(topic, payload, retain=retain)
+
     def _dispatch(self, msg: Inbound) -> None:
-        if self._fallback is not None and msg.topic == self._fallback.response_topic:
+        if self._discovery is not None and self._discovery.handles(msg.topic):
+            self._discovery.received(msg.topic, msg.payload)
+            self._next_discovery = 0.0
+        elif self._fallback is not None and msg.topic == self._fallback.response_topic:
             self._fallback.handle(msg)
         else:
             self._server.handle(msg)
@@ -145,6 +160,9 @@ class MqttBridge:
             )
         except NotConnected:
             pass  # lost again already; the next connect publishes it
+        if self._discovery is not None:
+            self._discovery.forget()
+            self._next_discovery = 0.0
         self._durable.sender.connected()
 
     def _housekeep(self) -> None:
@@ -155,6 +173,12 @@ class MqttBridge:
                 now = time.monotonic()
                 if self._fallback is not None:
                     self._fallback.expire()
+                if self._discovery is not None and now >= self._next_discovery and self._connection.connected:
+                    self._next_discovery = now + self.config.homeassistant_interval_s
+                    try:
+                        self._discovery.sync(self._scheduler.status())
+                    except NotConnected:
+                        self._discovery.forget()  # all again once connected
                 if now >= next_telemetry:
                     next_telemetry = now + self.config.telemetry_interval_s
                     payload = telemetry.telemetry(self.config.device_id, self._scheduler, self.stats())
