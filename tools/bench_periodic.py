@@ -46,27 +46,33 @@ def keep_decoding(scheduler, model: str, stop: threading.Event, tokens: list[tup
                 return
 
 
-def run(llm: Path, kws: Path | None, args) -> dict:
+def run(llm: Path | None, kws: Path | None, args) -> dict:
+    """One run: the LLM decoding (``llm``), the periodic model (``kws``), or both."""
     from edge_os.scheduler.service import ServeOptions, build_scheduler
 
-    models = (llm,) if kws is None else (llm, kws)
+    models = tuple(p for p in (llm, kws) if p is not None)
     periodic = () if kws is None else (f"kws:{args.period_ms}:{args.frames}",)
     scheduler = build_scheduler(ServeOptions(models=models, memory_budget=args.memory_budget, threads=args.threads,
                                              context=args.context, periodic=periodic, keep_alive="inf"))
-    llm_name = next(m["name"] for m in scheduler.status()["models"] if m["kind"] == "llm")
     scheduler.start()
     stop, tokens = threading.Event(), []
-    worker = threading.Thread(target=keep_decoding, args=(scheduler, llm_name, stop, tokens), daemon=True)
-    worker.start()
-    while not tokens:  # the LLM loaded and decodes: the window starts now
-        time.sleep(0.05)
+    if llm is not None:
+        llm_name = next(m["name"] for m in scheduler.status()["models"] if m["kind"] == "llm")
+        worker = threading.Thread(target=keep_decoding, args=(scheduler, llm_name, stop, tokens), daemon=True)
+        worker.start()
+        while not tokens:  # the LLM loaded and decodes: the window starts now
+            time.sleep(0.05)
+    else:
+        while not scheduler.status()["periodic"][0]["runs"]:
+            time.sleep(0.05)
     began = time.monotonic()
     start_status = scheduler.status()
     time.sleep(args.seconds)
     ended = time.monotonic()
     status = scheduler.status()
     stop.set()
-    worker.join(timeout=120)
+    if llm is not None:
+        worker.join(timeout=120)
     scheduler.close()
     decoded = sum(n for when, n in tokens if began <= when < ended)
     out = {
@@ -98,6 +104,8 @@ def main() -> int:
     parser.add_argument("--memory-budget", default="1G")
     parser.add_argument("--llm", type=Path, default=None, help="LLM package (default: the bundled SmolLM2)")
     parser.add_argument("--skip-baseline", action="store_true", help="only the run with the periodic model")
+    parser.add_argument("--control", action="store_true",
+                        help="also run the periodic model alone (no LLM): what this machine's load costs it")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -120,6 +128,8 @@ def main() -> int:
         results = {"with_periodic": run(llm, kws, args)}
         if not args.skip_baseline:
             results["llm_alone"] = run(llm, None, args)
+        if args.control:
+            results["periodic_alone"] = run(None, kws, args)
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
@@ -132,6 +142,10 @@ def main() -> int:
     print(f"LLM tok/s with the periodic model: {w['llm_tok_s']}")
     if "llm_alone" in results:
         print(f"LLM tok/s alone:                   {results['llm_alone']['llm_tok_s']}")
+    if "periodic_alone" in results:
+        c = results["periodic_alone"]
+        print(f"control, periodic model alone: {c['releases']} releases, {c['misses']} missed ({c['miss_pct']}%; "
+              f"{c['skipped']} skipped), p99 {c['recent_p99_latency_ms']} ms, worst {c['recent_worst_latency_ms']} ms")
     mib = 1 << 20
     print(f"memory: peak accounted {w['peak_accounted_bytes'] / mib:.1f} MiB of a {w['budget_bytes'] / mib:.0f} MiB "
           f"budget; peak RSS of this process {w['peak_rss_bytes'] / mib:.1f} MiB")
