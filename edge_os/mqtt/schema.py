@@ -18,7 +18,6 @@ REQUEST_FIELDS = frozenset(
     {"prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "stream", "priority", "fallback",
      "response_format"}
 )
-INFERENCE_FIELDS = frozenset({"model", "inputs", "output_encoding", "priority"})
 _PRIORITIES = {"interactive": Priority.INTERACTIVE, "background": Priority.BACKGROUND}
 
 
@@ -116,45 +115,25 @@ def parse_request(
 
 
 def _parse_inference(data: dict, request_id: str, deadline: float | None, models: tuple[str, ...]) -> MqttRequest:
-    """``{"model", "inputs": array | {name: array}, "output_encoding": "json"|"base64", "priority"}``
-    for a TFLite model; arrays as in ``edge_os.mqtt.arrays``."""
-    from edge_os.mqtt.arrays import decode_array
+    """An inference request for a TFLite model (fields and arrays: ``edge_os.runtime.arrays``)."""
+    from edge_os.runtime.arrays import parse_inference
 
-    unknown = sorted(set(data) - INFERENCE_FIELDS)
-    if unknown:
-        raise RequestRejected("invalid_request", f"unknown field(s) {unknown} in an inference request; "
-                                                 f"allowed: {sorted(INFERENCE_FIELDS)}")
-    model = _optional(data, "model", str)
-    if model is None:
-        raise RequestRejected("invalid_request", 'an inference request names its TFLite model in "model"')
-    if models and model not in models:
-        raise RequestRejected("unknown_model", f"model {model!r} is not served here; known models: {list(models)}")
-    encoding = data.get("output_encoding", "json")
-    if encoding not in ("json", "base64"):
-        raise RequestRejected("invalid_request", '"output_encoding" must be "json" or "base64"')
-    priority = data.get("priority", "interactive")
-    if not isinstance(priority, str) or priority not in _PRIORITIES:
-        raise RequestRejected("invalid_request", f'"priority" must be one of {sorted(_PRIORITIES)}')
-    raw = data["inputs"]
     try:
-        if isinstance(raw, dict) and set(raw) != {"dtype", "shape", "b64"}:
-            inputs: Any = {str(k): decode_array(v, f"inputs[{k!r}]") for k, v in raw.items()}
-        else:
-            inputs = decode_array(raw, "inputs")
+        request, encoding = parse_inference(data, request_id=request_id, deadline=deadline)
     except InputError as exc:
         raise RequestRejected("invalid_request", str(exc)) from None
-    request = InferenceRequest(model, inputs, cast=True, priority=_PRIORITIES[priority], deadline=deadline,
-                               request_id=request_id)
-    fields = {"model": model, "output_encoding": encoding, "priority": priority}
+    if models and request.model not in models:
+        raise RequestRejected("unknown_model",
+                              f"model {request.model!r} is not served here; known models: {list(models)}")
+    fields = {"model": request.model, "output_encoding": encoding, "priority": data.get("priority", "interactive")}
     return MqttRequest(generation=request, stream=False, fields=fields)
 
 
 def result(outputs: dict, latency_s: float, encoding: str, served_by: str) -> bytes:
     """The answer to an inference request: every output by name, encoded as the request asked."""
-    from edge_os.mqtt.arrays import encode_array
+    from edge_os.runtime.arrays import result_body
 
-    return _dump({"type": "result", "outputs": {name: encode_array(a, encoding) for name, a in outputs.items()},
-                  "latency_ms": round(latency_s * 1000, 3), "served_by": served_by})
+    return _dump({"type": "result", **result_body(outputs, latency_s, encoding), "served_by": served_by})
 
 
 def _load_json(payload: bytes) -> Any:

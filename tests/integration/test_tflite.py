@@ -172,3 +172,34 @@ def test_infer_refuses_a_language_model_package(tiny_package, tmp_path):
     np.save(tmp_path / "x.npy", np.zeros(1, np.float32))
     assert_one_line_error(run_edge_os("infer", "-m", str(tiny_package), "--input", str(tmp_path / "x.npy")),
                           "not a TFLite package")
+
+
+def test_http_infer_equals_the_interpreter_and_refuses_bad_input(tmp_path, kws_package, tiny_package):
+    import base64
+
+    import httpx
+
+    from tests.integration.http_service import HttpService
+
+    svc = HttpService(tmp_path, [tiny_package, kws_package])
+    try:
+        _, model = load_model(kws_package)
+        x = np.random.default_rng(5).integers(-128, 127, size=(1, 3, 40), endpoint=True).astype(np.int8)
+        (name, want), = model.run(x).items()
+        r = httpx.post(svc.url + "/v1/infer", json={"model": "okay-nabu", "inputs": x.tolist()}, timeout=60)
+        assert r.status_code == 200, r.text
+        np.testing.assert_array_equal(np.array(r.json()["outputs"][name]["data"], np.uint8), want)
+        b64 = {"dtype": "int8", "shape": [1, 3, 40], "b64": base64.b64encode(x.tobytes()).decode()}
+        r = httpx.post(svc.url + "/v1/infer", json={"model": "okay-nabu", "inputs": b64, "output_encoding": "base64"},
+                       timeout=60)
+        out = r.json()["outputs"][name]
+        np.testing.assert_array_equal(np.frombuffer(base64.b64decode(out["b64"]), np.uint8).reshape(out["shape"]), want)
+        bad = httpx.post(svc.url + "/v1/infer", json={"model": "okay-nabu", "inputs": x[:, :2].tolist()}, timeout=60)
+        assert bad.status_code == 400 and "shape [1, 3, 40]" in bad.json()["error"]["message"]
+        llm = json.loads((tiny_package / "manifest.json").read_text())["name"]
+        wrong = httpx.post(svc.url + "/v1/infer", json={"model": llm, "inputs": x.tolist()}, timeout=60)
+        assert wrong.status_code == 404 and "okay-nabu" in wrong.json()["error"]["message"]
+        models = {m["id"] for m in httpx.get(svc.url + "/v1/models").json()["data"]}
+        assert models == {llm, "okay-nabu"}
+    finally:
+        assert svc.stop() == 0

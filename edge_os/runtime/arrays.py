@@ -1,4 +1,4 @@
-"""Arrays on the wire for TFLite inference requests over MQTT (documented in docs/mqtt.md).
+"""Arrays on the wire for TFLite inference requests over MQTT and HTTP (docs/mqtt.md, docs/tflite.md).
 
 An array is either a JSON array of numbers (nested to its shape; cast to the model's input dtype
 when the request runs, refused if a value does not fit it) or
@@ -14,6 +14,10 @@ from typing import Any
 import numpy as np
 
 from edge_os.errors import InputError
+from edge_os.runtime.request import InferenceRequest, Priority
+
+INFERENCE_FIELDS = frozenset({"model", "inputs", "output_encoding", "priority"})
+PRIORITIES = {"interactive": Priority.INTERACTIVE, "background": Priority.BACKGROUND}
 
 DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool")
 MAX_ELEMENTS = 1 << 22
@@ -59,3 +63,35 @@ def encode_array(array: np.ndarray, encoding: str) -> dict[str, Any]:
     else:
         body["data"] = array.tolist()
     return body
+
+
+def parse_inference(data: dict, *, request_id: str | None = None,
+                    deadline: float | None = None) -> tuple[InferenceRequest, str]:
+    """``{"model", "inputs": array | {name: array}, "output_encoding": "json"|"base64", "priority"}``
+    as a request and its output encoding; ``InputError`` (one line) for anything malformed."""
+    unknown = sorted(set(data) - INFERENCE_FIELDS)
+    if unknown:
+        raise InputError(f"unknown field(s) {unknown} in an inference request; allowed: {sorted(INFERENCE_FIELDS)}")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise InputError('an inference request names its TFLite model in "model"')
+    encoding = data.get("output_encoding", "json")
+    if encoding not in ("json", "base64"):
+        raise InputError('"output_encoding" must be "json" or "base64"')
+    priority = data.get("priority", "interactive")
+    if not isinstance(priority, str) or priority not in PRIORITIES:
+        raise InputError(f'"priority" must be one of {sorted(PRIORITIES)}')
+    raw = data.get("inputs")
+    if isinstance(raw, dict) and set(raw) != {"dtype", "shape", "b64"}:
+        inputs: Any = {str(k): decode_array(v, f"inputs[{k!r}]") for k, v in raw.items()}
+    else:
+        inputs = decode_array(raw, "inputs")
+    extra = {} if request_id is None else {"request_id": request_id}
+    return InferenceRequest(model, inputs, cast=True, priority=PRIORITIES[priority], deadline=deadline,
+                            **extra), encoding
+
+
+def result_body(outputs: dict, latency_s: float, encoding: str) -> dict[str, Any]:
+    """Every output by name, encoded as asked, and the invocation's latency."""
+    return {"outputs": {name: encode_array(a, encoding) for name, a in outputs.items()},
+            "latency_ms": round(latency_s * 1000, 3)}
