@@ -10,6 +10,7 @@ Topics and payloads are described in docs/mqtt.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from edge_os.mqtt.homeassistant import Discovery
 from edge_os.mqtt.outbox import Kind
 from edge_os.mqtt.redact import Redactor
 from edge_os.mqtt.server import Limits, RequestServer
-from edge_os.mqtt.topics import request_topics, status_topic, telemetry_topic
+from edge_os.mqtt.topics import event_topic_root, request_topics, status_topic, telemetry_topic
 from edge_os.scheduler.api import SchedulerAPI
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,12 @@ class MqttBridge:
             "answers_resent": d.answers.resent,
             "fallback": asdict(self._fallback.stats) if self._fallback else None,
         }
+
+    def publish_event(self, name: str, body: dict[str, Any]) -> None:
+        """Queue ``body`` (JSON) durably for ``edge-os/{device_id}/events/{name}`` (a pipeline's)."""
+        topic = f"{event_topic_root(self.config.device_id)}/{name}"
+        self._durable.outbox.put(Kind.EVENT, topic, json.dumps(body, default=str).encode())
+        self._durable.sender.notify()
 
     def _publish_retained(self, topic: str, payload: bytes, retain: bool) -> None:
         self._connection.publish(topic, payload, retain=retain)
