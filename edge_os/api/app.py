@@ -7,7 +7,6 @@ the governor and refusals apply exactly as for MQTT requests.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from typing import Any
@@ -21,7 +20,7 @@ from edge_os.api import schema, shapes
 from edge_os.api.auth import KeyCheck
 from edge_os.api.config import HttpConfig
 from edge_os.api.errors import ApiError, bad_request
-from edge_os.api.inference import infer
+from edge_os.api.inference import run_inference
 from edge_os.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from edge_os.api.metrics import Metrics, RequestTimer
 from edge_os.api.models import ModelCards
@@ -122,6 +121,10 @@ class Api:
             raise ApiError(404, f"the model {name!r} does not exist here (have: {have})", code="model_not_found",
                            param="model")
         return name
+
+    async def infer(self, request: Request) -> Response:
+        """``POST /v1/infer``: one inference of a TFLite model (``edge_os.api.inference``)."""
+        return await run_inference(self, schema.parse_json(await read_body(request, self.config.max_body_bytes)))
 
     # ---- completions ----------------------------------------------------------------------------
 
@@ -283,7 +286,7 @@ def build_app(scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards | N
         Route("/metrics", api.metrics_text, methods=["GET"]),
         Route("/tokenize", api.tokenize, methods=["POST"]),
         Route("/detokenize", api.detokenize, methods=["POST"]),
-        Route("/v1/infer", functools.partial(infer, api), methods=["POST"]),
+        Route("/v1/infer", api.infer, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                                                        Exception: _internal_error})

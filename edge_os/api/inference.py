@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from edge_os.api.errors import ApiError
 from edge_os.api.relay import refusal_error
-from edge_os.api.schema import parse_json
 from edge_os.errors import InputError
 from edge_os.runtime.arrays import parse_inference, result_body
 from edge_os.runtime.request import InferenceResult, Refused
@@ -23,11 +21,8 @@ from edge_os.runtime.request import InferenceResult, Refused
 TIMEOUT_S = 60.0
 
 
-async def infer(api, request: Request) -> Response:
-    """Run the body's inference through the scheduler; refusals map to the API's usual statuses."""
-    from edge_os.api.app import read_body
-
-    data = parse_json(await read_body(request, api.config.max_body_bytes))
+async def run_inference(api, data: dict) -> Response:
+    """Run the body's inference through ``api``'s scheduler; refusals map to the API's usual statuses."""
     try:
         inference, encoding = parse_inference(data)
     except InputError as exc:
