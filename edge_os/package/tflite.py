@@ -63,7 +63,7 @@ class TFLiteManifest:
             data["inputs"] = tuple(TensorSpec.from_json(t) for t in data["inputs"])
             data["outputs"] = tuple(TensorSpec.from_json(t) for t in data["outputs"])
             manifest = cls(**data)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise PackageError(f"{where} is missing or has a malformed field ({printable(exc)}); "
                                "re-pack the model") from None
         if not is_plain_relative(manifest.model) or manifest.model not in manifest.files:
@@ -78,7 +78,7 @@ def manifest_kind(package_dir: Path) -> str:
     try:
         with open(Path(package_dir) / MANIFEST, "rb") as f:
             data = json.loads(f.read(MAX_MANIFEST_BYTES))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # hostile JSON too: the LLM reader says what is wrong
         return "llm"
     return KIND if isinstance(data, dict) and data.get("kind") == KIND else "llm"
 
