@@ -63,6 +63,8 @@ class PeriodicTask:
     last_error: str | None = None
     last_output: dict = field(default_factory=dict)
     recent_latency_s: deque = field(default_factory=lambda: deque(maxlen=RECENT_RUNS))
+    # ``record`` runs on the periodic thread while the loop reads ``status``: the deque needs the lock.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def due(self, now: float) -> bool:
         return now >= self.next_release
@@ -85,7 +87,8 @@ class PeriodicTask:
         duration = finished - started
         self.run_estimate_s = duration if self.runs == 1 else (1 - EWMA) * self.run_estimate_s + EWMA * duration
         self.worst_latency_s = max(self.worst_latency_s, finished - release)
-        self.recent_latency_s.append(finished - release)
+        with self._lock:
+            self.recent_latency_s.append(finished - release)
         met = finished <= release + self.spec.deadline
         if not met:
             self.misses += 1
@@ -98,14 +101,15 @@ class PeriodicTask:
 
     def status(self) -> dict:
         releases = self.runs + self.skipped
-        recent = self.recent_latency_s
+        with self._lock:
+            recent = sorted(self.recent_latency_s)
         return {
             "model": self.spec.model, "period_ms": self.spec.period_s * 1000, "deadline_ms": self.spec.deadline * 1000,
             "runs": self.runs, "misses": self.misses, "skipped": self.skipped,
             "miss_pct": round(100 * self.misses / releases, 3) if releases else 0.0,
             "worst_latency_ms": round(self.worst_latency_s * 1000, 3),
-            "recent_p99_latency_ms": round(1000 * sorted(recent)[int(0.99 * (len(recent) - 1))], 3) if recent else 0.0,
-            "recent_worst_latency_ms": round(1000 * max(recent), 3) if recent else 0.0,
+            "recent_p99_latency_ms": round(1000 * recent[int(0.99 * (len(recent) - 1))], 3) if recent else 0.0,
+            "recent_worst_latency_ms": round(1000 * recent[-1], 3) if recent else 0.0,
             "run_ms": round(self.run_estimate_s * 1000, 3), "errors": self.errors, "last_error": self.last_error,
         }
 
