@@ -71,3 +71,9 @@ class DeployError(EdgeOSError):
     """A device store cannot take an install: not initialised, busy, full, or a transfer failed."""
 
     code = "deploy_error"
+
+
+class AuditError(EdgeOSError):
+    """The agent's audit log is missing or its hash chain is broken (an entry edited, deleted or moved)."""
+
+    code = "audit_broken"

@@ -52,6 +52,7 @@ class Api:
 
     def __init__(self, scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards) -> None:
         self.scheduler = scheduler
+        self.agent = None  # edge_os.api.agent_runs.AgentRuns, when the server runs an agent
         self.config = config
         self.cards = cards
         self.started = int(time.time())
@@ -125,6 +126,14 @@ class Api:
     async def infer(self, request: Request) -> Response:
         """``POST /v1/infer``: one inference of a TFLite model (``edge_os.api.inference``)."""
         return await run_inference(self, schema.parse_json(await read_body(request, self.config.max_body_bytes)))
+
+    async def agent_runs(self, request: Request) -> Response:
+        from edge_os.api.agent_runs import parse_run
+
+        if self.agent is None:
+            raise ApiError(404, "this server runs no agent; start it with --agent-port PORT", code="no_agent")
+        run = parse_run(schema.parse_json(await read_body(request, self.config.max_body_bytes)))
+        return JSONResponse(await asyncio.to_thread(self.agent.run, self.scheduler, run))
 
     # ---- completions ----------------------------------------------------------------------------
 
@@ -272,11 +281,14 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(500, f"internal error: {type(exc).__name__}", code="internal"))
 
 
-def build_app(scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards | None = None) -> KeyCheck:
-    """The ASGI app serving ``scheduler`` (run it with uvicorn; ``HttpFrontDoor`` does)."""
+def build_app(scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards | None = None,
+              agent=None) -> KeyCheck:
+    """The ASGI app serving ``scheduler`` (run it with uvicorn; ``HttpFrontDoor`` does); with
+    ``agent`` (an ``edge_os.api.agent_runs.AgentRuns``), also ``POST /v1/agent/runs``."""
     from starlette.exceptions import HTTPException
 
     api = Api(scheduler, config, cards or ModelCards(config.packages))
+    api.agent = agent
     routes = [
         Route("/health", api.health, methods=["GET"]),
         Route("/ready", api.ready, methods=["GET"]),
@@ -287,6 +299,7 @@ def build_app(scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards | N
         Route("/tokenize", api.tokenize, methods=["POST"]),
         Route("/detokenize", api.detokenize, methods=["POST"]),
         Route("/v1/infer", api.infer, methods=["POST"]),
+        Route("/v1/agent/runs", api.agent_runs, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                                                        Exception: _internal_error})

@@ -27,8 +27,9 @@ class HttpFrontDoor:
 
     name = "http"
 
-    def __init__(self, config: HttpConfig) -> None:
+    def __init__(self, config: HttpConfig, agent=None) -> None:
         self.config = config
+        self.agent = agent  # an edge_os.api.agent_runs.AgentRuns: POST /v1/agent/runs
         self.port: int | None = None  # the bound port (useful with port 0)
         self._server = None
         self._thread: threading.Thread | None = None
@@ -38,7 +39,7 @@ class HttpFrontDoor:
 
         from edge_os.api.app import build_app
 
-        app = build_app(scheduler, self.config)
+        app = build_app(scheduler, self.config, agent=self.agent)
         sock = _bind(self.config.host, self.config.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",

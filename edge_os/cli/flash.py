@@ -14,8 +14,9 @@ def register(subparsers) -> None:
                     "only the files it lacks (resuming an interrupted transfer), then stage, switch, health-check "
                     "and commit or roll back on the device (docs/flash.md).")
     p.add_argument("package", type=Path, help="signed package directory")
-    p.add_argument("device", help="file:///ROOT (a directory or mounted SD card holding a device store) "
-                                  "or ssh://user@host[:port]/ROOT or mqtt://broker[:port]/DEVICE_ID (with --url)")
+    p.add_argument("device", help="file:///ROOT (a directory or mounted SD card holding a device store), "
+                                  "ssh://user@host[:port]/ROOT, adb://SERIAL/ROOT or mqtt://broker[:port]/DEVICE_ID "
+                                  "(with --url)")
     p.add_argument("--url", default=None, help="for mqtt://: where the device downloads the package "
                                                 "(e.g. http://host:8080 from `edge-os publish`)")
     p.add_argument("--wait", type=float, default=3600.0, metavar="S",
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON line per step and the result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--remote-command", default="edge-os", metavar="CMD",
-                   help="edge-os on the device, for ssh:// (default: edge-os on its PATH)")
+                   help="edge-os on the device, for ssh:// and adb:// (default: edge-os on its PATH)")
     p.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
                    help="passed to ssh as -o OPT (repeatable), e.g. IdentityFile=~/.ssh/board")
     p.set_defaults(func=run)

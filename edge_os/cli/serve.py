@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--models", nargs="+", default=[], metavar="MODEL",
                    help="stored models' NAME[:TAG]s or package directories "
                         "(default: the bundled SmolLM2-135M, packed on first use)")
+    p.add_argument("--root", type=Path, metavar="ROOT",
+                   help="serve a device store's installed packages and follow each install or rollback without a "
+                        "restart; with --mqtt, also take over-the-air install jobs (docs/flash.md)")
     p.add_argument("--memory-budget", metavar="SIZE",
                    help="memory edge-os may use, e.g. 2G or 512M (default: the target's share of MemTotal)")
     p.add_argument("--target", help="target descriptor for budgets and thermal zones (default: EDGE_OS_TARGET)")
@@ -51,6 +54,12 @@ def register(subparsers) -> None:
                       help="serve the OpenAI-compatible API on HOST:PORT (a bare PORT or :PORT means 127.0.0.1)")
     http.add_argument("--api-key-file", type=Path, metavar="FILE",
                       help="API keys, one a line, accepted as bearer tokens (also EDGE_OS_API_KEYS)")
+    agent = p.add_argument_group("agent (docs/agent.md)")
+    agent.add_argument("--agent-port", metavar="PORT",
+                       help="serve POST /v1/agent/runs (needs --http) with the device on PORT as tools")
+    agent.add_argument("--agent-policy", type=Path, metavar="FILE", help="the agent's policy (default: deny all)")
+    agent.add_argument("--agent-audit", type=Path, metavar="FILE",
+                       help="the agent's audit log (default: $EDGE_OS_HOME/agent/audit.jsonl)")
     p.set_defaults(func=run)
 
 
@@ -71,6 +80,7 @@ def options_from_args(args: argparse.Namespace, models: tuple[Path, ...]) -> Ser
         power_root=args.power_root,
         meminfo=args.meminfo,
         periodic=tuple(args.periodic),
+        root=args.root,
     )
 
 
@@ -83,6 +93,25 @@ def http_address_and_keys(args: argparse.Namespace) -> tuple[str, int, tuple[str
     return host, port, read_api_keys(args.api_key_file, settings().api_keys)
 
 
+def agent_from_args(args: argparse.Namespace):
+    """The agent of ``--agent-port``: the policy read and the device opened before any model loads
+    (the device stays open for the life of the process)."""
+    from edge_os.agent import AuditLog, Policy, from_device
+    from edge_os.api.agent_runs import AgentRuns
+    from edge_os.cli.actuate import one_shot_link
+    from edge_os.cli.audit import default_audit_path
+    from edge_os.cli.serial_errors import device_errors
+    from firmware_bridge import Device
+
+    policy = Policy.load(args.agent_policy) if args.agent_policy else Policy()
+    audit = AuditLog(args.agent_audit or default_audit_path(), max_entries=policy.audit_max_entries,
+                     retention_days=policy.audit_retention_days)
+    audit.prune()
+    with device_errors():
+        device = Device.open(args.agent_port, one_shot_link())
+    return AgentRuns(from_device(device), policy, audit)
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_os.cli.mqtt_options import bridge_config_from_args
     from edge_os.scheduler.service import serve
@@ -90,9 +119,21 @@ def run(args: argparse.Namespace) -> int:
 
     if args.api_key_file and not args.http:
         raise InputError("--api-key-file needs --http ADDR")
+    if (args.agent_policy or args.agent_audit) and not args.agent_port:
+        raise InputError("--agent-policy and --agent-audit need --agent-port PORT")
+    if args.agent_port and not args.http:
+        raise InputError("--agent-port needs --http ADDR (agent runs are served at POST /v1/agent/runs)")
+    agent = agent_from_args(args) if args.agent_port else None
     http = http_address_and_keys(args) if args.http else None
-    models = tuple(resolve_model(m) for m in args.models)
-    if http and not models:  # the HTTP API describes the packages it serves: resolve the default here
+    if args.root is not None:
+        from edge_os.deploy.serving import serving_packages
+
+        if args.models:
+            raise InputError("--root serves the device store's packages; drop --models (or drop --root)")
+        models = tuple(serving_packages(args.root, can_wait=bool(args.mqtt)).values())
+    else:
+        models = tuple(resolve_model(m) for m in args.models)
+    if http and not models and args.root is None:  # the HTTP API describes the packages it serves
         from edge_os import default_model
 
         models = (default_model.default_package(separate_process=True),)
@@ -100,13 +141,18 @@ def run(args: argparse.Namespace) -> int:
     if args.mqtt:
         from edge_os.mqtt.front_door import MqttFrontDoor
 
-        doors.append(MqttFrontDoor(bridge_config_from_args(args)))
+        bridge = bridge_config_from_args(args)
+        doors.append(MqttFrontDoor(bridge))
+        if args.root is not None:
+            from edge_os.deploy.serving import OtaFrontDoor
+
+            doors.append(OtaFrontDoor(args.root, bridge.broker, bridge.device_id))
     if http:
         from edge_os.api.config import HttpConfig
         from edge_os.api.front_door import HttpFrontDoor
 
         host, port, keys = http
-        doors.append(HttpFrontDoor(HttpConfig(host=host, port=port, packages=models, api_keys=keys)))
+        doors.append(HttpFrontDoor(HttpConfig(host=host, port=port, packages=models, api_keys=keys), agent=agent))
     if args.pipeline:
         doors.append(pipeline_door(args, models, doors[0] if args.mqtt else None))
     serve(options_from_args(args, models), front_doors=doors)

@@ -1,11 +1,16 @@
 """How ``flash`` reaches a device, picked by URL: ``file://`` (a mounted SD card or any directory
-holding a device store) and ``ssh://user@host[:port]/ROOT`` (``edge-os device receive`` run by the
-real OpenSSH client). Both offer the same four calls."""
+holding a device store), ``ssh://user@host[:port]/ROOT`` (``edge-os device receive`` run by the
+real OpenSSH client) and ``adb://SERIAL/ROOT`` (the same, run by ``adb shell``, with the files
+copied by ``adb push``). All offer the same four calls."""
 
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -104,8 +109,52 @@ class StreamLink:
             self.proc.wait(timeout=30)
 
 
+class AdbLink(StreamLink):
+    """An Android device (or any board adb reaches): ``adb -s SERIAL shell edge-os device receive
+    ROOT`` speaks ``protocol``; file contents go by ``adb push`` into the store's root, in pieces of
+    ``PUSH_BYTES`` that the device then adopts, so an interrupted flash resumes from the last whole piece."""
+
+    PUSH_BYTES = 32 << 20
+
+    def __init__(self, serial: str, root: str, remote_command: str, where: str):
+        adb = shutil.which("adb")
+        if adb is None:
+            raise DeployError("adb is not on PATH; install Android's platform tools (`apt-get install adb`) "
+                              f"or put adb on PATH to flash {where}")
+        self.adb, self.serial, self.root = adb, serial, root.rstrip("/") or "/"
+        state = self._adb("get-state")
+        if state.returncode != 0 or state.stdout.strip() != "device":
+            lines = (state.stderr.strip() or state.stdout.strip() or f"exit status {state.returncode}").splitlines()
+            raise DeployError(f"adb cannot reach device {serial!r} ({lines[-1]}); connect it and check `adb devices`")
+        command = " ".join(shlex.quote(a) for a in (remote_command, "device", "receive", self.root))
+        super().__init__([adb, "-s", serial, "shell", "-T", command], where)
+
+    def _adb(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([self.adb, "-s", self.serial, *args], capture_output=True, text=True, check=False)
+
+    def send_file(self, sha: str, path: Path, offset: int, size: int, progress: Callable[[int], None]) -> int:
+        """Push ``path`` from ``offset`` to ``size`` in pieces, each adopted by the device."""
+        with tempfile.TemporaryDirectory(prefix="edge-os-adb-") as tmp:
+            while offset < size:
+                length = min(self.PUSH_BYTES, size - offset)
+                piece = Path(tmp) / "piece"
+                with open(path, "rb") as src, open(piece, "wb") as dst:
+                    src.seek(offset)
+                    dst.write(src.read(length))
+                remote = f"{self.root}/{protocol.pushed_name(sha, offset)}"
+                pushed = self._adb("push", str(piece), remote)
+                if pushed.returncode != 0:
+                    why = (pushed.stderr.strip() or pushed.stdout.strip() or "no reason given").splitlines()[-1]
+                    raise DeployError(f"adb push to {self.serial} failed ({why}); check the device and flash "
+                                      "again: what arrived is kept")
+                offset = self._request({"op": "adopt", "name": protocol.pushed_name(sha, offset)})["have"]
+                progress(length)
+        return offset
+
+
 def open_link(url: str, remote_command: str = "edge-os", ssh_options: tuple[str, ...] = ()) -> DeviceLink:
-    """The link for a device URL: ``file:///ROOT``, a plain path, or ``ssh://user@host[:port]/ROOT``."""
+    """The link for a device URL: ``file:///ROOT``, a plain path, ``ssh://user@host[:port]/ROOT`` or
+    ``adb://SERIAL/ROOT``."""
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):
         if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
@@ -121,5 +170,10 @@ def open_link(url: str, remote_command: str = "edge-os", ssh_options: tuple[str,
             argv += ["-p", str(parts.port)]
         target = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
         return StreamLink(argv + [target, "--", remote_command, "device", "receive", unquote(parts.path)], url)
-    raise InputError(f"{url}: unknown device URL scheme {parts.scheme!r}; use file:///ROOT or "
-                     "ssh://user@host[:port]/ROOT")
+    if parts.scheme == "adb":
+        if not parts.netloc or not parts.path or parts.path == "/":
+            raise InputError(f"{url} lacks a serial or a store path; write adb://SERIAL/ROOT "
+                             "(`adb devices` lists the serials)")
+        return AdbLink(unquote(parts.netloc), unquote(parts.path), remote_command, url)
+    raise InputError(f"{url}: unknown device URL scheme {parts.scheme!r}; use file:///ROOT, "
+                     "ssh://user@host[:port]/ROOT or adb://SERIAL/ROOT")

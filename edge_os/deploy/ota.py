@@ -5,7 +5,9 @@ with the same steps as ``flash``, reporting the job on its status topic.
 Topics: ``edge-os/{device}/ota/job`` takes ``{"job_id", "url"}``; ``edge-os/{device}/ota/status``
 (retained) carries ``{"job_id", "state", ...}`` with state queued, downloading (``progress``,
 ``total``), installing, succeeded, failed or rolled back (``reason``). A job id already seen is
-ignored; a newer job cancels an older one.
+ignored; a newer job cancels an older one. ``edge-os/{device}/ota/device`` (retained, and the
+connection's will) says whether the device takes jobs: ``{"device_id", "state": "online"|"offline",
+"models": {name: version}}``; ``rollout --all`` finds devices by it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from edge_os.deploy.signing import SIGNATURE
 from edge_os.deploy.store import Store
 from edge_os.errors import EdgeOSError
 from edge_os.mqtt.config import Backoff, BrokerConfig
-from edge_os.mqtt.connection import Connection, Handlers, Inbound, NotConnected
+from edge_os.mqtt.connection import Connection, Handlers, Inbound, NotConnected, Will
 from edge_os.package.manifest import MANIFEST
 
 log = logging.getLogger(__name__)
 FINAL = ("succeeded", "failed", "rolled back")
 CHUNK = 1 << 20
+SEEN_JOBS = 100  # job ids remembered (newest kept), so a redelivered job is not run twice
 
 
 def job_topic(device_id: str) -> str:
@@ -42,6 +45,26 @@ def job_topic(device_id: str) -> str:
 
 def status_topic(device_id: str) -> str:
     return f"edge-os/{device_id}/ota/status"
+
+
+def presence_topic(device_id: str) -> str:
+    return f"edge-os/{device_id}/ota/device"
+
+
+PRESENCE_WILDCARD = presence_topic("+")
+
+
+def remember(seen: list[str], job_id: str, limit: int = SEEN_JOBS) -> list[str]:
+    """``seen`` (oldest first) with ``job_id`` appended as the newest, trimmed to the newest ``limit``."""
+    return ([seen_id for seen_id in seen if seen_id != job_id] + [job_id])[-limit:]
+
+
+def presence(device_id: str, store: Store | None) -> bytes:
+    """The retained presence message: online with the installed versions, or offline (``store`` None)."""
+    body = {"device_id": device_id, "state": "offline" if store is None else "online", "ts": time.time()}
+    if store is not None:
+        body["models"] = {m["name"]: m["version"] for m in store.status()["models"]}
+    return json.dumps(body).encode()
 
 
 class Cancelled(Exception):
@@ -71,7 +94,9 @@ class OtaAgent:
         self._state_path = store.root / "ota.json"
         self._rng = random.Random()
         self.conn = Connection(broker, f"edge-os-ota-{device_id}", (job_topic(device_id),),
-                               Handlers(message=self._on_message), backoff=Backoff(initial_s=0.1, max_s=2.0))
+                               Handlers(message=self._on_message, connected=self._announce),
+                               will=Will(presence_topic(device_id), presence(device_id, None)),
+                               backoff=Backoff(initial_s=0.1, max_s=2.0))
         self._worker = threading.Thread(target=self._work, name="ota", daemon=True)
 
     def start(self) -> OtaAgent:
@@ -81,11 +106,19 @@ class OtaAgent:
 
     def stop(self) -> None:
         self._stop.set()
-        self.conn.stop()
+        self.conn.stop(farewell=(presence_topic(self.device_id), presence(self.device_id, None)))
+
+    def _announce(self) -> None:
+        """Say (retained) that this device takes jobs, and which versions it runs."""
+        try:
+            self.conn.publish(presence_topic(self.device_id), presence(self.device_id, self.store), retain=True)
+        except (NotConnected, OSError, ValueError) as exc:
+            log.warning("cannot announce the device: %s", exc)
 
     # --- jobs in ---------------------------------------------------------------------------------
-    def _seen(self) -> set[str]:
-        return set(fsutil.read_json(self._state_path, {"seen": []})["seen"])
+    def _seen(self) -> list[str]:
+        """Ids of the jobs already run, oldest first (at most ``SEEN_JOBS``)."""
+        return list(fsutil.read_json(self._state_path, {"seen": []})["seen"])
 
     def _on_message(self, message: Inbound) -> None:
         try:
@@ -131,8 +164,8 @@ class OtaAgent:
             except Exception as exc:
                 log.exception("OTA job %s", job.job_id)
                 self._report(job, "failed", reason=f"internal error: {exc}")
-            seen = self._seen() | {job.job_id}
-            fsutil.write_json(self._state_path, {"seen": sorted(seen)[-100:]})
+            fsutil.write_json(self._state_path, {"seen": remember(self._seen(), job.job_id)})
+            self._announce()
 
     def _check(self, job: Job) -> None:
         if self._stop.is_set() or job.job_id != self._newest:

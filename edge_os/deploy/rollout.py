@@ -3,11 +3,15 @@ rolled back and the rollout stops."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from edge_os.deploy.ota import send_job
-from edge_os.errors import EdgeOSError, InputError
+from edge_os.deploy.ota import PRESENCE_WILDCARD, send_job
+from edge_os.errors import DeployError, EdgeOSError, InputError
 from edge_os.mqtt.config import BrokerConfig
 
 
@@ -18,6 +22,44 @@ class Row:
     state: str = "skipped"  # succeeded, failed, rolled back, skipped
     version: int | None = None
     reason: str = ""
+
+
+def discover(broker: BrokerConfig, wait_s: float = 10.0, quiet_s: float = 1.0) -> tuple[list[str], list[str]]:
+    """Devices that take OTA jobs, found by their retained ``edge-os/ID/ota/device`` messages
+    (``edge_os.deploy.ota.presence``): (online ids, offline ids), each sorted. Retained messages
+    come right after the subscription; collecting stops once none came for ``quiet_s``."""
+    from edge_os.mqtt.connection import Connection, Handlers, Inbound
+
+    states: dict[str, str] = {}
+    last = [time.monotonic()]
+    lock = threading.Lock()
+
+    def on_message(message: Inbound) -> None:
+        parts = message.topic.split("/")
+        try:
+            state = json.loads(message.payload).get("state") if message.payload else None
+        except (ValueError, AttributeError):
+            return
+        with lock:
+            if state:
+                states[parts[1]] = state
+            last[0] = time.monotonic()
+
+    conn = Connection(broker, f"edge-os-rollout-{uuid.uuid4().hex[:8]}", (PRESENCE_WILDCARD,),
+                      Handlers(message=on_message), session_expiry_s=0)
+    conn.start()
+    try:
+        if not conn.wait_connected(30):
+            raise DeployError(f"cannot reach the MQTT broker {broker.url}; check it is running")
+        last[0] = time.monotonic()
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and time.monotonic() - last[0] < quiet_s:
+            time.sleep(0.05)
+    finally:
+        conn.stop()
+    with lock:
+        return (sorted(d for d, s in states.items() if s == "online"),
+                sorted(d for d, s in states.items() if s != "online"))
 
 
 def wave_sizes(text: str, devices: int) -> list[int]:

@@ -10,13 +10,16 @@ from edge_os.scheduler.policy import MemoryState
 from edge_os.scheduler.probes import MemoryReading, PowerReading, ThermalReading
 
 
-def model_rows(catalog: Catalog, models: dict[str, LoadedModel], now: float) -> list[dict]:
+def model_rows(catalog: Catalog, models: dict[str, LoadedModel], now: float,
+               retiring: list[LoadedModel] = ()) -> list[dict]:
+    """One row per served model, then one per replaced version still finishing its requests."""
     rows = []
-    for entry in catalog:
-        loaded = models.get(entry.name)
+    for entry, loaded, replaced in [*((e, models.get(e.name), False) for e in catalog),
+                                    *((m.entry, m, True) for m in retiring)]:
         keep_alive = None if math.isinf(entry.keep_alive_s) else entry.keep_alive_s  # None: for ever
         row = {"name": entry.name, "kind": entry.info.kind, "loaded": loaded is not None, "pinned": entry.pinned,
-               "keep_alive_s": keep_alive, "context_length": entry.info.context_length}
+               "keep_alive_s": keep_alive, "context_length": entry.info.context_length,
+               "version": entry.info.version, "package": entry.info.package, "replaced": replaced}
         if loaded is not None:
             view = loaded.view()
             row.update(resident_bytes=view.resident, kv_bytes=view.kv, active=view.active,

@@ -28,6 +28,7 @@ class Job:
         self.first_token_at: float | None = None
         self.wait_reason: str | None = None
         self.blocked_after: int | None = None  # the last arrival when it first had to wait
+        self.model: LoadedModel | None = None  # the loaded engine it runs on, once started
 
     @property
     def order(self) -> tuple[int, int]:
@@ -62,6 +63,7 @@ class LoadedModel:
         self.jobs: list[Job] = []
         self.last_used = now
         self.step_estimate_s: float | None = None  # running estimate of one engine step (periodic models yield)
+        self.retiring = False  # a new version replaced it; it only finishes the requests it runs
 
     def has_room(self, job: Job) -> bool:
         """Whether the engine itself can take ``job``: a free batch slot and pages in its KV pool."""
@@ -76,7 +78,7 @@ class LoadedModel:
 
     def view(self) -> ModelView:
         return ModelView(
-            name=self.entry.name,
+            name=f"{self.entry.name} (replaced)" if self.retiring else self.entry.name,
             resident=self.resident,
             kv=sum(j.kv_bytes for j in self.jobs),
             active=len(self.jobs),

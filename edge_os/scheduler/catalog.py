@@ -31,6 +31,8 @@ class ModelInfo:
     kv_pool_tokens: int = 0
     max_batch: int | None = None
     code_bytes: int = 0
+    version: int | None = None  # the package's release number (``edge-os ps`` shows it)
+    package: str | None = None  # the package directory it loads from
     kind: str = "llm"  # or "tflite": a model run on arrays (InferenceRequest), never on prompts
 
     @property
@@ -77,6 +79,9 @@ class Catalog:
             raise ValueError(f"keep_alive_s of {entry.name} must be >= 0")
         self._entries[entry.name] = entry
 
+    def remove(self, name: str) -> None:
+        self._entries.pop(name, None)
+
     def get(self, name: str | None) -> ModelEntry | None:
         if name is None:
             return next(iter(self._entries.values()), None)
@@ -108,7 +113,7 @@ def package_entry(
     context = serving_context(context_tokens, manifest.name, manifest.context_length)
     pool = pool_tokens(context, max_batch)  # what Engine.load(context_tokens=context, max_batch=...) allocates
     code = sum(manifest.files.get(f, {}).get("size", 0) for f in (manifest.library, manifest.tokenizer["file"]))
-    info = ModelInfo(manifest.name, manifest.memory, context, pool, max_batch, code)
+    info = ModelInfo(manifest.name, manifest.memory, context, pool, max_batch, code, manifest.version, str(path))
 
     def load(threads: int) -> EngineAPI:
         from edge_os.runtime.engine import Engine  # imports TVM: only when a model really loads
@@ -126,7 +131,8 @@ def tflite_entry(path: str | Path, keep_alive_s: float = 300.0, preload: bool = 
     """A TFLite package as a catalog entry: its model bytes and measured arena are what it holds."""
     path = Path(path)
     manifest = read_manifest(path)
-    info = ModelInfo(manifest.name, manifest.memory, context_length=0, kind="tflite")
+    info = ModelInfo(manifest.name, manifest.memory, context_length=0, version=manifest.version, package=str(path),
+                     kind="tflite")
 
     def load(threads: int) -> EngineAPI:
         from edge_os.runtime.tflite_engine import TFLiteEngine  # imports the interpreter: only on load

@@ -98,6 +98,7 @@ class Scheduler:
         self._power = PowerReading(())
         self._queue: list[Job] = []
         self._models: dict[str, LoadedModel] = {}
+        self._retiring: list[LoadedModel] = []  # replaced versions finishing the requests they run
         self._inbox: deque[tuple[str, object]] = deque()
         self._cond = threading.Condition()
         self._arrivals = itertools.count()
@@ -143,6 +144,17 @@ class Scheduler:
         self._post("submit", Job(request, handle, next(self._arrivals), self._clock()))
         return handle
 
+    def set_model(self, entry: ModelEntry) -> None:
+        """Serve ``entry`` under its name from now on: a model new to the catalog, or a new version
+        of one (a device store's switch). Applied by the loop between steps: requests running on the
+        old version finish on it (it is unloaded once they have); queued and new requests go to the
+        new version, which loads through the normal admission path."""
+        self._post("model", entry)
+
+    def remove_model(self, name: str) -> None:
+        """Stop serving ``name``: running requests finish, queued ones are refused."""
+        self._post("model", name)
+
     def status(self) -> dict:
         """A JSON-able snapshot: models, memory, temperatures, governor, queue, recent tok/s."""
         with self._cond:
@@ -179,6 +191,10 @@ class Scheduler:
             for job in list(self._models[name].jobs):
                 self._finish(job, FinishReason.CANCELLED)
             self._unload(name, "scheduler closed")
+        for loaded in list(self._retiring):
+            for job in list(loaded.jobs):
+                self._finish(job, FinishReason.CANCELLED)
+        self._unload_retired()
         self._publish()
 
     def __enter__(self) -> Scheduler:
@@ -223,6 +239,7 @@ class Scheduler:
         if now >= self._next_probe:
             self._sample(now)
         self._expire_deadlines(now)
+        self._unload_retired()
         for name in keep_alive_expired(self._views(), now):
             self._unload(name, "keep-alive ran out")
         if self._throttle.stop:
@@ -233,6 +250,7 @@ class Scheduler:
             self._enforce_queue_bound()
             if self._clock() >= self._resume_at:
                 self._step_all()
+        self._unload_retired()
         self._publish()
         return self._next_wake()
 
@@ -244,8 +262,39 @@ class Scheduler:
                 kind, payload = self._inbox.popleft()
             if kind == "submit":
                 self._accept(payload, now)
+            elif kind == "model":
+                self._replace(payload)
             else:
                 self._cancel(payload)
+
+    def _replace(self, change: ModelEntry | str) -> None:
+        """Apply ``set_model``/``remove_model``: the loaded old version retires (it takes no new
+        request and is unloaded once its running ones finish), queued requests move to the new one."""
+        name = change if isinstance(change, str) else change.name
+        entry = None if isinstance(change, str) else change
+        if entry is None:
+            self.catalog.remove(name)
+        else:
+            self.catalog.add(entry)
+        loaded = self._models.pop(name, None)
+        if loaded is not None:
+            loaded.retiring = True
+            self._retiring.append(loaded)
+            what = f"replaced by version {entry.info.version}" if entry else "removed"
+            log.info("%s: %s; the loaded version finishes its %d running requests", name, what, len(loaded.jobs))
+        for job in [j for j in self._queue if j.entry.name == name]:
+            if entry is None:
+                self._refuse(job, "model_absent", f"model {name!r} was removed from this device", True)
+            else:
+                job.entry = entry
+                job.kv_tokens = request_kv_tokens(job.request, entry.info.context_length,
+                                                  self.config.template_allowance_tokens)
+        if entry is not None and (entry.preload or entry.pinned):
+            self._preloaded = False  # load the new version as the old one was
+
+    def _unload_retired(self) -> None:
+        for loaded in [m for m in self._retiring if not m.jobs]:
+            self._unload(loaded.view().name, "replaced by a new version; its requests have finished")
 
     def _accept(self, job: Job, now: float) -> None:
         request = job.request
@@ -283,7 +332,7 @@ class Scheduler:
             if job.request.request_id == request_id:
                 self._queue.remove(job)
                 return self._emit_finished(job, FinishReason.CANCELLED)
-        for loaded in self._models.values():
+        for loaded in self._loaded():
             for job in loaded.jobs:
                 if job.request.request_id == request_id:
                     return self._finish(job, FinishReason.CANCELLED)
@@ -303,7 +352,7 @@ class Scheduler:
         for job in list(self._queue):
             if job.request.deadline is not None and now >= job.request.deadline:
                 self._refuse(job, "deadline", "the deadline passed before the request could start", False)
-        for loaded in list(self._models.values()):
+        for loaded in self._loaded():
             for job in list(loaded.jobs):
                 if job.request.deadline is not None and now >= job.request.deadline:
                     self._finish(job, FinishReason.DEADLINE)
@@ -407,7 +456,11 @@ class Scheduler:
         return loaded
 
     def _unload(self, name: str, reason: str) -> None:
-        loaded = self._models.pop(name)
+        """Unload a model by its view name (a replaced version's is ``NAME (replaced)``)."""
+        loaded = self._models.pop(name, None)
+        if loaded is None:
+            loaded = next(m for m in self._retiring if m.view().name == name)
+            self._retiring.remove(loaded)
         loaded.engine.close()
         log.info("unloaded %s: %s", name, reason)
         self._memory = self._memory_probe.read()
@@ -423,6 +476,7 @@ class Scheduler:
         except Exception as exc:
             log.exception("%s could not start request %s", loaded.entry.name, job.request.request_id)
             return self._refuse(job, "engine_error", f"{loaded.entry.name} failed: {exc}", True)
+        job.model = loaded
         loaded.jobs.append(job)
         loaded.last_used = self._clock()
 
@@ -484,7 +538,7 @@ class Scheduler:
     def _step_all(self) -> None:
         """One engine step per loaded model over its runnable sequences, then the duty-cycle pause."""
         began, stepped = self._clock(), False
-        for loaded in list(self._models.values()):
+        for loaded in self._loaded():
             jobs = sorted(
                 (j for j in loaded.jobs if not (self._throttle.pause_background and j.background)),
                 key=lambda j: j.order,
@@ -515,7 +569,7 @@ class Scheduler:
                     loaded.engine.release(job.seq)
                 loaded.jobs.remove(job)
                 job.handle.put(Refused("engine_error", f"{loaded.entry.name} failed: {exc}", True))
-            self._unload(loaded.entry.name, "engine failure")
+            self._unload(loaded.view().name, "engine failure")
             return
         now = self._clock()
         loaded.last_used = now
@@ -549,7 +603,7 @@ class Scheduler:
 
     def _finish(self, job: Job, reason: FinishReason) -> None:
         """End a running request now: its KV pages are released before this returns."""
-        loaded = self._models[job.entry.name]
+        loaded = job.model
         loaded.engine.release(job.seq)
         loaded.jobs.remove(job)
         self._emit_finished(job, reason)
@@ -569,12 +623,16 @@ class Scheduler:
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
+    def _loaded(self) -> list[LoadedModel]:
+        """Every loaded engine: the current versions, then replaced ones still finishing requests."""
+        return [*self._models.values(), *self._retiring]
+
     def _views(self) -> list[ModelView]:
-        return [m.view() for m in self._models.values()]
+        return [m.view() for m in self._loaded()]
 
     def _memory_state(self) -> MemoryState:
         accounted = sum(v.bytes for v in self._views())
-        unbacked = sum(j.unbacked_bytes for m in self._models.values() for j in m.jobs)
+        unbacked = sum(j.unbacked_bytes for m in self._loaded() for j in m.jobs)
         if not self.config.pooled_memory:
             return MemoryState(budget=self.budget, accounted=accounted)
         reserve = int(self.config.reserve_fraction * self._memory.total_bytes)
@@ -582,13 +640,13 @@ class Scheduler:
 
     def _next_wake(self) -> float:
         runnable = any(
-            not (self._throttle.pause_background and j.background) for m in self._models.values() for j in m.jobs
+            not (self._throttle.pause_background and j.background) for m in self._loaded() for j in m.jobs
         )
         periodic = next_release(self._periodic)
         if runnable and not self._throttle.stop:
             return min(max(self._clock(), self._resume_at, self._yield_until), periodic)
         times = [self._next_probe, periodic]
-        jobs = self._queue + [j for m in self._models.values() for j in m.jobs]
+        jobs = self._queue + [j for m in self._loaded() for j in m.jobs]
         times += [j.request.deadline for j in jobs if j.request.deadline is not None]
         times += [m.last_used + m.entry.keep_alive_s for m in self._models.values() if not m.jobs]
         return min(times)
@@ -603,9 +661,9 @@ class Scheduler:
         now = self._clock()
         mem = self._memory_state()
         self.peak_accounted = max(self.peak_accounted, mem.accounted)
-        models = self._models.values()
+        models = self._loaded()
         status = {
-            "models": _status.model_rows(self.catalog, self._models, now),
+            "models": _status.model_rows(self.catalog, self._models, now, self._retiring),
             "memory": _status.memory_section(mem, self._memory, self.config.pooled_memory, self.peak_accounted),
             "thermal": _status.thermal_section(self._thermal),
             "power": _status.power_section(self._power),

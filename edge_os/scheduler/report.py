@@ -16,7 +16,8 @@ def format_status(status: dict) -> str:
         loaded = m["loaded"]
         tflite = m.get("kind") == "tflite"
         rows.append((
-            m["name"] + (" (pinned)" if m["pinned"] else ""),
+            m["name"] + (f" v{m['version']}" if m.get("version") is not None else "")
+            + (" (pinned)" if m["pinned"] else "") + (" (replaced, finishing)" if m.get("replaced") else ""),
             m.get("kind", "llm"),
             "yes" if loaded else "no",
             str(m.get("active", 0)),

@@ -17,7 +17,7 @@ from typing import Protocol
 from edge_os.config import settings
 from edge_os.errors import InputError
 from edge_os.scheduler.api import SchedulerAPI
-from edge_os.scheduler.catalog import Catalog, package_entry
+from edge_os.scheduler.catalog import Catalog, ModelEntry, package_entry
 from edge_os.scheduler.config import config_for_target, parse_keep_alive
 from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.periodic import PeriodicSpec
@@ -57,6 +57,7 @@ class ServeOptions:
     power_root: Path = Path("/sys/class/power_supply")
     meminfo: Path = Path("/proc/meminfo")
     periodic: tuple[str, ...] = ()  # NAME:MS[:FRAMES.npy]: a TFLite model run every MS milliseconds
+    root: Path | None = None  # a device store: ``models`` are its packages, and its switches are followed
 
 
 def build_scheduler(options: ServeOptions) -> Scheduler:
@@ -66,29 +67,28 @@ def build_scheduler(options: ServeOptions) -> Scheduler:
     keep_alive = parse_keep_alive(options.keep_alive or env.keep_alive)
     config = config_for_target(target, env, budget=options.memory_budget, threads=options.threads)
     paths = options.models
-    if not paths:
+    if not paths and options.root is None:  # a device store may start empty and take an install later
         from edge_os import default_model
 
         _check_named(options, (default_model.NAME,))  # before minutes of packing
         paths = (default_model.default_package(separate_process=True),)
-    entries, paths_by_name = {}, {}
+    entries = {}
     for path in paths:
-        entry = package_entry(path, context_tokens=options.context, keep_alive_s=keep_alive)
+        entry = model_entry(options, path, keep_alive)
         if entry.name in entries:
             raise InputError(f"two packages are named {entry.name!r}; re-pack one with --name")
-        entries[entry.name], paths_by_name[entry.name] = entry, Path(path)
-    _check_named(options, tuple(entries))
-    smallest = min(entries.values(), key=lambda e: e.info.resident_bytes)
-    if config.budget_bytes is not None and smallest.info.resident_bytes > config.budget_bytes:
+        entries[entry.name] = entry
+    if options.root is None:  # a store's pinned names may arrive later, by an install
+        _check_named(options, tuple(entries))
+    smallest = min(entries.values(), key=lambda e: e.info.resident_bytes, default=None)
+    if smallest and config.budget_bytes is not None and smallest.info.resident_bytes > config.budget_bytes:
         raise InputError(
             f"the memory budget {format_size(config.budget_bytes)} cannot hold even {smallest.name} "
             f"({format_size(smallest.info.resident_bytes)}); raise --memory-budget or EDGE_OS_MEMORY_BUDGET"
         )
-    for name in options.preload:
-        entries[name] = replace(entries[name], preload=True)
-    periodic = tuple(periodic_spec(text, entries, paths_by_name) for text in options.periodic)
-    for name in (*options.pin, *(spec.model for spec in periodic)):
-        entries[name] = replace(entries[name], pinned=True, keep_alive_s=math.inf)
+    periodic = tuple(periodic_spec(text, entries) for text in options.periodic)
+    for spec in periodic:  # a periodic model runs for as long as the service does
+        entries[spec.model] = replace(entries[spec.model], pinned=True, keep_alive_s=math.inf)
     return Scheduler(
         Catalog(list(entries.values())),
         config,
@@ -99,7 +99,19 @@ def build_scheduler(options: ServeOptions) -> Scheduler:
     )
 
 
-def periodic_spec(text: str, entries: dict, paths: dict[str, Path]) -> PeriodicSpec:
+def model_entry(options: ServeOptions, path: Path, keep_alive: float | None = None) -> ModelEntry:
+    """The catalog entry of the package at ``path`` with the options' context, keep-alive, pin and preload."""
+    if keep_alive is None:
+        keep_alive = parse_keep_alive(options.keep_alive or settings().keep_alive)
+    entry = package_entry(path, context_tokens=options.context, keep_alive_s=keep_alive)
+    if entry.name in options.preload:
+        entry = replace(entry, preload=True)
+    if entry.name in options.pin:
+        entry = replace(entry, pinned=True, keep_alive_s=math.inf)
+    return entry
+
+
+def periodic_spec(text: str, entries: dict[str, ModelEntry]) -> PeriodicSpec:
     """``NAME:MS[:FRAMES.npy]`` as a periodic model: run NAME every MS milliseconds on the frames of
     FRAMES.npy in turn (its first axis; default: zeros of the model's input)."""
     from edge_os.package.tflite import read_manifest
@@ -117,7 +129,7 @@ def periodic_spec(text: str, entries: dict, paths: dict[str, Path]) -> PeriodicS
     if entry is None or entry.info.kind != "tflite":
         have = ", ".join(n for n, e in entries.items() if e.info.kind == "tflite") or "none"
         raise InputError(f"--periodic {text!r}: no TFLite model named {name!r} is served (TFLite models: {have})")
-    manifest = read_manifest(paths[name])
+    manifest = read_manifest(Path(entry.info.package))
     return PeriodicSpec(name, period_ms / 1000, frame_source(manifest.inputs, Path(frames) if frames else None))
 
 
@@ -175,7 +187,16 @@ class Service:
 
 def serve(options: ServeOptions, front_doors: Iterable[FrontDoor] = ()) -> None:
     """Build the service for ``options``, attach ``front_doors``, run until a signal stops it."""
+    watcher = None
+    if options.root is not None:
+        from edge_os.deploy.serving import StoreWatcher
+
+        keep_alive = parse_keep_alive(options.keep_alive or settings().keep_alive)
+        watcher = StoreWatcher(options.root, lambda path: model_entry(options, path, keep_alive))
+        options = replace(options, models=watcher.packages())
     service = Service(build_scheduler(options), options.socket or settings().socket)
+    if watcher is not None:
+        service.attach(watcher)
     for door in front_doors:
         service.attach(door)
     service.run_until_signalled()

@@ -287,3 +287,40 @@ def test_an_engine_that_fails_mid_step_is_unloaded_and_its_requests_refused(harn
     assert engine.closed and not h.scheduler.status()["models"][0]["loaded"]
     again = h.submit(max_tokens=2)
     assert isinstance(last(h.run_until_done([again])[again.request_id]), Finished)  # reloads cleanly
+
+
+def test_a_new_version_takes_new_requests_while_the_old_one_finishes_its_own(harness):
+    from dataclasses import replace
+
+    h = harness({"a": SMALL})
+    running = h.submit(max_tokens=30)
+    h.run(3)
+    old_engine = h.engine("a")
+    assert len(old_engine.live) == 1
+    old = h.scheduler.catalog.get("a")
+    h.scheduler.set_model(replace(old, info=replace(old.info, version=2)))
+    queued = h.submit(max_tokens=3)
+    h.run()
+    rows = h.scheduler.status()["models"]
+    assert [(r["version"], r["replaced"], r["loaded"]) for r in rows][-1] == (None, True, True)
+    got = h.run_until_done([running, queued])
+    assert last(got[running.request_id]).finish_reason == FinishReason.LENGTH  # not dropped by the switch
+    assert len(last(got[running.request_id]).token_ids) == 30
+    assert old_engine.started == [running.request_id]  # the old version took nothing new
+    assert len(h.engines["a"]) == 2 and h.engine("a").started == [queued.request_id]
+    h.run()
+    assert old_engine.closed  # unloaded once its request finished
+    assert [(r["version"], r["replaced"]) for r in h.scheduler.status()["models"]] == [(2, False)]
+
+
+def test_removing_a_model_refuses_its_queued_requests_and_finishes_running_ones(harness):
+    h = harness({"a": (1 * G, 1 * M, 0)}, budget=3 * G)
+    running = h.submit(max_tokens=1500)
+    h.run()
+    queued = h.submit(max_tokens=1500)
+    h.run()
+    h.scheduler.remove_model("a")
+    got = h.run_until_done([running, queued])
+    assert last(got[running.request_id]).finish_reason == FinishReason.LENGTH
+    assert isinstance(last(got[queued.request_id]), Refused)
+    assert h.scheduler.status()["models"] == []

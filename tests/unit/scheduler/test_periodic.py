@@ -116,7 +116,8 @@ def test_the_llm_yields_so_the_periodic_model_meets_every_deadline(tmp_path, kws
     assert rows["kws"]["kind"] == "tflite" and rows["llm"]["kind"] == "llm"
     assert status["memory"]["accounted_bytes"] <= status["memory"]["budget_bytes"]
     table = format_status(status).splitlines()
-    assert next(line for line in table if line.startswith("kws")).split()[:4] == ["kws", "(pinned)", "tflite", "yes"]
+    assert next(line for line in table if line.startswith("kws")).split()[:5] == ["kws", "v1", "(pinned)", "tflite",
+                                                                                  "yes"]
     assert next(line for line in table if line.startswith("llm")).split()[:4] == ["llm", "llm", "yes", "1"]
     assert f"{p['runs']} runs, 0 missed deadlines" in "\n".join(table)
     handle.cancel()
