@@ -181,12 +181,14 @@ def test_finished_requests_still_end_with_finished(tmp_path, kws):
     assert isinstance(events[-1], Finished) and len(events[-1].token_ids) == 3
 
 
-def test_once_started_periodic_models_run_on_their_own_thread_and_the_llm_keeps_a_core_less(tmp_path, kws):
+@pytest.mark.parametrize("threads, llm_threads", [(4, 3), (2, 2)])
+def test_once_started_periodic_models_run_on_their_own_thread_and_partition_the_cores(tmp_path, kws, threads,
+                                                                                      llm_threads):
     import threading
     import time
 
     threads_seen = set()
-    sched, _, engines, seen = build(tmp_path, kws, 0.0, clock=time.monotonic, threads=2,
+    sched, _, engines, seen = build(tmp_path, kws, 0.0, clock=time.monotonic, threads=threads,
                                     on_output=lambda out: threads_seen.add(threading.current_thread().name))
     with sched.start():
         handle = sched.submit(GenerationRequest(prompt="go", max_tokens=10_000, ignore_eos=True))
@@ -196,4 +198,4 @@ def test_once_started_periodic_models_run_on_their_own_thread_and_the_llm_keeps_
         assert len(seen) >= 10 and sum(engines[0].steps) >= 10
         handle.cancel()
     assert threads_seen == {"edge-os-periodic"}
-    assert engines[0].threads == 1  # 2 threads: one for the LLM, one kept for the periodic model
+    assert engines[0].threads == llm_threads  # from 4 threads on, one is kept for the periodic model
