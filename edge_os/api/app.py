@@ -22,6 +22,7 @@ from edge_os.api import cloud, schema, shapes
 from edge_os.api.auth import KeyCheck
 from edge_os.api.config import HttpConfig
 from edge_os.api.errors import ApiError, bad_request
+from edge_os.api.inference import run_inference
 from edge_os.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from edge_os.api.metrics import Metrics, RequestTimer
 from edge_os.api.models import ModelCards
@@ -124,6 +125,10 @@ class Api:
             raise ApiError(404, f"the model {name!r} does not exist here (have: {have})", code="model_not_found",
                            param="model")
         return name
+
+    async def infer(self, request: Request) -> Response:
+        """``POST /v1/infer``: one inference of a TFLite model (``edge_os.api.inference``)."""
+        return await run_inference(self, schema.parse_json(await read_body(request, self.config.max_body_bytes)))
 
     async def agent_runs(self, request: Request) -> Response:
         from edge_os.api.agent_runs import parse_run
@@ -308,6 +313,7 @@ def build_app(scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards | N
         Route("/metrics", api.metrics_text, methods=["GET"]),
         Route("/tokenize", api.tokenize, methods=["POST"]),
         Route("/detokenize", api.detokenize, methods=["POST"]),
+        Route("/v1/infer", api.infer, methods=["POST"]),
         Route("/v1/agent/runs", api.agent_runs, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,

@@ -13,6 +13,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from edge_os.package.manifest import Manifest
+from edge_os.package.tflite import is_tflite_package
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class ModelCards:
     def __init__(self, packages: tuple[Path, ...]) -> None:
         self.cards = {}
         for path in packages:
+            if is_tflite_package(Path(path)):
+                continue  # no card: TFLite models have no tokenizer or template (/v1/infer runs them)
             manifest = Manifest.read(Path(path))
             self.cards[manifest.name] = ModelCard(manifest.name, Path(path), manifest)
         self._tokenizers: dict[str, Tokenizer] = {}

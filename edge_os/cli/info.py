@@ -30,6 +30,12 @@ def run(args) -> int:
         args.package = default_package(separate_process=True)
     else:
         args.package = resolve_model(args.package)
+    from edge_os.package.tflite import is_tflite_package
+
+    if is_tflite_package(args.package):
+        from edge_os.cli.tflite_info import show
+
+        return show(args)
     m = Manifest.read(args.package)
     if args.verify:
         verify_files(args.package, m)

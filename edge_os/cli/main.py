@@ -24,7 +24,8 @@ from edge_os.safe_text import terminal_safe
 COMMANDS: tuple[str, ...] = (
     "demo", "pack", "pull", "list_models", "rm", "prune", "info",
     "keys", "sign", "verify", "flash", "publish", "rollout", "device", "bundle", "emulate",
-    "generate", "chat", "perplexity", "serve", "ps", "cloud_worker", "sensors", "actuate", "agent", "audit",
+    "generate", "chat", "perplexity", "infer", "serve", "ps", "cloud_worker", "sensors", "actuate", "agent",
+    "audit",
 )
 
 

@@ -63,6 +63,11 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     group.add_argument("--cloud-timeout", metavar="S", type=float, default=120.0,
                        help="wait this long for the cloud (MQTT and --cloud-url)")
+    group.add_argument(
+        "--homeassistant", metavar="PREFIX", nargs="?", const="homeassistant", default=None,
+        help="announce this device's sensors to Home Assistant by MQTT discovery under PREFIX "
+             "(default prefix: homeassistant); see docs/homeassistant.md",
+    )  # fmt: skip
     group.add_argument("--no-redact", action="store_true",
                        help="send prompts to the cloud unredacted (MQTT and --cloud-url)")
     group.add_argument(
@@ -84,5 +89,6 @@ def bridge_config_from_args(args: argparse.Namespace) -> BridgeConfig:
         cloud_fallback=args.cloud_fallback,
         cloud_timeout_s=args.cloud_timeout,
         redaction=RedactionConfig(enabled=not args.no_redact, names=tuple(args.redact_name)),
+        homeassistant=args.homeassistant,
     )
 

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
         epilog="quantization schemes:\n" + "\n".join(f"  {s.name:<8} {s.description}" for s in SCHEMES.values()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", type=Path, help="a .gguf file or a Hugging Face model folder")
+    p.add_argument("source", type=Path, help="a .gguf file, a Hugging Face model folder or a .tflite model")
     p.add_argument("--out", type=Path, required=True, help="package directory to create")
     p.add_argument("--quant", default="auto", choices=list(SCHEMES), help="quantization scheme (default: auto)")
     p.add_argument("--target", default=None, help=f"target: {', '.join(available_targets())} (default: host)")
@@ -45,6 +45,11 @@ def run(args) -> int:
 
     if args.version is not None and not args.sign:
         raise InputError("--version is recorded by signing; pass --sign KEY too")
+    if args.source.suffix == ".tflite":
+        from edge_os.package.tflite import pack_tflite
+
+        out = pack_tflite(args.source, args.out, name=args.name, force=args.force)
+        return _finish(args, out)
     interrupted = []
 
     def on_sigint(signum, frame):
@@ -64,6 +69,10 @@ def run(args) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     _report_not_kept(out)
+    return _finish(args, out)
+
+
+def _finish(args, out: Path) -> int:
     if args.sign:
         from edge_os.deploy.signing import sign_package
 

@@ -42,6 +42,12 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=positive_int, help="engine threads at full speed (default: EDGE_OS_THREADS)")
     p.add_argument("--context", type=positive_int, metavar="TOKENS", help="context window each model is served with")
     p.add_argument("--socket", type=Path, help="Unix socket for `edge-os ps` (default: EDGE_OS_SOCKET)")
+    p.add_argument("--pipeline", type=Path, metavar="FILE",
+                   help="run the pipelines of this TOML file: sensor stream -> TFLite model -> MQTT event or LLM "
+                        "(docs/tflite.md)")
+    p.add_argument("--periodic", nargs="+", default=[], metavar="NAME:MS[:FRAMES.npy]",
+                   help="run this TFLite model every MS milliseconds (deadline: the period) ahead of LLM "
+                        "decode steps, on the frames of FRAMES.npy in turn (default: zeros); pins it")
     add_bridge_options(p)
     http = p.add_argument_group("HTTP API")
     http.add_argument("--http", metavar="ADDR",
@@ -79,6 +85,7 @@ def options_from_args(args: argparse.Namespace, models: tuple[Path, ...]) -> Ser
         thermal_root=args.thermal_root,
         power_root=args.power_root,
         meminfo=args.meminfo,
+        periodic=tuple(args.periodic),
         root=args.root,
     )
 
@@ -176,5 +183,25 @@ def run(args: argparse.Namespace) -> int:
         host, port, keys = http
         doors.append(HttpFrontDoor(HttpConfig(host=host, port=port, packages=models, api_keys=keys,
                                               cloud=cloud_from_args(args)), agent=agent))
+    if args.pipeline:
+        doors.append(pipeline_door(args, models, doors[0] if args.mqtt else None))
     serve(options_from_args(args, models), front_doors=doors)
     return 0
+
+
+def pipeline_door(args: argparse.Namespace, models: tuple[Path, ...], mqtt_door):
+    """The pipelines of ``--pipeline``, checked against ``models`` before anything loads; their events
+    go out through the MQTT bridge (started before them)."""
+    from edge_os.pipelines.config import load_pipelines
+    from edge_os.pipelines.runner import PipelineRunner
+
+    pipelines = load_pipelines(args.pipeline)
+    if not models:
+        from edge_os import default_model
+
+        models = (default_model.default_package(separate_process=True),)
+
+    def publish():
+        return mqtt_door.bridge.publish_event if mqtt_door is not None and mqtt_door.bridge else None
+
+    return PipelineRunner.for_packages(pipelines, models, publish, has_mqtt=mqtt_door is not None)

@@ -10,6 +10,7 @@ Topics and payloads are described in docs/mqtt.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,9 +23,10 @@ from edge_os.mqtt.config import BridgeConfig
 from edge_os.mqtt.connection import Connection, Handlers, Inbound, NotConnected, Will
 from edge_os.mqtt.durable import Durable
 from edge_os.mqtt.fallback import CloudFallback
+from edge_os.mqtt.homeassistant import Discovery
 from edge_os.mqtt.outbox import Kind
 from edge_os.mqtt.server import Limits, RequestServer
-from edge_os.mqtt.topics import request_topics, status_topic, telemetry_topic
+from edge_os.mqtt.topics import event_topic_root, request_topics, status_topic, telemetry_topic
 from edge_os.scheduler.api import SchedulerAPI
 from edge_os.scheduler.fallback import FallbackPolicy
 
@@ -73,6 +75,14 @@ class MqttBridge:
             subscriptions += self._agent.topics
         if self._fallback is not None:
             subscriptions += (self._fallback.response_topic,)
+        self._discovery = (
+            Discovery(config.device_id, config.homeassistant, self._publish_retained)
+            if config.homeassistant is not None
+            else None
+        )
+        self._next_discovery = 0.0
+        if self._discovery is not None:
+            subscriptions += self._discovery.subscriptions
         self._connection = Connection(
             config.broker,
             f"edge-os-{config.device_id}",
@@ -142,8 +152,20 @@ class MqttBridge:
             "fallback": asdict(self._fallback.stats) if self._fallback else None,
         }
 
+    def publish_event(self, name: str, body: dict[str, Any]) -> None:
+        """Queue ``body`` (JSON) durably for ``edge-os/{device_id}/events/{name}`` (a pipeline's)."""
+        topic = f"{event_topic_root(self.config.device_id)}/{name}"
+        self._durable.outbox.put(Kind.EVENT, topic, json.dumps(body, default=str).encode())
+        self._durable.sender.notify()
+
+    def _publish_retained(self, topic: str, payload: bytes, retain: bool) -> None:
+        self._connection.publish(topic, payload, retain=retain)
+
     def _dispatch(self, msg: Inbound) -> None:
-        if self._fallback is not None and msg.topic == self._fallback.response_topic:
+        if self._discovery is not None and self._discovery.handles(msg.topic):
+            self._discovery.received(msg.topic, msg.payload)
+            self._next_discovery = 0.0
+        elif self._fallback is not None and msg.topic == self._fallback.response_topic:
             self._fallback.handle(msg)
         elif self._agent is not None and msg.topic in self._agent.topics:
             self._agent.handle(msg)
@@ -157,6 +179,9 @@ class MqttBridge:
             )
         except NotConnected:
             pass  # lost again already; the next connect publishes it
+        if self._discovery is not None:
+            self._discovery.forget()
+            self._next_discovery = 0.0
         self._durable.sender.connected()
 
     def _housekeep(self) -> None:
@@ -167,6 +192,12 @@ class MqttBridge:
                 now = time.monotonic()
                 if self._fallback is not None:
                     self._fallback.expire()
+                if self._discovery is not None and now >= self._next_discovery and self._connection.connected:
+                    self._next_discovery = now + self.config.homeassistant_interval_s
+                    try:
+                        self._discovery.sync(self._scheduler.status())
+                    except NotConnected:
+                        self._discovery.forget()  # all again once connected
                 if now >= next_telemetry:
                     next_telemetry = now + self.config.telemetry_interval_s
                     payload = telemetry.telemetry(self.config.device_id, self._scheduler, self.stats())

@@ -133,9 +133,15 @@ class BridgeConfig:
     cloud_timeout_s: float = 120.0
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
     backoff: Backoff = field(default_factory=Backoff)
+    homeassistant: str | None = None  # discovery prefix for Home Assistant (None: no discovery)
+    homeassistant_interval_s: float = 5.0  # how often the entities' state is published
 
     def __post_init__(self) -> None:
         check_device_id(self.device_id)
+        if self.homeassistant is not None and (not self.homeassistant or any(c in self.homeassistant for c in "+#")
+                                               or self.homeassistant.startswith(("/", "$"))):
+            raise MqttError(f"Home Assistant discovery prefix {self.homeassistant!r} must be a topic without "
+                            "wildcards, e.g. homeassistant")
         if self.concurrency < 1:
             raise MqttError(f"concurrency must be >= 1 (got {self.concurrency})")
         if self.telemetry_interval_s <= 0:

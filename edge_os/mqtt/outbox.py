@@ -46,6 +46,7 @@ class Kind(str, enum.Enum):
     ANSWER = "answer"  # a final or error to a requester
     CLOUD = "cloud"  # a request handed to the cloud worker
     TELEMETRY = "telemetry"
+    EVENT = "event"  # a pipeline's event (edge_os.pipelines)
 
 
 @dataclass(frozen=True)

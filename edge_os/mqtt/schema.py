@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_os.errors import InputError
-from edge_os.runtime.request import GenerationRequest, OutputConstraint, Priority, SamplingParams
+from edge_os.runtime.request import GenerationRequest, InferenceRequest, OutputConstraint, Priority, SamplingParams
 
 REQUEST_FIELDS = frozenset(
     {"prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "stream", "priority", "fallback",
@@ -33,7 +33,7 @@ class RequestRejected(InputError):
 class MqttRequest:
     """A validated request. ``fields`` is the normalised JSON, the form forwarded to the cloud."""
 
-    generation: GenerationRequest
+    generation: GenerationRequest | InferenceRequest
     stream: bool
     fields: dict[str, Any]
 
@@ -56,6 +56,8 @@ def parse_request(
     data = _load_json(payload)
     if not isinstance(data, dict):
         raise RequestRejected("invalid_request", "request payload must be a JSON object")
+    if "inputs" in data:
+        return _parse_inference(data, request_id, deadline, models)
     unknown = sorted(set(data) - REQUEST_FIELDS)
     if unknown:
         raise RequestRejected("invalid_request", f"unknown field(s) {unknown}; allowed: {sorted(REQUEST_FIELDS)}")
@@ -110,6 +112,28 @@ def parse_request(
     except InputError as exc:
         raise RequestRejected("invalid_request", str(exc)) from None
     return MqttRequest(generation=generation, stream=fields["stream"], fields=fields)
+
+
+def _parse_inference(data: dict, request_id: str, deadline: float | None, models: tuple[str, ...]) -> MqttRequest:
+    """An inference request for a TFLite model (fields and arrays: ``edge_os.runtime.arrays``)."""
+    from edge_os.runtime.arrays import parse_inference
+
+    try:
+        request, encoding = parse_inference(data, request_id=request_id, deadline=deadline)
+    except InputError as exc:
+        raise RequestRejected("invalid_request", str(exc)) from None
+    if models and request.model not in models:
+        raise RequestRejected("unknown_model",
+                              f"model {request.model!r} is not served here; known models: {list(models)}")
+    fields = {"model": request.model, "output_encoding": encoding, "priority": data.get("priority", "interactive")}
+    return MqttRequest(generation=request, stream=False, fields=fields)
+
+
+def result(outputs: dict, latency_s: float, encoding: str, served_by: str) -> bytes:
+    """The answer to an inference request: every output by name, encoded as the request asked."""
+    from edge_os.runtime.arrays import result_body
+
+    return _dump({"type": "result", **result_body(outputs, latency_s, encoding), "served_by": served_by})
 
 
 def _load_json(payload: bytes) -> Any:

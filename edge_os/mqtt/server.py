@@ -22,7 +22,7 @@ from edge_os.mqtt.connection import Inbound
 from edge_os.mqtt.dedup import RequestLog, RequestRecord, State, request_key
 from edge_os.mqtt.schema import MqttRequest, RequestRejected
 from edge_os.mqtt.topics import publish_topic_problem
-from edge_os.runtime.request import Finished, FinishReason, Refused, TextDelta
+from edge_os.runtime.request import Finished, FinishReason, InferenceRequest, InferenceResult, Refused, TextDelta
 from edge_os.scheduler.api import RequestHandle, SchedulerAPI
 
 log = logging.getLogger(__name__)
@@ -214,8 +214,13 @@ class RequestServer:
                     record, schema.final(event.text, event.finish_reason.value, usage, self._served_by)
                 )
                 return
+            elif isinstance(event, InferenceResult):
+                encoding = request.fields["output_encoding"]
+                self._answers.finish(record, schema.result(event.outputs, event.latency_s, encoding, self._served_by))
+                return
             elif isinstance(event, Refused):
-                if self._on_refused is not None:  # it decides what may go elsewhere
+                inference = isinstance(request.generation, InferenceRequest)
+                if self._on_refused is not None and not inference:  # it decides what may go elsewhere; no cloud TFLite
                     self._on_refused(record, request, event)
                 else:
                     self._answers.fail(record, event.code, event.reason)

@@ -5,6 +5,7 @@ edge-os/{device_id}/req        requests for one device           (device subscri
 edge-os/all/req                requests for every device         (device subscribes, QoS 1)
 edge-os/{device_id}/status     retained online/offline           (device publishes; last will)
 edge-os/{device_id}/telemetry  periodic scheduler snapshot       (device publishes)
+edge-os/{device_id}/events/{p} a pipeline's events               (device publishes; edge_os.pipelines)
 edge-os/cloud/req              requests the device hands over    (cloud workers subscribe)
 edge-os/{device_id}/cloud/res  cloud answers for that device     (device subscribes)
 ```
@@ -84,6 +85,10 @@ def status_topic(device_id: str) -> str:
 
 def telemetry_topic(device_id: str) -> str:
     return f"{ROOT}/{device_id}/telemetry"
+
+
+def event_topic_root(device_id: str) -> str:
+    return f"{ROOT}/{device_id}/events"
 
 
 def cloud_request_topic() -> str:

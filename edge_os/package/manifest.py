@@ -85,6 +85,9 @@ class Manifest:
                 f"{where} has schema version {printable(version, 20)}, this edge-os reads version {SCHEMA_VERSION}; "
                 "re-pack the model with this edge-os version"
             )
+        if data.get("kind") == "tflite":
+            raise PackageError(f"{where} is a TFLite package; run it with `edge-os infer -m PACKAGE` "
+                               "or serve it, it does not generate text")
         check_manifest_data(data, where)
         try:
             data["target"] = TargetInfo(**{**data["target"], "cpu_features": tuple(data["target"]["cpu_features"])})

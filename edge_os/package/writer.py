@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -135,12 +136,17 @@ class PackageWriter:
         if self._shard:
             self._shard.close()
             self._shard = None
+        return self.commit_document(
+            lambda files: Manifest(**{**manifest.__dict__, "params": tuple(self.params), "files": files}).to_json())
+
+    def commit_document(self, manifest_json: Callable[[dict], str]) -> Path:
+        """Hash every file, write ``manifest_json(files)`` as the manifest, and move the package
+        into place (any kind of package: ``files`` maps each relative path to its sha256 and size)."""
         files = {}
         for path in sorted(p for p in self.tmp.rglob("*") if p.is_file()):
             rel = path.relative_to(self.tmp).as_posix()
             files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-        final = Manifest(**{**manifest.__dict__, "params": tuple(self.params), "files": files})
-        (self.tmp / MANIFEST).write_text(final.to_json())
+        (self.tmp / MANIFEST).write_text(manifest_json(files))
         os.chmod(self.tmp, 0o755)
         check_destination(self.dest, self.overwrite)  # again: something may have appeared there meanwhile
         if self.dest.is_dir() and _exchange(self.tmp, self.dest):

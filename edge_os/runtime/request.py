@@ -203,4 +203,25 @@ class Refused:
     fallback: bool
 
 
-Event = TextDelta | Finished | Refused
+@dataclass(frozen=True)
+class InferenceRequest:
+    """One invocation of a TFLite model: ``inputs`` is one array, a list in input order, or a dict by
+    input name (numpy arrays; checked against the model's shapes and dtypes when it runs)."""
+
+    model: str | None
+    inputs: object
+    cast: bool = False  # JSON numbers: convert to each input's dtype where every value fits
+    priority: Priority = Priority.INTERACTIVE
+    deadline: float | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """The last event of a served ``InferenceRequest``: every output by name, and how long it ran."""
+
+    outputs: dict
+    latency_s: float
+
+
+Event = TextDelta | Finished | Refused | InferenceResult

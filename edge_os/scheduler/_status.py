@@ -17,7 +17,7 @@ def model_rows(catalog: Catalog, models: dict[str, LoadedModel], now: float,
     for entry, loaded, replaced in [*((e, models.get(e.name), False) for e in catalog),
                                     *((m.entry, m, True) for m in retiring)]:
         keep_alive = None if math.isinf(entry.keep_alive_s) else entry.keep_alive_s  # None: for ever
-        row = {"name": entry.name, "loaded": loaded is not None, "pinned": entry.pinned,
+        row = {"name": entry.name, "kind": entry.info.kind, "loaded": loaded is not None, "pinned": entry.pinned,
                "keep_alive_s": keep_alive, "context_length": entry.info.context_length,
                "version": entry.info.version, "package": entry.info.package, "replaced": replaced}
         if loaded is not None:

@@ -62,6 +62,7 @@ class LoadedModel:
         self.resident = entry.info.resident_bytes_for(engine.memory)
         self.jobs: list[Job] = []
         self.last_used = now
+        self.step_estimate_s: float | None = None  # running estimate of one engine step (periodic models yield)
         self.retiring = False  # a new version replaced it; it only finishes the requests it runs
 
     def has_room(self, job: Job) -> bool:

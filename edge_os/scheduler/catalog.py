@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge_os.package.manifest import Manifest
 from edge_os.package.memory import MemoryFigures
+from edge_os.package.tflite import is_tflite_package, read_manifest
 from edge_os.runtime.api import EngineAPI
 from edge_os.runtime.kv_pool import pool_tokens, serving_context
 
@@ -32,6 +33,7 @@ class ModelInfo:
     code_bytes: int = 0
     version: int | None = None  # the package's release number (``edge-os ps`` shows it)
     package: str | None = None  # the package directory it loads from
+    kind: str = "llm"  # or "tflite": a model run on arrays (InferenceRequest), never on prompts
 
     @property
     def resident_bytes(self) -> int:
@@ -105,6 +107,8 @@ def package_entry(
     The engine verifies every file's hash when it loads, so a corrupt package is refused then.
     """
     path = Path(path)
+    if is_tflite_package(path):
+        return tflite_entry(path, keep_alive_s=keep_alive_s, preload=preload, pinned=pinned)
     manifest = Manifest.read(path)
     context = serving_context(context_tokens, manifest.name, manifest.context_length)
     pool = pool_tokens(context, max_batch)  # what Engine.load(context_tokens=context, max_batch=...) allocates
@@ -115,5 +119,24 @@ def package_entry(
         from edge_os.runtime.engine import Engine  # imports TVM: only when a model really loads
 
         return Engine.load(path, threads=threads, context_tokens=context, max_batch=max_batch)
+
+    return ModelEntry(info, load, keep_alive_s=keep_alive_s, preload=preload, pinned=pinned)
+
+
+TFLITE_THREADS = 1  # interpreter threads of a TFLite model; the LLM keeps the rest
+
+
+def tflite_entry(path: str | Path, keep_alive_s: float = 300.0, preload: bool = False,
+                 pinned: bool = False) -> ModelEntry:
+    """A TFLite package as a catalog entry: its model bytes and measured arena are what it holds."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    info = ModelInfo(manifest.name, manifest.memory, context_length=0, version=manifest.version, package=str(path),
+                     kind="tflite")
+
+    def load(threads: int) -> EngineAPI:
+        from edge_os.runtime.tflite_engine import TFLiteEngine  # imports the interpreter: only on load
+
+        return TFLiteEngine.load(path, threads=min(threads, TFLITE_THREADS))
 
     return ModelEntry(info, load, keep_alive_s=keep_alive_s, preload=preload, pinned=pinned)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable, Iterator
 
-from edge_os.runtime.request import Event, Finished, Refused
+from edge_os.runtime.request import Event, Finished, InferenceResult, Refused
 
 
 class Handle:
@@ -17,7 +17,7 @@ class Handle:
         self._on_cancel = on_cancel
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
-        """Yield events as they come; the last one is ``Finished`` or ``Refused``.
+        """Yield events as they come; the last one is ``Finished``, ``InferenceResult`` or ``Refused``.
 
         Raises ``TimeoutError`` if no event arrives within ``timeout`` seconds.
         """
@@ -27,7 +27,7 @@ class Handle:
             except queue.Empty:
                 raise TimeoutError(f"no event for request {self.request_id} in {timeout} s") from None
             yield event
-            if isinstance(event, (Finished, Refused)):
+            if isinstance(event, (Finished, Refused, InferenceResult)):
                 return
 
     def cancel(self) -> None:

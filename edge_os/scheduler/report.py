@@ -11,22 +11,28 @@ def _temp(value: float | None) -> str:
 
 def format_status(status: dict) -> str:
     """A table of models and a few lines on memory, thermal state, power and the queue."""
-    rows = [("MODEL", "LOADED", "ACTIVE", "MEMORY", "KV", "IDLE", "KEEP-ALIVE")]
+    rows = [("MODEL", "KIND", "LOADED", "ACTIVE", "MEMORY", "KV", "IDLE", "KEEP-ALIVE")]
     for m in status["models"]:
         loaded = m["loaded"]
+        tflite = m.get("kind") == "tflite"
         rows.append((
             m["name"] + (f" v{m['version']}" if m.get("version") is not None else "")
             + (" (pinned)" if m["pinned"] else "") + (" (replaced, finishing)" if m.get("replaced") else ""),
+            m.get("kind", "llm"),
             "yes" if loaded else "no",
             str(m.get("active", 0)),
             format_size(m["resident_bytes"]) if loaded else "-",
-            f"{m['kv_reserved_tokens']}/{m['kv_pool_tokens'] or '-'} tok" if loaded else "-",
+            f"{m['kv_reserved_tokens']}/{m['kv_pool_tokens'] or '-'} tok" if loaded and not tflite else "-",
             f"{m['idle_s']:.0f}s" if loaded else "-",
             "forever" if m["keep_alive_s"] is None else f"{m['keep_alive_s']:.0f}s",
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
+    for p in status.get("periodic", []):
+        lines.append(f"periodic: {p['model']} every {p['period_ms']:g} ms: {p['runs']} runs, {p['misses']} missed "
+                     f"deadlines ({p['miss_pct']:.2f}%), worst {p['worst_latency_ms']:.2f} ms, "
+                     f"{p['errors']} errors; LLM yielded {status.get('llm_yields', 0)} times")
     mem = status["memory"]
     device = (f"; device {format_size(mem['device_available_bytes'])} available of "
               f"{format_size(mem['device_total_bytes'])}") if mem["pooled"] else ""

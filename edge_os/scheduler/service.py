@@ -20,6 +20,7 @@ from edge_os.scheduler.api import SchedulerAPI
 from edge_os.scheduler.catalog import Catalog, ModelEntry, package_entry
 from edge_os.scheduler.config import config_for_target, parse_keep_alive
 from edge_os.scheduler.loop import Scheduler
+from edge_os.scheduler.periodic import PeriodicSpec
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
 from edge_os.scheduler.sizes import format_size
 from edge_os.scheduler.status_socket import StatusServer
@@ -55,6 +56,7 @@ class ServeOptions:
     thermal_root: Path = Path("/sys/class/thermal")
     power_root: Path = Path("/sys/class/power_supply")
     meminfo: Path = Path("/proc/meminfo")
+    periodic: tuple[str, ...] = ()  # NAME:MS[:FRAMES.npy]: a TFLite model run every MS milliseconds
     root: Path | None = None  # a device store: ``models`` are its packages, and its switches are followed
 
 
@@ -84,12 +86,16 @@ def build_scheduler(options: ServeOptions) -> Scheduler:
             f"the memory budget {format_size(config.budget_bytes)} cannot hold even {smallest.name} "
             f"({format_size(smallest.info.resident_bytes)}); raise --memory-budget or EDGE_OS_MEMORY_BUDGET"
         )
+    periodic = tuple(periodic_spec(text, entries) for text in options.periodic)
+    for spec in periodic:  # a periodic model runs for as long as the service does
+        entries[spec.model] = replace(entries[spec.model], pinned=True, keep_alive_s=math.inf)
     return Scheduler(
         Catalog(list(entries.values())),
         config,
         MemoryProbe(options.meminfo),
         ThermalProbe(options.thermal_root, target.thermal_zones),
         PowerProbe(options.power_root),
+        periodic=periodic,
     )
 
 
@@ -103,6 +109,28 @@ def model_entry(options: ServeOptions, path: Path, keep_alive: float | None = No
     if entry.name in options.pin:
         entry = replace(entry, pinned=True, keep_alive_s=math.inf)
     return entry
+
+
+def periodic_spec(text: str, entries: dict[str, ModelEntry]) -> PeriodicSpec:
+    """``NAME:MS[:FRAMES.npy]`` as a periodic model: run NAME every MS milliseconds on the frames of
+    FRAMES.npy in turn (its first axis; default: zeros of the model's input)."""
+    from edge_os.package.tflite import read_manifest
+    from edge_os.scheduler.periodic import frame_source
+
+    name, _, rest = text.partition(":")
+    period, _, frames = rest.partition(":")
+    try:
+        period_ms = float(period)
+    except ValueError:
+        period_ms = math.nan
+    if not (math.isfinite(period_ms) and period_ms > 0):
+        raise InputError(f"--periodic {text!r}: give NAME:MS[:FRAMES.npy] with MS > 0 milliseconds")
+    entry = entries.get(name)
+    if entry is None or entry.info.kind != "tflite":
+        have = ", ".join(n for n, e in entries.items() if e.info.kind == "tflite") or "none"
+        raise InputError(f"--periodic {text!r}: no TFLite model named {name!r} is served (TFLite models: {have})")
+    manifest = read_manifest(Path(entry.info.package))
+    return PeriodicSpec(name, period_ms / 1000, frame_source(manifest.inputs, Path(frames) if frames else None))
 
 
 def _check_named(options: ServeOptions, names: tuple[str, ...]) -> None:

@@ -72,3 +72,55 @@ def test_bad_input_is_a_one_line_error(argv, message, capsys, monkeypatch, tmp_p
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_serve_runs_an_llm_and_a_periodic_tflite_model_and_ps_shows_both(tmp_path, capsys, tiny_package):
+    from edge_os.package.tflite import pack_tflite
+    from tests.tflite_models import keyword_spotting_model
+
+    kws = pack_tflite(keyword_spotting_model(), tmp_path / "kws", name="kws")
+    device = SimulatedDevice(tmp_path / "dev", zones=(SimZone("cpu-thermal"),))
+    sock = tmp_path / "edge.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_os.cli.main", "serve", "--models", str(tiny_package), str(kws),
+         "--periodic", "kws:20", "--memory-budget", "1G", "--thermal-root", str(device.thermal_dir),
+         "--power-root", str(device.power_dir), "--meminfo", str(device.meminfo_path), "--socket", str(sock)],
+        stderr=subprocess.PIPE, bufsize=0, env={**os.environ, "EDGE_OS_LOG_LEVEL": "INFO"},
+    )
+    try:
+        wait_for_output(proc.stderr, "serving")
+        status = {}
+        for _ in range(600):  # the periodic model runs from the first tick on
+            assert main(["ps", "--json", "--socket", str(sock)]) == 0
+            status = json.loads(capsys.readouterr().out)
+            if status["periodic"] and status["periodic"][0]["runs"] >= 3:
+                break
+            select.select([], [], [], 0.05)
+        rows = {m["name"]: m for m in status["models"]}
+        assert rows["kws"]["kind"] == "tflite" and rows["kws"]["loaded"] and rows["kws"]["pinned"]
+        assert [m["kind"] for m in status["models"]].count("llm") == 1
+        assert status["periodic"][0]["runs"] >= 3 and status["periodic"][0]["errors"] == 0
+        assert status["memory"]["accounted_bytes"] >= rows["kws"]["resident_bytes"] > 0
+        assert main(["ps", "--socket", str(sock)]) == 0
+        table = capsys.readouterr().out
+        assert "tflite" in table and "llm" in table and "periodic: kws every 20 ms" in table
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        proc.stderr.close()
+
+
+@pytest.mark.parametrize("periodic, message", [
+    ("kws:0", "MS > 0"),
+    ("kws:x", "MS > 0"),
+    ("nope:20", "no TFLite model named 'nope'"),
+    ("kws:20:missing.npy", "missing.npy"),
+])
+def test_a_bad_periodic_option_is_one_line(tmp_path, capsys, periodic, message):
+    from edge_os.package.tflite import pack_tflite
+    from tests.tflite_models import keyword_spotting_model
+
+    kws = pack_tflite(keyword_spotting_model(), tmp_path / "kws", name="kws")
+    assert main(["serve", "--models", str(kws), "--periodic", periodic, "--socket", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edge-os: error:") and message in err[0], err
