@@ -72,7 +72,12 @@ def default_package(_session_home):
     return pack_default(progress=False)
 
 
-# `pytest --hypothesis-profile=fuzz tests/unit/test_fuzz_readers.py` runs the fuzz targets long.
+# Hypothesis checks properties, not speed: on a shared, loaded machine its per-example deadline and
+# "data generation is slow" health check fail tests whose properties hold, so the default profile
+# drops both. `pytest --hypothesis-profile=fuzz tests/unit/test_fuzz_readers.py` runs the fuzz targets long.
+from hypothesis import HealthCheck as _HealthCheck  # noqa: E402
 from hypothesis import settings as _hypothesis_settings  # noqa: E402
 
+_hypothesis_settings.register_profile("default", deadline=None, suppress_health_check=[_HealthCheck.too_slow])
 _hypothesis_settings.register_profile("fuzz", max_examples=5_000, deadline=None)
+_hypothesis_settings.load_profile("default")
