@@ -27,7 +27,8 @@ from edge_os.agent.turns import TurnFormat
 from edge_os.errors import EdgeOSError
 from edge_os.runtime.tools import Tool
 
-# A confirmation callback: (question, timeout in seconds) -> yes?  It may also be a coroutine function.
+# A confirmation callback: (question, timeout in seconds) -> yes?  (None: no answer came in time.)
+# It may also be a coroutine function.
 Confirm = Callable[[str, float], Any]
 
 
@@ -109,9 +110,10 @@ class Agent:
         turns = TurnFormat(self.style, tuple(Tool(t.name, t.description, t.parameters) for t in offered))
         return turns, [turns.system_message(), {"role": "user", "content": goal}]
 
-    def run(self, goal: str) -> AgentResult:
-        """Work on ``goal`` until the model answers, ``max_steps`` turns pass or the run cannot go on."""
-        result, use, messages = self._start(goal)
+    def run(self, goal: str, run_id: str | None = None) -> AgentResult:
+        """Work on ``goal`` until the model answers, ``max_steps`` turns pass or the run cannot go on
+        (``run_id``: the run's id in the audit log; default: a new one)."""
+        result, use, messages = self._start(goal, run_id)
         for turn in range(self.max_steps):
             started = time.perf_counter()
             try:
@@ -123,11 +125,11 @@ class Agent:
                 break
         return self._finish(result)
 
-    async def arun(self, goal: str) -> AgentResult:
+    async def arun(self, goal: str, run_id: str | None = None) -> AgentResult:
         """``run`` for asyncio: model turns and tool calls run on worker threads; ``confirm`` may be
         a coroutine function, awaited on this loop."""
         self._loop = asyncio.get_running_loop()
-        result, use, messages = self._start(goal)
+        result, use, messages = self._start(goal, run_id)
         for turn in range(self.max_steps):
             started = time.perf_counter()
             try:
@@ -141,8 +143,8 @@ class Agent:
                 break
         return self._finish(result)
 
-    def _start(self, goal: str) -> tuple[AgentResult, TurnFormat, list[dict]]:
-        result = AgentResult(uuid.uuid4().hex[:12], goal, "max_steps", None)
+    def _start(self, goal: str, run_id: str | None = None) -> tuple[AgentResult, TurnFormat, list[dict]]:
+        result = AgentResult(run_id or uuid.uuid4().hex[:12], goal, "max_steps", None)
         use, messages = self.prompt(goal)
         self._record(result, "run", {"goal": goal, "tools": [t.name for t in use.tools],
                                      "dry_run": self.policy.dry_run})
@@ -334,7 +336,8 @@ class Agent:
             return "timeout"
         if "error" in box:
             return box["error"]
-        return "yes" if box.get("answer") is True else "no"
+        answer = box.get("answer")
+        return "yes" if answer is True else "timeout" if answer is None else "no"
 
     def _record(self, result: AgentResult, kind: str, data: dict) -> None:
         if self.audit is not None:

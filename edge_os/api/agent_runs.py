@@ -1,16 +1,19 @@
 """``POST /v1/agent/runs``: one agent run on the server's device, through its scheduler (docs/agent.md).
 
-Request: ``{"goal": "...", "max_steps": 6, "dry_run": false, "confirm": ["led"]}``. ``confirm``
-names the actuators whose confirmation the caller gives with the request (the policy's
-``confirm`` actuators not named are refused: an HTTP request cannot be asked a question half-way).
-Answer: the ``AgentResult`` as JSON (``status``, ``answer``, every step). Runs are serialised:
-one device, one policy state.
+Request: ``{"goal": "...", "max_steps": 6, "dry_run": false, "confirm": ["led"], "stream": false,
+"background": false}``. ``confirm`` names the actuators whose confirmation the caller gives with the
+request. A plain request waits for the run and answers the ``AgentResult`` as JSON (``status``,
+``answer``, every step); the policy's ``confirm`` actuators not named are refused. With ``stream``
+or ``background`` the run asks during the run instead (``edge_os.api.agent_live``). Runs are
+serialised: one device, one policy state.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from edge_os.agent import Agent, AgentTool, AuditLog, Policy
@@ -28,46 +31,79 @@ class RunRequest:
     max_steps: int = 6
     dry_run: bool = False
     confirm: frozenset[str] = frozenset()
+    stream: bool = False  # server-sent events, asking confirmations during the run
+    background: bool = False  # answered at once; polled at GET /v1/agent/runs/{id}
 
 
 def parse_run(data: dict[str, Any]) -> RunRequest:
-    unknown = sorted(set(data) - {"goal", "max_steps", "dry_run", "confirm"})
+    fields = ("goal", "max_steps", "dry_run", "confirm", "stream", "background")
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise bad_request(f"unknown field(s) {unknown}; use goal, max_steps, dry_run, confirm", unknown[0])
+        raise bad_request(f"unknown field(s) {unknown}; use {', '.join(fields)}", unknown[0])
     goal = data.get("goal")
     if not isinstance(goal, str) or not goal.strip() or len(goal) > MAX_GOAL_CHARS:
         raise bad_request(f'"goal" must be a non-empty string of at most {MAX_GOAL_CHARS} characters', "goal")
     steps = data.get("max_steps", 6)
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         raise bad_request(f'"max_steps" must be an integer from 1 to {MAX_STEPS}', "max_steps")
-    dry_run = data.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise bad_request('"dry_run" must be true or false', "dry_run", "invalid_type")
+    flags = {}
+    for name in ("dry_run", "stream", "background"):
+        flags[name] = data.get(name, False)
+        if not isinstance(flags[name], bool):
+            raise bad_request(f'"{name}" must be true or false', name, "invalid_type")
     confirm = data.get("confirm", [])
     if not isinstance(confirm, list) or not all(isinstance(c, str) for c in confirm):
         raise bad_request('"confirm" must be a list of actuator names', "confirm", "invalid_type")
-    return RunRequest(goal, steps, dry_run, frozenset(confirm))
+    return RunRequest(goal, steps, flags["dry_run"], frozenset(confirm), flags["stream"], flags["background"])
 
 
 class AgentRuns:
-    """The agent a server runs: its device's tools, its policy and its audit log."""
+    """The agent a server runs: its device's tools, its policy and its audit log; ``cloud`` (an
+    ``edge_os.api.cloud.CloudRoute``) answers the turns the scheduler refuses in a way the fallback
+    policy allows, each recorded as a ``cloud_fallback`` entry."""
 
-    def __init__(self, tools: list[AgentTool], policy: Policy, audit: AuditLog, model=None) -> None:
+    def __init__(self, tools: list[AgentTool], policy: Policy, audit: AuditLog, model=None, cloud=None) -> None:
         self.tools, self.policy, self.audit = tools, policy, audit
         self.model = model  # a ChatModel to use instead of the scheduler (tests script one)
+        self.cloud = cloud
         self._lock = threading.Lock()
 
-    def run(self, scheduler, request: RunRequest, confirm: Confirm | None = None) -> dict[str, Any]:
-        """One run. ``confirm`` asks each confirmation (MQTT); without it, the request's ``confirm``
-        list answers them (HTTP)."""
+    def run(self, scheduler, request: RunRequest, confirm: Confirm | None = None, *, run_id: str | None = None,
+            on_entry: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
+        """One run. The request's ``confirm`` list answers yes for its actuators; the others are
+        asked through ``confirm`` (MQTT, a live HTTP run), and refused without it. ``on_entry``
+        hears every audit entry of the run as it is written (a live run streams them)."""
         confirmed = {t.name for t in self.tools if t.actuator in request.confirm}
 
-        def preconfirmed(question: str, timeout: float) -> bool:
-            return question.split(" ", 1)[0] in confirmed  # the question starts with the tool's name
+        def ask(question: str, timeout: float) -> bool:
+            if question.split(" ", 1)[0] in confirmed:  # the question starts with the tool's name
+                return True
+            return confirm(question, timeout) if confirm is not None else False
 
+        run_id = run_id or uuid.uuid4().hex[:12]
+        audit = _Told(self.audit, on_entry) if on_entry is not None else self.audit
+
+        def fell_back(refused) -> None:
+            audit.append("cloud_fallback", {"reason": refused.code, "detail": refused.reason}, run_id)
+
+        model = self.model or SchedulerModel(scheduler, cloud=self.cloud, on_fallback=fell_back)
         policy = dataclasses.replace(self.policy, dry_run=True) if request.dry_run else self.policy
         with self._lock:
-            agent = Agent(self.model or SchedulerModel(scheduler), self.tools, policy, self.audit,
-                          confirm=confirm or preconfirmed,
+            agent = Agent(model, self.tools, policy, audit, confirm=ask,
                           max_steps=request.max_steps, call_first=bool(self.tools))
-            return agent.run(request.goal).to_dict()
+            return agent.run(request.goal, run_id).to_dict()
+
+
+class _Told:
+    """An audit log that also tells ``listener`` of each entry appended."""
+
+    def __init__(self, audit: AuditLog, listener: Callable[[str, dict], None]) -> None:
+        self._audit, self._listener = audit, listener
+
+    def append(self, kind: str, data: dict, run: str = ""):
+        entry = self._audit.append(kind, data, run)
+        self._listener(kind, data)
+        return entry
+
+    def __getattr__(self, name: str):
+        return getattr(self._audit, name)

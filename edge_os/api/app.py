@@ -15,10 +15,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from edge_os.api import cloud, schema, shapes
+from edge_os.api.agent_live import LiveRuns, owner_of, sse
 from edge_os.api.auth import KeyCheck
 from edge_os.api.config import HttpConfig
 from edge_os.api.errors import ApiError, bad_request
@@ -55,6 +56,7 @@ class Api:
     def __init__(self, scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards) -> None:
         self.scheduler = scheduler
         self.agent = None  # edge_os.api.agent_runs.AgentRuns, when the server runs an agent
+        self.live_runs = LiveRuns()  # agent runs that ask during the run (stream / background)
         self.config = config
         self.cards = cards
         self.started = int(time.time())
@@ -133,10 +135,49 @@ class Api:
     async def agent_runs(self, request: Request) -> Response:
         from edge_os.api.agent_runs import parse_run
 
+        agent = self._agent()
+        run = parse_run(schema.parse_json(await read_body(request, self.config.max_body_bytes)))
+        if not (run.stream or run.background):
+            return JSONResponse(await asyncio.to_thread(agent.run, self.scheduler, run))
+        live = self.live_runs.start(owner_of(request.headers), lambda live: agent.run(
+            self.scheduler, run, live.ask, run_id=live.id, on_entry=live.tell))
+        if run.background:
+            return JSONResponse(live.describe(), status_code=202)
+
+        async def events():
+            seen = 0
+            while True:
+                fresh = await asyncio.to_thread(live.events_after, seen, 5.0)
+                seen += len(fresh)
+                for event in fresh:
+                    yield sse(event)
+                    if event["type"] == "run_finished":
+                        yield b"data: [DONE]\n\n"
+                        return
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache", "x-agent-run-id": live.id})
+
+    async def agent_run(self, request: Request) -> Response:
+        self._agent()
+        live = self.live_runs.get(request.path_params["run_id"], owner_of(request.headers))
+        return JSONResponse(live.describe())
+
+    async def agent_confirmation(self, request: Request) -> Response:
+        self._agent()
+        live = self.live_runs.get(request.path_params["run_id"], owner_of(request.headers))
+        data = schema.parse_json(await read_body(request, self.config.max_body_bytes))
+        answer = data.get("answer")
+        if answer not in ("yes", "no") or set(data) != {"answer"}:
+            raise bad_request('the body must be {"answer": "yes"} or {"answer": "no"}', "answer")
+        cid = request.path_params["cid"]
+        live.answer(cid, answer)
+        return JSONResponse({"id": cid, "object": "agent.run.confirmation", "run_id": live.id, "answer": answer})
+
+    def _agent(self):
         if self.agent is None:
             raise ApiError(404, "this server runs no agent; start it with --agent-port PORT", code="no_agent")
-        run = parse_run(schema.parse_json(await read_body(request, self.config.max_body_bytes)))
-        return JSONResponse(await asyncio.to_thread(self.agent.run, self.scheduler, run))
+        return self.agent
 
     # ---- completions ----------------------------------------------------------------------------
 
@@ -315,6 +356,8 @@ def build_app(scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards | N
         Route("/detokenize", api.detokenize, methods=["POST"]),
         Route("/v1/infer", api.infer, methods=["POST"]),
         Route("/v1/agent/runs", api.agent_runs, methods=["POST"]),
+        Route("/v1/agent/runs/{run_id}", api.agent_run, methods=["GET"]),
+        Route("/v1/agent/runs/{run_id}/confirmations/{cid}", api.agent_confirmation, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                                                        Exception: _internal_error})

@@ -133,7 +133,12 @@ def agent_from_args(args: argparse.Namespace):
     audit.prune()
     with device_errors():
         device = Device.open(args.agent_port, one_shot_link())
-    return AgentRuns(from_device(device), policy, audit)
+    cloud = cloud_from_args(args)  # the agent's refused turns fall back like HTTP completions
+    if cloud is not None:
+        from edge_os.api.cloud import CloudRoute
+
+        cloud = CloudRoute(cloud)
+    return AgentRuns(from_device(device), policy, audit, cloud=cloud)
 
 
 def run(args: argparse.Namespace) -> int:

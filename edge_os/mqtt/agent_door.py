@@ -118,9 +118,10 @@ class AgentDoor:
                 self._seen.popitem(last=False)
         try:
             data = _json_object(msg.payload)
-            if "confirm" in data:
-                raise ValueError(f'"confirm" is for HTTP; over MQTT each confirmation is asked on the response '
-                                 f'topic and answered on {self.confirm_topic}')
+            http_only = sorted({"confirm", "stream", "background"} & set(data))
+            if http_only:
+                raise ValueError(f'"{http_only[0]}" is for HTTP; over MQTT each step and confirmation comes on the '
+                                 f'response topic, confirmations answered on {self.confirm_topic}')
             request = parse_run(data)
         except (ValueError, ApiError) as exc:
             self._send(msg.response_topic, schema.error("invalid_request", str(exc)), msg.correlation)

@@ -57,7 +57,8 @@ def test_an_agent_run_over_http(server: str, sim: Simulator, audit: AuditLog) ->
 
 
 @pytest.mark.parametrize("body, param", [({"goal": ""}, "goal"), ({"goal": "x", "max_steps": 99}, "max_steps"),
-                                         ({"goal": "x", "confirm": "fan"}, "confirm"), ({"goal": "x", "y": 1}, "y")])
+                                         ({"goal": "x", "confirm": "fan"}, "confirm"), ({"goal": "x", "y": 1}, "y"),
+                                         ({"goal": "x", "stream": "yes"}, "stream")])
 def test_bad_agent_requests(server: str, body: dict, param: str, sim: Simulator) -> None:
     answer = httpx.post(f"{server}/v1/agent/runs", json=body, timeout=30)
     assert answer.status_code == 400

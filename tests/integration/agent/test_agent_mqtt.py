@@ -106,6 +106,7 @@ def test_an_unanswered_confirmation_is_a_no(start_agent, requester: Requester, s
     ({"goal": ""}, "invalid_request"),
     ({"goal": "fan", "max_steps": 99}, "invalid_request"),
     ({"goal": "fan", "confirm": ["fan"]}, "invalid_request"),
+    ({"goal": "fan", "stream": True}, "invalid_request"),
     ({"goal": "fan", "extra": 1}, "invalid_request"),
 ])
 def test_bad_agent_requests_get_an_error(start_agent, requester: Requester, sim: Simulator, audit: AuditLog,
