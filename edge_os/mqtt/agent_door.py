@@ -163,7 +163,7 @@ class AgentDoor:
             self._send(job.response_topic, payload, job.correlation)
 
     def _asker(self, job: _Job):
-        def confirm(question: str, timeout: float) -> bool:
+        def confirm(question: str, timeout: float) -> bool | None:
             tool, _, rest = question.partition(" ")
             try:
                 arguments = json.loads(rest.removesuffix(": allow?"))
@@ -179,11 +179,11 @@ class AgentDoor:
                     "type": "confirm", "id": cid, "tool": tool, "arguments": arguments, "timeout_s": timeout,
                     "answer_on": self.confirm_topic}), job.correlation,
                     response_topic=self.confirm_topic, expires=time.time() + timeout)
-                pending.answered.wait(timeout)
+                answered = pending.answered.wait(timeout)
             finally:
                 with self._lock:
                     self._pending.pop(cid, None)
-            return pending.answer == "yes"
+            return pending.answer == "yes" if answered else None  # None: no answer in time
 
         return confirm
 
