@@ -2,8 +2,9 @@
 
 ``Engine.load(path)`` verifies the package and loads it. ``generate(request)`` streams events for
 one request; ``start``/``step``/``release`` let the scheduler advance several sequences together
-(new ones are prefilled, running ones decode in one batch). ``chat()`` opens a session that keeps
-its KV cache between turns, so each turn only prefills what is new.
+(running ones decode in one batch while new prompts are prefilled a chunk per step, so a long
+prompt does not stall the streams already running). ``chat()`` opens a session that keeps its KV
+cache between turns, so each turn only prefills what is new.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from edge_os.package.reader import open_package, read_params, verified_bytes, ve
 from edge_os.runtime.chat_template import ChatTemplate
 from edge_os.runtime.grammar import Grammars, TokenMask
 from edge_os.runtime.heap import release_free_heap
-from edge_os.runtime.kv_pool import cache_tokens, serving_context
+from edge_os.runtime.kv_pool import PAGE_TOKENS, cache_tokens, serving_context
+from edge_os.runtime.prefix_cache import PrefixCache
 from edge_os.runtime.request import (
     Event,
     Finished,
@@ -73,7 +75,7 @@ class Engine:
     """A loaded model package. Not thread-safe: one owner (the scheduler loop or one caller)."""
 
     def __init__(self, package_dir: Path, manifest: Manifest, runner: ModelRunner, context_tokens: int,
-                 tokenizer: Tokenizer):
+                 tokenizer: Tokenizer, prefill_chunk: int = 0, prefix_cache: bool = True):
         self.package_dir = package_dir
         self.manifest = manifest
         self.name = manifest.name
@@ -92,14 +94,30 @@ class Engine:
         self._ids = itertools.count()
         vocab_size = int(manifest.config.get("vocab_size") or tokenizer.get_vocab_size(with_added_tokens=True))
         self.grammars = Grammars(tokenizer, vocab_size, sorted(self.stop_ids))
+        self.prefill_chunk = prefill_chunk
+        # Released sequences kept for the prompts that start like them (None: freed at once).
+        self.prefix_cache = PrefixCache() if prefix_cache else None
+        self._live: set[int] = set()  # ids of the sequences of requests not yet released
+
+    @property
+    def prefill_chunk(self) -> int:
+        """Prompt tokens prefilled per step over all new sequences (the compiled chunk at most)."""
+        return self._prefill_chunk
+
+    @prefill_chunk.setter
+    def prefill_chunk(self, tokens: int) -> None:
+        """``tokens`` <= 0: whole prompts in one step (the streams running wait for it)."""
+        compiled = self.runner.cache_shape.prefill_chunk
+        self._prefill_chunk = min(tokens, compiled) if tokens > 0 else 0
 
     def _token_text(self, token_id: int | None) -> str:
         return "" if token_id is None else self.tokenizer.id_to_token(token_id) or ""
 
     @classmethod
     def load(cls, package_dir: str | Path, threads: int | None = None, context_tokens: int | None = None,
-             max_batch: int = 8, verify: bool = True) -> Engine:
-        """Verify and load a package. ``context_tokens`` sizes the KV cache shared by all sequences."""
+             max_batch: int = 8, verify: bool = True, prefill_chunk: int | None = None) -> Engine:
+        """Verify and load a package. ``context_tokens`` sizes the KV cache shared by all sequences;
+        ``prefill_chunk`` is the prompt tokens prefilled per step (``EDGE_OS_PREFILL_CHUNK``)."""
         package_dir = Path(package_dir)
         started = time.perf_counter()
         manifest = open_package(package_dir, verify=verify)
@@ -120,11 +138,23 @@ class Engine:
             runner = ModelRunner(library, params, shape, threads or settings().threads,
                                  device=package_device(manifest.target.tvm_target))
         release_free_heap()
-        engine = cls(package_dir, manifest, runner, context, tokenizer)
+        chunk = settings().prefill_chunk if prefill_chunk is None else prefill_chunk
+        engine = cls(package_dir, manifest, runner, context, tokenizer, chunk)
         engine.load_s = time.perf_counter() - started
         log.info("loaded %s in %.2f s (%d MiB of weights, %d-token context)", manifest.name, engine.load_s,
                  manifest.memory.weight_bytes >> 20, context)
         return engine
+
+    # --- threads ---------------------------------------------------------------------------------
+    @property
+    def threads(self) -> int:
+        """The threads the model's kernels really run on now."""
+        return self.runner.threads()
+
+    def set_threads(self, threads: int) -> int:
+        """Run the next steps on ``threads`` threads (TVM's pool is per process: every engine of
+        this process follows). Returns the threads really in use."""
+        return self.runner.set_threads(threads)
 
     # --- prompts ---------------------------------------------------------------------------------
     def render(self, request: GenerationRequest) -> str:
@@ -160,7 +190,9 @@ class Engine:
     # --- the step interface ------------------------------------------------------------------------
     def start(self, request: GenerationRequest, reuse: Sequence | None = None) -> Sequence:
         """Admit a request. ``reuse`` continues a finished sequence in its KV-cache slot, keeping the
-        prefix it shares with the new prompt cached (the old Sequence object must not be used again)."""
+        prefix it shares with the new prompt cached (the old Sequence object must not be used again).
+        Otherwise a prompt that starts like a sequence in the prefix cache shares its pages and
+        prefills only the rest."""
         prompt_ids = self.prompt_ids(request)
         if not prompt_ids:
             raise InputError("the prompt is empty")
@@ -179,24 +211,69 @@ class Engine:
             self.runner.truncate(reuse.seq_id, len(reuse.cached_ids) - common)
             return Sequence(reuse.seq_id, request, prompt_ids, sampler, stream, cached_ids=reuse.cached_ids[:common],
                             mask=mask)
-        seq = Sequence(next(self._ids), request, prompt_ids, sampler, stream, mask=mask)
-        self.runner.add_sequence(seq.seq_id)
-        return seq
+        seq_id, shared = self._new_sequence(prompt_ids[:-1])
+        self._live.add(seq_id)
+        return Sequence(seq_id, request, prompt_ids, sampler, stream, cached_ids=prompt_ids[:shared], mask=mask)
+
+    def _new_sequence(self, prefix: list[int]) -> tuple[int, int]:
+        """A KV-cache sequence for a prompt starting with ``prefix``: its id and how many of the
+        prompt's tokens it already holds (forked from, or taken over from, the prefix cache)."""
+        cache = self.prefix_cache
+        match = cache.longest(prefix) if cache is not None else None
+        spare = match.seq_id if match else None
+        while cache and len(self._live) + len(cache) >= self.runner.cache_shape.max_batch_size:
+            if (victim := cache.oldest(spare)) is None:
+                break
+            self._evict(victim)
+        if match is None:
+            seq_id = next(self._ids)
+            self.runner.add_sequence(seq_id)
+            return seq_id, 0
+        if len(self._live) + len(cache) >= self.runner.cache_shape.max_batch_size:
+            # No slot for a fork: the request takes the kept sequence over.
+            held = cache.take(match.seq_id)
+            self.runner.truncate(match.seq_id, len(held) - match.tokens)
+            return match.seq_id, match.tokens
+        seq_id = next(self._ids)
+        self._make_room(PAGE_TOKENS, spare)
+        self.runner.fork(match.seq_id, seq_id, match.tokens)
+        return seq_id, match.tokens
+
+    def _make_room(self, tokens: int, spare: int | None = None) -> None:
+        """Evict kept sequences, least recently used first, until ``tokens`` fit in free pages."""
+        while self.prefix_cache and self.runner.free_tokens() < tokens:
+            if (victim := self.prefix_cache.oldest(spare)) is None:
+                return
+            self._evict(victim)
+
+    def _evict(self, seq_id: int) -> None:
+        self.prefix_cache.take(seq_id)
+        self.runner.remove_sequence(seq_id)
+
+    def clear_prefix_cache(self) -> None:
+        """Free every kept sequence's pages now."""
+        while self.prefix_cache:
+            self._evict(self.prefix_cache.oldest())
 
     def step(self, sequences: list[Sequence]) -> dict[Sequence, list[Event]]:
-        """Prefill new sequences, then decode one token for all running ones in one batch."""
+        """Prefill up to ``prefill_chunk`` prompt tokens of new sequences (in the order given), then
+        decode one token for all running ones in one batch. A prompt longer than the chunk takes
+        several steps; its first token comes with the step that prefills its last chunk."""
         events: dict[Sequence, list[Event]] = {s: [] for s in sequences}
         running = []
+        budget = self.prefill_chunk or None
         for seq in sequences:
             if seq.finished:
                 continue
             if seq.request.deadline is not None and time.monotonic() > seq.request.deadline:
                 self._finish(seq, FinishReason.DEADLINE, events[seq])
             elif seq.pending is None:
-                self._prefill(seq, events[seq])
+                if budget is None or budget > 0:
+                    budget = self._prefill(seq, events[seq], budget)
             else:
                 running.append(seq)
         if running:
+            self._make_room(PAGE_TOKENS * len(running))  # at most a new page each
             started = time.perf_counter()
             logits = self.runner.decode([s.seq_id for s in running], [s.pending for s in running])
             elapsed = time.perf_counter() - started
@@ -206,15 +283,22 @@ class Engine:
                 self._accept(seq, logits[row], events[seq])
         return events
 
-    def _prefill(self, seq: Sequence, out: list[Event]) -> None:
+    def _prefill(self, seq: Sequence, out: list[Event], budget: int | None) -> int | None:
+        """Prefill the next ``budget`` prompt tokens of ``seq`` (all: None); returns what is left."""
         new_ids = seq.prompt_ids[len(seq.cached_ids):]
+        if budget is not None:
+            new_ids = new_ids[:budget]
+            budget -= len(new_ids)
+        self._make_room(len(new_ids) + PAGE_TOKENS)
         started = time.perf_counter()
         logits = self.runner.prefill(seq.seq_id, new_ids)
-        seq.prefill_s = time.perf_counter() - started
-        seq.prefilled_tokens = len(new_ids)
+        seq.prefill_s += time.perf_counter() - started
+        seq.prefilled_tokens += len(new_ids)
         seq.cached_ids.extend(new_ids)
-        self._accept(seq, logits, out)
-        seq.first_token_at = time.perf_counter()
+        if len(seq.cached_ids) == len(seq.prompt_ids):
+            self._accept(seq, logits, out)
+            seq.first_token_at = time.perf_counter()
+        return budget
 
     def _accept(self, seq: Sequence, logits: np.ndarray, out: list[Event]) -> None:
         """Sample the next token and decide whether the sequence goes on."""
@@ -255,9 +339,17 @@ class Engine:
                             Usage(len(seq.prompt_ids), len(seq.generated)), timings))
 
     def release(self, seq: Sequence) -> None:
-        """Free the sequence's KV pages now."""
+        """Give the sequence's KV pages back now: into the prefix cache (evictable, for requests
+        that start the same way) when it holds a page or more, else freed."""
         if seq.seq_id is not None:
-            self.runner.remove_sequence(seq.seq_id)
+            self._live.discard(seq.seq_id)
+            cache = self.prefix_cache
+            if cache is not None and len(seq.cached_ids) >= cache.min_tokens and not cache.covers(seq.cached_ids):
+                for redundant in cache.covered_by(seq.cached_ids):
+                    self._evict(redundant)
+                cache.keep(seq.seq_id, seq.cached_ids)
+            else:
+                self.runner.remove_sequence(seq.seq_id)
             seq.seq_id = None
             seq.finished = True
 

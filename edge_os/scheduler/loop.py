@@ -337,8 +337,12 @@ class Scheduler:
         what = f"{name} ({job.kv_tokens} KV tokens)"
         return plan_memory(what, job.kv_bytes, model_bytes, loaded is not None, self._memory_state(), others)
 
+    def _threads_now(self) -> int:
+        """Engine threads the governor allows now."""
+        return max(1, round(self.config.threads * self._throttle.thread_fraction))
+
     def _load(self, entry: ModelEntry) -> LoadedModel | None:
-        threads = max(1, round(self.config.threads * self._throttle.thread_fraction))
+        threads = self._threads_now()
         try:
             engine = entry.load(threads)
         except Exception as exc:  # a broken package must not take the service down
@@ -385,11 +389,19 @@ class Scheduler:
                 key=lambda j: j.order,
             )[: self._throttle.max_batch]
             if jobs:
+                self._follow_threads(loaded)
                 self._step(loaded, jobs)
                 stepped = True
         if stepped and self._throttle.duty < 1:
             busy = self._clock() - began
             self._resume_at = self._clock() + busy * (1 - self._throttle.duty) / self._throttle.duty
+
+    def _follow_threads(self, loaded: LoadedModel) -> None:
+        """Resize the engine's thread pool when the governor's thread fraction changed."""
+        threads = self._threads_now()
+        if threads != loaded.threads:
+            loaded.threads = loaded.engine.set_threads(threads)
+            log.info("%s now runs on %d threads", loaded.entry.name, loaded.threads)
 
     def _step(self, loaded: LoadedModel, jobs: list[Job]) -> None:
         try:
