@@ -57,10 +57,15 @@ class LoadedModel:
     def __init__(self, entry: ModelEntry, engine: EngineAPI, threads: int, now: float):
         self.entry = entry
         self.engine = engine
-        self.threads = threads
+        self.asked_threads = threads  # what the governor allowed when last applied
         self.resident = entry.info.resident_bytes_for(engine.memory)
         self.jobs: list[Job] = []
         self.last_used = now
+
+    @property
+    def threads(self) -> int:
+        """The threads the engine really runs on (asked of its runtime, not remembered)."""
+        return self.engine.threads
 
     def has_room(self, job: Job) -> bool:
         """Whether the engine itself can take ``job``: a free batch slot and pages in its KV pool."""

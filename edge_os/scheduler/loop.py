@@ -399,9 +399,9 @@ class Scheduler:
     def _follow_threads(self, loaded: LoadedModel) -> None:
         """Resize the engine's thread pool when the governor's thread fraction changed."""
         threads = self._threads_now()
-        if threads != loaded.threads:
-            loaded.threads = loaded.engine.set_threads(threads)
-            log.info("%s now runs on %d threads", loaded.entry.name, loaded.threads)
+        if threads != loaded.asked_threads:
+            loaded.asked_threads = threads
+            log.info("%s now runs on %d threads", loaded.entry.name, loaded.engine.set_threads(threads))
 
     def _step(self, loaded: LoadedModel, jobs: list[Job]) -> None:
         try:

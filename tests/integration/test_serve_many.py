@@ -126,3 +126,43 @@ def test_kept_prefixes_give_way_to_running_sequences(tiny_package_factory):
     assert len(final) == 30
     engine.clear_prefix_cache()
     assert engine.runner.free_tokens() == empty  # every kept page came back
+
+
+def test_the_thread_pool_follows_set_threads_at_once(engine):
+    engine.prefix_cache and engine.clear_prefix_cache()
+    want = tokens_of(engine, "threads")
+    try:
+        assert engine.set_threads(1) == 1 and engine.threads == 1
+        assert tokens_of(engine, "threads") == want
+    finally:
+        assert engine.set_threads(2) == 2 and engine.threads == 2
+
+
+@pytest.fixture(scope="module")
+def smollm2(default_package):
+    return Engine.load(default_package, context_tokens=1024, max_batch=4)
+
+
+@pytest.mark.slow
+def test_smollm2_chunked_prefill_and_a_shared_prefix_give_the_cold_tokens(smollm2):
+    """The real model, with its float16 KV cache: chunked prefill and a forked system prompt
+    keep the greedy tokens of a whole, cold prefill."""
+    system = ("You are the assistant of a smart home hub. You answer questions about the sensors, the lights and "
+              "the heating in one or two short sentences, and you never invent readings. ") * 3
+    chat = lambda q: GenerationRequest(messages=({"role": "system", "content": system},  # noqa: E731
+                                                 {"role": "user", "content": q}),
+                                       sampling=GREEDY, max_tokens=24, ignore_eos=True)
+    question = "Which rooms are warmer than twenty degrees?"
+    smollm2.prefill_chunk = 0
+    cache, smollm2.prefix_cache = smollm2.prefix_cache, None
+    cold = [e for e in smollm2.generate(chat(question)) if isinstance(e, Finished)][0].token_ids
+    smollm2.prefill_chunk = 32
+    chunked = [e for e in smollm2.generate(chat(question)) if isinstance(e, Finished)][0].token_ids
+    assert chunked == cold
+    smollm2.prefix_cache = cache
+    list(smollm2.generate(chat("Is the front door locked?")))  # leaves the system prompt cached
+    seq = smollm2.start(chat(question))
+    assert seq.kv_tokens > len(system) // 8  # the system prompt's tokens came from the cache
+    shared = [e for e in smollm2.run(seq) if isinstance(e, Finished)][0].token_ids
+    smollm2.release(seq)
+    assert shared == cold
