@@ -7,6 +7,7 @@ accounting against the budget and the process's resident set against the same bu
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -160,3 +161,32 @@ def test_serve_options_pin_a_real_package(tmp_path, packages):
     assert rows[name]["loaded"] and rows[name]["pinned"] and rows[name]["keep_alive_s"] is None
     assert not [m for m in rows.values() if m["loaded"] and not m["pinned"]]
     scheduler.close()
+
+
+def test_kept_prefixes_are_counted_once_and_give_way_to_reserved_requests(tmp_path, packages):
+    """The prefix cache lives inside the model's KV pool: it adds nothing to what is accounted, and
+    requests whose reservations fill the whole pool still all run (kept pages are evicted)."""
+    engines = []
+    catalog = catalog_of(packages[:1], engines)
+    entry = next(iter(catalog))
+    scheduler = make_scheduler(tmp_path, catalog, budget=entry.info.resident_bytes)
+    greedy = SamplingParams(temperature=0)
+    with scheduler.start():
+        for word in ("north", "south", "east"):
+            request = GenerationRequest(prompt="The hub reads every sensor. " + word, raw=True, max_tokens=40,
+                                        ignore_eos=True, sampling=greedy)
+            assert isinstance(list(scheduler.submit(request).events(120))[-1], Finished)
+        engine = engines[0]
+        assert engine.prefix_cache.hits == 2 and len(engine.prefix_cache) >= 1
+        deadline = time.monotonic() + 30  # the loop publishes its status after it sent the events
+        while scheduler.status()["models"][0]["kv_reserved_tokens"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status = scheduler.status()
+        assert status["models"][0]["kv_reserved_tokens"] == 0
+        assert status["memory"]["accounted_bytes"] == entry.info.resident_bytes  # the cache adds nothing
+        # Four requests reserving 80 tokens each: 320 of the pool's 336, with pages still kept.
+        handles = [scheduler.submit(GenerationRequest(prompt=f"{i} the hub.", raw=True, max_tokens=38,
+                                                      ignore_eos=True, sampling=greedy)) for i in range(BATCH)]
+        ends = [list(h.events(120))[-1] for h in handles]
+        assert all(isinstance(e, Finished) and e.usage.completion_tokens == 38 for e in ends), ends
+        assert scheduler.status()["memory"]["peak_accounted_bytes"] <= entry.info.resident_bytes
