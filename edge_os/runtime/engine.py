@@ -256,22 +256,24 @@ class Engine:
             self._evict(self.prefix_cache.oldest())
 
     def step(self, sequences: list[Sequence]) -> dict[Sequence, list[Event]]:
-        """Prefill up to ``prefill_chunk`` prompt tokens of new sequences (in the order given), then
-        decode one token for all running ones in one batch. A prompt longer than the chunk takes
-        several steps; its first token comes with the step that prefills its last chunk."""
+        """Prefill new sequences (in the order given), then decode one token for all running ones
+        in one batch. While some are running, a step prefills at most ``prefill_chunk`` prompt
+        tokens, so a long prompt takes several steps and the running streams keep their pace; its
+        first token comes with the step that prefills its last chunk. With none running, new
+        prompts are prefilled whole (nobody waits for them)."""
         events: dict[Sequence, list[Event]] = {s: [] for s in sequences}
-        running = []
-        budget = self.prefill_chunk or None
+        running, new = [], []
         for seq in sequences:
             if seq.finished:
                 continue
             if seq.request.deadline is not None and time.monotonic() > seq.request.deadline:
                 self._finish(seq, FinishReason.DEADLINE, events[seq])
-            elif seq.pending is None:
-                if budget is None or budget > 0:
-                    budget = self._prefill(seq, events[seq], budget)
             else:
-                running.append(seq)
+                (new if seq.pending is None else running).append(seq)
+        budget = self.prefill_chunk if running and self.prefill_chunk else None
+        for seq in new:
+            if budget is None or budget > 0:
+                budget = self._prefill(seq, events[seq], budget)
         if running:
             self._make_room(PAGE_TOKENS * len(running))  # at most a new page each
             started = time.perf_counter()

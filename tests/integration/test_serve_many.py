@@ -24,12 +24,45 @@ def tokens_of(engine: Engine, prompt: str, max_tokens: int = 12) -> tuple[int, .
     return [e for e in engine.generate(request) if isinstance(e, Finished)][0].token_ids
 
 
+def beside_a_stream(engine: Engine, request: GenerationRequest) -> tuple[tuple[int, ...], int, int]:
+    """Run ``request`` while another stream decodes (prefix cache off): its tokens, the steps its
+    prefill took, and its prompt's length."""
+    cache, engine.prefix_cache = engine.prefix_cache, None
+    other = engine.start(GenerationRequest(prompt="hi", raw=True, sampling=GREEDY, max_tokens=400, ignore_eos=True))
+    seq = engine.start(request)
+    try:
+        engine.step([other])
+        events, steps = [], 0
+        while seq.pending is None and not seq.finished:
+            events += engine.step([seq, other])[seq]
+            steps += 1
+        while not seq.finished:
+            events += engine.step([seq, other])[seq]
+        return events[-1].token_ids, steps, len(seq.prompt_ids)
+    finally:
+        engine.release(seq)
+        engine.release(other)
+        engine.prefix_cache = cache
+
+
 def test_chunked_prefill_gives_the_tokens_of_a_whole_prefill(engine):
+    request = GenerationRequest(prompt=LONG, raw=True, sampling=GREEDY, max_tokens=12, ignore_eos=True)
     engine.prefill_chunk = 0
-    whole = tokens_of(engine, LONG)
+    whole, steps, prompt = beside_a_stream(engine, request)
+    assert steps == 1
     for chunk in (16, 48):
         engine.prefill_chunk = chunk
-        assert tokens_of(engine, LONG) == whole, chunk
+        tokens, steps, _ = beside_a_stream(engine, request)
+        assert (tokens, steps) == (whole, -(-prompt // chunk)), chunk
+
+
+def test_alone_a_prompt_is_prefilled_whole(engine):
+    engine.prefill_chunk = 16
+    engine.clear_prefix_cache()
+    seq = engine.start(GenerationRequest(prompt=LONG, raw=True, sampling=GREEDY, max_tokens=4))
+    events = engine.step([seq])[seq]
+    engine.release(seq)
+    assert seq.kv_tokens == len(seq.prompt_ids) and any(isinstance(e, TextDelta) for e in events)
 
 
 def test_a_long_prompt_is_prefilled_a_chunk_per_step_while_a_stream_keeps_decoding(engine):
@@ -154,11 +187,12 @@ def test_smollm2_chunked_prefill_and_a_shared_prefix_give_the_cold_tokens(smollm
                                        sampling=GREEDY, max_tokens=24, ignore_eos=True)
     question = "Which rooms are warmer than twenty degrees?"
     smollm2.prefill_chunk = 0
+    whole, _, prompt = beside_a_stream(smollm2, chat(question))
+    smollm2.prefill_chunk = 32
+    chunked, steps, _ = beside_a_stream(smollm2, chat(question))
+    assert chunked == whole and steps == -(-prompt // 32)
     cache, smollm2.prefix_cache = smollm2.prefix_cache, None
     cold = [e for e in smollm2.generate(chat(question)) if isinstance(e, Finished)][0].token_ids
-    smollm2.prefill_chunk = 32
-    chunked = [e for e in smollm2.generate(chat(question)) if isinstance(e, Finished)][0].token_ids
-    assert chunked == cold
     smollm2.prefix_cache = cache
     list(smollm2.generate(chat("Is the front door locked?")))  # leaves the system prompt cached
     seq = smollm2.start(chat(question))
