@@ -98,6 +98,8 @@ class Engine:
         # Released sequences kept for the prompts that start like them (None: freed at once).
         self.prefix_cache = PrefixCache() if prefix_cache else None
         self._live: set[int] = set()  # ids of the sequences of requests not yet released
+        self._decode_step_s = 0.0  # recent seconds per decode step (moving average)
+        self._prefill_tok_s = 0.0  # recent prefill tokens per second (moving average)
 
     @property
     def prefill_chunk(self) -> int:
@@ -257,10 +259,11 @@ class Engine:
 
     def step(self, sequences: list[Sequence]) -> dict[Sequence, list[Event]]:
         """Prefill new sequences (in the order given), then decode one token for all running ones
-        in one batch. While some are running, a step prefills at most ``prefill_chunk`` prompt
-        tokens, so a long prompt takes several steps and the running streams keep their pace; its
-        first token comes with the step that prefills its last chunk. With none running, new
-        prompts are prefilled whole (nobody waits for them)."""
+        in one batch. While some are running, a step prefills about as many prompt tokens as one
+        of their decode steps costs (``_chunk_budget``: a page at least, ``prefill_chunk`` at most),
+        so a long prompt takes several steps and the running streams keep their pace; its first
+        token comes with the step that prefills its last chunk. With none running, new prompts
+        are prefilled whole (nobody waits for them)."""
         events: dict[Sequence, list[Event]] = {s: [] for s in sequences}
         running, new = [], []
         for seq in sequences:
@@ -270,7 +273,7 @@ class Engine:
                 self._finish(seq, FinishReason.DEADLINE, events[seq])
             else:
                 (new if seq.pending is None else running).append(seq)
-        budget = self.prefill_chunk if running and self.prefill_chunk else None
+        budget = self._chunk_budget() if running and self.prefill_chunk else None
         for seq in new:
             if budget is None or budget > 0:
                 budget = self._prefill(seq, events[seq], budget)
@@ -279,11 +282,21 @@ class Engine:
             started = time.perf_counter()
             logits = self.runner.decode([s.seq_id for s in running], [s.pending for s in running])
             elapsed = time.perf_counter() - started
+            self._decode_step_s = _average(self._decode_step_s, elapsed)
             for row, seq in enumerate(running):
                 seq.cached_ids.append(seq.pending)
                 seq.decode_s += elapsed
                 self._accept(seq, logits[row], events[seq])
         return events
+
+    def _chunk_budget(self) -> int:
+        """Prompt tokens to prefill beside the running streams in this step: about what one of
+        their decode steps costs (so their inter-token time at most doubles), in whole pages,
+        at least a page and at most ``prefill_chunk``."""
+        if not (self._decode_step_s and self._prefill_tok_s):
+            return self.prefill_chunk
+        paced = int(self._decode_step_s * self._prefill_tok_s) // PAGE_TOKENS * PAGE_TOKENS
+        return max(PAGE_TOKENS, min(self.prefill_chunk, paced))
 
     def _prefill(self, seq: Sequence, out: list[Event], budget: int | None) -> int | None:
         """Prefill the next ``budget`` prompt tokens of ``seq`` (all: None); returns what is left."""
@@ -294,7 +307,10 @@ class Engine:
         self._make_room(len(new_ids) + PAGE_TOKENS)
         started = time.perf_counter()
         logits = self.runner.prefill(seq.seq_id, new_ids)
-        seq.prefill_s += time.perf_counter() - started
+        took = time.perf_counter() - started
+        seq.prefill_s += took
+        if len(new_ids) >= PAGE_TOKENS and took > 0:
+            self._prefill_tok_s = _average(self._prefill_tok_s, len(new_ids) / took)
         seq.prefilled_tokens += len(new_ids)
         seq.cached_ids.extend(new_ids)
         if len(seq.cached_ids) == len(seq.prompt_ids):
@@ -486,6 +502,11 @@ def _split_literal(text: str, contents: list[str], special: re.Pattern | None) -
     if last < len(text):
         pieces.append((text[last:], False))
     return pieces
+
+
+def _average(previous: float, value: float, weight: float = 0.2) -> float:
+    """Exponential moving average (the first value stands alone)."""
+    return value if not previous else previous + weight * (value - previous)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

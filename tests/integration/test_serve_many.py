@@ -53,7 +53,7 @@ def test_chunked_prefill_gives_the_tokens_of_a_whole_prefill(engine):
     for chunk in (16, 48):
         engine.prefill_chunk = chunk
         tokens, steps, _ = beside_a_stream(engine, request)
-        assert (tokens, steps) == (whole, -(-prompt // chunk)), chunk
+        assert tokens == whole and steps >= -(-prompt // chunk), chunk
 
 
 def test_alone_a_prompt_is_prefilled_whole(engine):
@@ -73,16 +73,18 @@ def test_a_long_prompt_is_prefilled_a_chunk_per_step_while_a_stream_keeps_decodi
     engine.step([running])
     newcomer = engine.start(GenerationRequest(prompt=LONG, raw=True, sampling=GREEDY, max_tokens=4))
     prompt = len(newcomer.prompt_ids)
-    steps = 0
+    steps, held = 0, 0
     try:
         while newcomer.pending is None:
             events = engine.step([newcomer, running])
             steps += 1
-            # The running stream gets its token in every step of the newcomer's prefill.
+            # The running stream gets its token in every step of the newcomer's prefill, and each
+            # step prefills a page to a chunk of the prompt.
             assert [e for e in events[running] if isinstance(e, TextDelta) and e.token_ids]
-            assert newcomer.kv_tokens == min(prompt, 32 * steps)
-            assert bool(events[newcomer]) == (newcomer.kv_tokens == prompt)
-        assert steps == -(-prompt // 32)
+            grew, held = newcomer.kv_tokens - held, newcomer.kv_tokens
+            assert 16 <= grew <= 32 or held == prompt
+            assert bool(events[newcomer]) == (held == prompt)
+        assert steps >= -(-prompt // 32)
     finally:
         engine.release(newcomer)
         engine.release(running)
@@ -190,7 +192,7 @@ def test_smollm2_chunked_prefill_and_a_shared_prefix_give_the_cold_tokens(smollm
     whole, _, prompt = beside_a_stream(smollm2, chat(question))
     smollm2.prefill_chunk = 32
     chunked, steps, _ = beside_a_stream(smollm2, chat(question))
-    assert chunked == whole and steps == -(-prompt // 32)
+    assert chunked == whole and steps >= -(-prompt // 32)
     cache, smollm2.prefix_cache = smollm2.prefix_cache, None
     cold = [e for e in smollm2.generate(chat(question)) if isinstance(e, Finished)][0].token_ids
     smollm2.prefix_cache = cache
