@@ -50,6 +50,18 @@ def catalog_of(paths, engines):
     return Catalog(entries)
 
 
+def published_reservation(scheduler, none: bool = True, timeout: float = 30) -> int:
+    """The first model's reserved KV tokens once the status shows none (``none``) or some (the
+    loop publishes its status at the end of the pass that sent the events), or at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reserved = scheduler.status()["models"][0].get("kv_reserved_tokens", 0)
+        if (reserved == 0) == none:
+            break
+        time.sleep(0.01)
+    return reserved
+
+
 def make_scheduler(tmp_path, catalog, budget):
     device = SimulatedDevice(tmp_path / "dev")  # a cool device: the governor stays out of the way
     config = SchedulerConfig(budget_bytes=budget, pooled_memory=True, threads=1, template_allowance_tokens=32)
@@ -117,7 +129,7 @@ def test_pool_matches_the_engine_and_cancel_frees_pages_at_once(tmp_path, packag
         first = next(e for e in stream if isinstance(e, TextDelta))
         assert first.token_ids
         engine = engines[0]
-        assert scheduler.status()["models"][0]["kv_reserved_tokens"] > 0
+        assert published_reservation(scheduler, none=False) > 0
         handle.cancel()
         end = list(stream)[-1]
         # The loop released the sequence before it sent the event: the pages are free already.
@@ -125,7 +137,7 @@ def test_pool_matches_the_engine_and_cancel_frees_pages_at_once(tmp_path, packag
         # (Its pages now sit in the prefix cache, evictable; freed, they fill the pool again.)
         engine.clear_prefix_cache()
         assert engine.runner.free_tokens() == entry.info.kv_pool_tokens
-        assert scheduler.status()["models"][0]["kv_reserved_tokens"] == 0
+        assert published_reservation(scheduler) == 0
 
 
 def test_a_third_model_evicts_the_lru_idle_one_and_never_fit_is_refused(tmp_path, tiny_package_factory, packages):
@@ -178,11 +190,8 @@ def test_kept_prefixes_are_counted_once_and_give_way_to_reserved_requests(tmp_pa
             assert isinstance(list(scheduler.submit(request).events(120))[-1], Finished)
         engine = engines[0]
         assert engine.prefix_cache.hits == 2 and len(engine.prefix_cache) >= 1
-        deadline = time.monotonic() + 30  # the loop publishes its status after it sent the events
-        while scheduler.status()["models"][0]["kv_reserved_tokens"] and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert published_reservation(scheduler) == 0
         status = scheduler.status()
-        assert status["models"][0]["kv_reserved_tokens"] == 0
         assert status["memory"]["accounted_bytes"] == entry.info.resident_bytes  # the cache adds nothing
         # Four requests reserving 80 tokens each: 320 of the pool's 336, with pages still kept.
         handles = [scheduler.submit(GenerationRequest(prompt=f"{i} the hub.", raw=True, max_tokens=38,
