@@ -23,6 +23,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_HOME", "~/.cache/edge-os", "cache for packed models (the default model is packed here once)"),
     EnvVar("EDGE_OS_THREADS", "the cores other work leaves idle",
            "threads the engine uses when --threads is not given"),
+    EnvVar("EDGE_OS_PREFILL_CHUNK", "64",
+           "prompt tokens prefilled per engine step beside the running streams (0: whole prompts at once)"),
     EnvVar("EDGE_OS_LOG_LEVEL", "INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
     EnvVar("EDGE_OS_TARGET", "host", "target descriptor used by `pack` when --target is not given"),
     EnvVar("EDGE_OS_MEMORY_BUDGET", "target's memory_fraction of MemTotal", "scheduler memory budget, e.g. 2G or 512M"),
@@ -44,6 +46,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
 class Settings:
     home: Path
     threads: int
+    prefill_chunk: int
     log_level: str
     target: str
     # Scheduler settings stay text here; edge_os.scheduler.config parses them with clear errors.
@@ -63,10 +66,12 @@ def settings() -> Settings:
     env = os.environ
     threads_text = env.get("EDGE_OS_THREADS", "")
     threads = int(threads_text) if threads_text.strip().isdigit() else default_threads()
+    chunk_text = env.get("EDGE_OS_PREFILL_CHUNK", "")
     home = Path(env.get("EDGE_OS_HOME", "~/.cache/edge-os")).expanduser()
     return Settings(
         home=home,
         threads=max(1, threads),
+        prefill_chunk=int(chunk_text) if chunk_text.strip().isdigit() else 64,
         log_level=env.get("EDGE_OS_LOG_LEVEL", "INFO").upper(),
         target=env.get("EDGE_OS_TARGET", "host"),
         memory_budget=env.get("EDGE_OS_MEMORY_BUDGET", ""),

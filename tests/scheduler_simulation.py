@@ -102,6 +102,13 @@ class SimulatedEngine:
         self.steps: list[int] = []  # batch size of every step
         self.started: list[str] = []  # request ids in the order they were started
         self.closed = False
+        self.threads = 1
+        self.thread_changes: list[int] = []  # every set_threads, in order
+
+    def set_threads(self, threads: int) -> int:
+        self.threads = threads
+        self.thread_changes.append(threads)
+        return threads
 
     def start(self, request: GenerationRequest) -> SimSequence:
         prompt = prompt_token_bound(request)

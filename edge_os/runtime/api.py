@@ -23,12 +23,17 @@ class EngineAPI(Protocol):
     name: str
     memory: MemoryFigures
     context_length: int
+    threads: int  # threads its kernels really run on now
 
     def start(self, request: GenerationRequest) -> Sequence:
         """Tokenize and admit a request (raises ``InputError`` if the prompt does not fit)."""
 
     def step(self, sequences: list[Sequence]) -> dict[Sequence, list[Event]]:
-        """Advance each unfinished sequence: prefill if new, else one decode token (batched)."""
+        """Advance each unfinished sequence: one decode token for the running ones (batched), and a
+        chunk of the prompt for new ones (the first token comes with the last chunk)."""
+
+    def set_threads(self, threads: int) -> int:
+        """Run the next steps on ``threads`` threads; returns the threads really in use."""
 
     def release(self, sequence: Sequence) -> None:
         """Free the sequence's KV pages now (also for unfinished, cancelled sequences)."""

@@ -2,9 +2,10 @@
 
 ``Engine.load(path)`` verifies the package and loads it. ``generate(request)`` streams events for
 one request; ``start``/``step``/``release`` let the scheduler advance several sequences together
-(new ones are prefilled, running ones decode in one batch). ``complete`` and ``chat`` are the
-simplest use; ``chat_session()`` opens a conversation that keeps its KV cache between turns, so
-each turn only prefills what is new.
+(running ones decode in one batch while new prompts are prefilled a chunk per step, so a long
+prompt does not stall the streams already running). ``complete`` and ``chat`` are the simplest
+use; ``chat_session()`` opens a conversation that keeps its KV cache between turns, so each turn
+only prefills what is new.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from edge_os.package.reader import open_package, read_params, verified_bytes, ve
 from edge_os.runtime.chat_template import ChatTemplate
 from edge_os.runtime.grammar import Grammars, TokenMask
 from edge_os.runtime.heap import release_free_heap
-from edge_os.runtime.kv_pool import cache_tokens, serving_context
+from edge_os.runtime.kv_pool import PAGE_TOKENS, cache_tokens, serving_context
+from edge_os.runtime.prefix_cache import PrefixCache
 from edge_os.runtime.request import (
     Event,
     Finished,
@@ -75,7 +77,7 @@ class Engine:
     """A loaded model package. Not thread-safe: one owner (the scheduler loop or one caller)."""
 
     def __init__(self, package_dir: Path, manifest: Manifest, runner: ModelRunner, context_tokens: int,
-                 tokenizer: Tokenizer):
+                 tokenizer: Tokenizer, prefill_chunk: int = 0, prefix_cache: bool = True):
         self.package_dir = package_dir
         self.manifest = manifest
         self.name = manifest.name
@@ -94,14 +96,32 @@ class Engine:
         self._ids = itertools.count()
         vocab_size = int(manifest.config.get("vocab_size") or tokenizer.get_vocab_size(with_added_tokens=True))
         self.grammars = Grammars(tokenizer, vocab_size, sorted(self.stop_ids))
+        self.prefill_chunk = prefill_chunk
+        # Released sequences kept for the prompts that start like them (None: freed at once).
+        self.prefix_cache = PrefixCache() if prefix_cache else None
+        self._live: set[int] = set()  # ids of the sequences of requests not yet released
+        self._decode_step_s = 0.0  # recent seconds per decode step (moving average)
+        self._prefill_tok_s = 0.0  # recent prefill tokens per second (moving average)
+
+    @property
+    def prefill_chunk(self) -> int:
+        """Prompt tokens prefilled per step over all new sequences (the compiled chunk at most)."""
+        return self._prefill_chunk
+
+    @prefill_chunk.setter
+    def prefill_chunk(self, tokens: int) -> None:
+        """``tokens`` <= 0: whole prompts in one step (the streams running wait for it)."""
+        compiled = self.runner.cache_shape.prefill_chunk
+        self._prefill_chunk = min(tokens, compiled) if tokens > 0 else 0
 
     def _token_text(self, token_id: int | None) -> str:
         return "" if token_id is None else self.tokenizer.id_to_token(token_id) or ""
 
     @classmethod
     def load(cls, package_dir: str | Path, threads: int | None = None, context_tokens: int | None = None,
-             max_batch: int = 8, verify: bool = True) -> Engine:
-        """Verify and load a package. ``context_tokens`` sizes the KV cache shared by all sequences."""
+             max_batch: int = 8, verify: bool = True, prefill_chunk: int | None = None) -> Engine:
+        """Verify and load a package. ``context_tokens`` sizes the KV cache shared by all sequences;
+        ``prefill_chunk`` is the prompt tokens prefilled per step (``EDGE_OS_PREFILL_CHUNK``)."""
         package_dir = Path(package_dir)
         started = time.perf_counter()
         manifest = open_package(package_dir, verify=verify)
@@ -122,11 +142,23 @@ class Engine:
             runner = ModelRunner(library, params, shape, threads or settings().threads,
                                  device=package_device(manifest.target.tvm_target))
         release_free_heap()
-        engine = cls(package_dir, manifest, runner, context, tokenizer)
+        chunk = settings().prefill_chunk if prefill_chunk is None else prefill_chunk
+        engine = cls(package_dir, manifest, runner, context, tokenizer, chunk)
         engine.load_s = time.perf_counter() - started
         log.info("loaded %s in %.2f s (%d MiB of weights, %d-token context)", manifest.name, engine.load_s,
                  manifest.memory.weight_bytes >> 20, context)
         return engine
+
+    # --- threads ---------------------------------------------------------------------------------
+    @property
+    def threads(self) -> int:
+        """The threads the model's kernels really run on now."""
+        return self.runner.threads()
+
+    def set_threads(self, threads: int) -> int:
+        """Run the next steps on ``threads`` threads (TVM's pool is per process: every engine of
+        this process follows). Returns the threads really in use."""
+        return self.runner.set_threads(threads)
 
     # --- prompts ---------------------------------------------------------------------------------
     def render(self, request: GenerationRequest) -> str:
@@ -162,7 +194,9 @@ class Engine:
     # --- the step interface ------------------------------------------------------------------------
     def start(self, request: GenerationRequest, reuse: Sequence | None = None) -> Sequence:
         """Admit a request. ``reuse`` continues a finished sequence in its KV-cache slot, keeping the
-        prefix it shares with the new prompt cached (the old Sequence object must not be used again)."""
+        prefix it shares with the new prompt cached (the old Sequence object must not be used again).
+        Otherwise a prompt that starts like a sequence in the prefix cache shares its pages and
+        prefills only the rest."""
         prompt_ids = self.prompt_ids(request)
         if not prompt_ids:
             raise InputError("the prompt is empty")
@@ -181,42 +215,110 @@ class Engine:
             self.runner.truncate(reuse.seq_id, len(reuse.cached_ids) - common)
             return Sequence(reuse.seq_id, request, prompt_ids, sampler, stream, cached_ids=reuse.cached_ids[:common],
                             mask=mask)
-        seq = Sequence(next(self._ids), request, prompt_ids, sampler, stream, mask=mask)
-        self.runner.add_sequence(seq.seq_id)
-        return seq
+        seq_id, shared = self._new_sequence(prompt_ids[:-1])
+        self._live.add(seq_id)
+        return Sequence(seq_id, request, prompt_ids, sampler, stream, cached_ids=prompt_ids[:shared], mask=mask)
+
+    def _new_sequence(self, prefix: list[int]) -> tuple[int, int]:
+        """A KV-cache sequence for a prompt starting with ``prefix``: its id and how many of the
+        prompt's tokens it already holds (forked from, or taken over from, the prefix cache)."""
+        cache = self.prefix_cache
+        match = cache.longest(prefix) if cache is not None else None
+        spare = match.seq_id if match else None
+        while cache and len(self._live) + len(cache) >= self.runner.cache_shape.max_batch_size:
+            if (victim := cache.oldest(spare)) is None:
+                break
+            self._evict(victim)
+        if match is None:
+            seq_id = next(self._ids)
+            self.runner.add_sequence(seq_id)
+            return seq_id, 0
+        if len(self._live) + len(cache) >= self.runner.cache_shape.max_batch_size:
+            # No slot for a fork: the request takes the kept sequence over.
+            held = cache.take(match.seq_id)
+            self.runner.truncate(match.seq_id, len(held) - match.tokens)
+            return match.seq_id, match.tokens
+        seq_id = next(self._ids)
+        self._make_room(PAGE_TOKENS, spare)
+        self.runner.fork(match.seq_id, seq_id, match.tokens)
+        return seq_id, match.tokens
+
+    def _make_room(self, tokens: int, spare: int | None = None) -> None:
+        """Evict kept sequences, least recently used first, until ``tokens`` fit in free pages."""
+        while self.prefix_cache and self.runner.free_tokens() < tokens:
+            if (victim := self.prefix_cache.oldest(spare)) is None:
+                return
+            self._evict(victim)
+
+    def _evict(self, seq_id: int) -> None:
+        self.prefix_cache.take(seq_id)
+        self.runner.remove_sequence(seq_id)
+
+    def clear_prefix_cache(self) -> None:
+        """Free every kept sequence's pages now."""
+        while self.prefix_cache:
+            self._evict(self.prefix_cache.oldest())
 
     def step(self, sequences: list[Sequence]) -> dict[Sequence, list[Event]]:
-        """Prefill new sequences, then decode one token for all running ones in one batch."""
+        """Prefill new sequences (in the order given), then decode one token for all running ones
+        in one batch. While some are running, a step prefills about as many prompt tokens as one
+        of their decode steps costs (``_chunk_budget``: a page at least, ``prefill_chunk`` at most),
+        so a long prompt takes several steps and the running streams keep their pace; its first
+        token comes with the step that prefills its last chunk. With none running, new prompts
+        are prefilled whole (nobody waits for them)."""
         events: dict[Sequence, list[Event]] = {s: [] for s in sequences}
-        running = []
+        running, new = [], []
         for seq in sequences:
             if seq.finished:
                 continue
             if seq.request.deadline is not None and time.monotonic() > seq.request.deadline:
                 self._finish(seq, FinishReason.DEADLINE, events[seq])
-            elif seq.pending is None:
-                self._prefill(seq, events[seq])
             else:
-                running.append(seq)
+                (new if seq.pending is None else running).append(seq)
+        budget = self._chunk_budget() if running and self.prefill_chunk else None
+        for seq in new:
+            if budget is None or budget > 0:
+                budget = self._prefill(seq, events[seq], budget)
         if running:
+            self._make_room(PAGE_TOKENS * len(running))  # at most a new page each
             started = time.perf_counter()
             logits = self.runner.decode([s.seq_id for s in running], [s.pending for s in running])
             elapsed = time.perf_counter() - started
+            self._decode_step_s = _average(self._decode_step_s, elapsed)
             for row, seq in enumerate(running):
                 seq.cached_ids.append(seq.pending)
                 seq.decode_s += elapsed
                 self._accept(seq, logits[row], events[seq])
         return events
 
-    def _prefill(self, seq: Sequence, out: list[Event]) -> None:
+    def _chunk_budget(self) -> int:
+        """Prompt tokens to prefill beside the running streams in this step: about what one of
+        their decode steps costs (so their inter-token time at most doubles), in whole pages,
+        at least a page and at most ``prefill_chunk``."""
+        if not (self._decode_step_s and self._prefill_tok_s):
+            return self.prefill_chunk
+        paced = int(self._decode_step_s * self._prefill_tok_s) // PAGE_TOKENS * PAGE_TOKENS
+        return max(PAGE_TOKENS, min(self.prefill_chunk, paced))
+
+    def _prefill(self, seq: Sequence, out: list[Event], budget: int | None) -> int | None:
+        """Prefill the next ``budget`` prompt tokens of ``seq`` (all: None); returns what is left."""
         new_ids = seq.prompt_ids[len(seq.cached_ids):]
+        if budget is not None:
+            new_ids = new_ids[:budget]
+            budget -= len(new_ids)
+        self._make_room(len(new_ids) + PAGE_TOKENS)
         started = time.perf_counter()
         logits = self.runner.prefill(seq.seq_id, new_ids)
-        seq.prefill_s = time.perf_counter() - started
-        seq.prefilled_tokens = len(new_ids)
+        took = time.perf_counter() - started
+        seq.prefill_s += took
+        if len(new_ids) >= PAGE_TOKENS and took > 0:
+            self._prefill_tok_s = _average(self._prefill_tok_s, len(new_ids) / took)
+        seq.prefilled_tokens += len(new_ids)
         seq.cached_ids.extend(new_ids)
-        self._accept(seq, logits, out)
-        seq.first_token_at = time.perf_counter()
+        if len(seq.cached_ids) == len(seq.prompt_ids):
+            self._accept(seq, logits, out)
+            seq.first_token_at = time.perf_counter()
+        return budget
 
     def _accept(self, seq: Sequence, logits: np.ndarray, out: list[Event]) -> None:
         """Sample the next token and decide whether the sequence goes on."""
@@ -257,9 +359,17 @@ class Engine:
                             Usage(len(seq.prompt_ids), len(seq.generated)), timings))
 
     def release(self, seq: Sequence) -> None:
-        """Free the sequence's KV pages now."""
+        """Give the sequence's KV pages back now: into the prefix cache (evictable, for requests
+        that start the same way) when it holds a page or more, else freed."""
         if seq.seq_id is not None:
-            self.runner.remove_sequence(seq.seq_id)
+            self._live.discard(seq.seq_id)
+            cache = self.prefix_cache
+            if cache is not None and len(seq.cached_ids) >= cache.min_tokens and not cache.covers(seq.cached_ids):
+                for redundant in cache.covered_by(seq.cached_ids):
+                    self._evict(redundant)
+                cache.keep(seq.seq_id, seq.cached_ids)
+            else:
+                self.runner.remove_sequence(seq.seq_id)
             seq.seq_id = None
             seq.finished = True
 
@@ -413,6 +523,11 @@ def _split_literal(text: str, contents: list[str], special: re.Pattern | None) -
     if last < len(text):
         pieces.append((text[last:], False))
     return pieces
+
+
+def _average(previous: float, value: float, weight: float = 0.2) -> float:
+    """Exponential moving average (the first value stands alone)."""
+    return value if not previous else previous + weight * (value - previous)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -20,6 +20,7 @@ from edge_os.runtime.kv_pool import PAGE_TOKENS
 from edge_os.runtime.tvm_runtime import ensure_loaded, shape, to_numpy, to_tensor
 
 _POOLED_ALLOCATOR = 2  # the VM's pooled allocator
+_BIG_CORES = 1  # TVM's thread-pool affinity mode "big cores" (all cores on a uniform CPU)
 # The device a package runs on, by the kind of its TVM target (manifest ``target.tvm_target``).
 DEVICES = {"llvm": "cpu", "cuda": "cuda"}
 
@@ -50,7 +51,8 @@ class ModelRunner:
     def __init__(self, library: Path, params: Iterable[np.ndarray], cache: CacheShape, threads: int | None = None,
                  device: str = "cpu"):
         if threads:
-            # TVM sizes its thread pool once, at the first parallel kernel of the process.
+            # The size TVM's thread pool starts with (read at the first parallel kernel); a pool
+            # that exists already is resized below.
             os.environ["TVM_NUM_THREADS"] = str(threads)
         ensure_loaded()
         if device != "cpu" and tvm_ffi.get_global_func(f"device_api.{device}", allow_missing=True) is None:
@@ -81,6 +83,22 @@ class ModelRunner:
         self._popn = builtin("vm.builtin.kv_state_popn")
         self._length = builtin("vm.builtin.attention_kv_cache_get_sequence_length")
         self._free_pages = builtin("vm.builtin.attention_kv_cache_get_num_available_pages")
+        self._fork = builtin("vm.builtin.kv_state_fork_sequence")
+        self._config_threadpool = builtin("runtime.config_threadpool")
+        self._num_threads = builtin("runtime.NumThreads")
+        if threads:
+            self.set_threads(threads)
+
+    # --- threads -----------------------------------------------------------------------------
+    def set_threads(self, threads: int) -> int:
+        """Resize TVM's thread pool (one per process: every loaded model follows); the next
+        forward runs on it. Returns the threads the pool now really has."""
+        self._config_threadpool(_BIG_CORES, int(threads))
+        return self.threads()
+
+    def threads(self) -> int:
+        """The threads TVM's pool runs parallel kernels on."""
+        return int(self._num_threads())
 
     # --- sequences ---------------------------------------------------------------------------
     def add_sequence(self, seq_id: int) -> None:
@@ -91,6 +109,11 @@ class ModelRunner:
 
     def sequence_length(self, seq_id: int) -> int:
         return int(self._length(self.kv, int(seq_id)))
+
+    def fork(self, parent_id: int, child_id: int, tokens: int) -> None:
+        """Add ``child_id`` holding the first ``tokens`` of ``parent_id``: whole pages are shared,
+        not copied, and stay while either sequence holds them."""
+        self._fork(self.kv, int(parent_id), int(child_id), int(tokens))
 
     def truncate(self, seq_id: int, drop: int) -> None:
         """Forget the last ``drop`` tokens of a sequence (to re-feed them differently)."""

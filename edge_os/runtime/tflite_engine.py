@@ -19,15 +19,20 @@ class TFLiteEngine:
     kind = "tflite"
     context_length = 0
 
-    def __init__(self, name: str, model: TFLiteModel, model_bytes: int):
+    def __init__(self, name: str, model: TFLiteModel, model_bytes: int, threads: int = 1):
         self.name = name
         self.model = model
+        self.threads = max(1, threads)  # the interpreter's, fixed when it was built
         self.memory = MemoryFigures(weight_bytes=model_bytes, kv_bytes_per_token=0, workspace_bytes=model.arena_bytes)
 
     @classmethod
     def load(cls, package_dir: Path, threads: int = 1) -> TFLiteEngine:
         manifest, model = load_model(package_dir, threads=threads)
-        return cls(manifest.name, model, manifest.model_bytes)
+        return cls(manifest.name, model, manifest.model_bytes, threads)
+
+    def set_threads(self, threads: int) -> int:
+        """An interpreter keeps the threads it was built with; returns them."""
+        return self.threads
 
     def run(self, inputs, cast: bool = False) -> tuple[dict[str, np.ndarray], float]:
         """Every output by name and the seconds the invocation took (``cast``: JSON numbers, see

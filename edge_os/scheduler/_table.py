@@ -58,12 +58,17 @@ class LoadedModel:
     def __init__(self, entry: ModelEntry, engine: EngineAPI, threads: int, now: float):
         self.entry = entry
         self.engine = engine
-        self.threads = threads
+        self.asked_threads = threads  # what the governor allowed when last applied
         self.resident = entry.info.resident_bytes_for(engine.memory)
         self.jobs: list[Job] = []
         self.last_used = now
         self.step_estimate_s: float | None = None  # running estimate of one engine step (periodic models yield)
         self.retiring = False  # a new version replaced it; it only finishes the requests it runs
+
+    @property
+    def threads(self) -> int:
+        """The threads the engine really runs on (asked of its runtime, not remembered)."""
+        return self.engine.threads
 
     def has_room(self, job: Job) -> bool:
         """Whether the engine itself can take ``job``: a free batch slot and pages in its KV pool."""

@@ -433,13 +433,18 @@ class Scheduler:
         what = f"{name} ({job.kv_tokens} KV tokens)"
         return plan_memory(what, job.kv_bytes, model_bytes, loaded is not None, self._memory_state(), others)
 
-    def _load(self, entry: ModelEntry) -> LoadedModel | None:
+    def _threads_now(self, kind: str) -> int:
+        """Engine threads the governor allows a model of ``kind`` now."""
         threads = max(1, round(self.config.threads * self._throttle.thread_fraction))
-        if entry.info.kind == "llm" and self._periodic and threads >= PARTITION_MIN_THREADS:
+        if kind == "llm" and self._periodic and threads >= PARTITION_MIN_THREADS:
             # Partitioned: the periodic models' thread keeps a core. Below 4 threads a core is too
             # large a share to reserve for a job of a few percent duty (measured: on 2 cores the LLM
             # lost ~45 % of its tok/s for no fewer misses); the yielding alone keeps the deadlines.
             threads -= TFLITE_THREADS
+        return threads
+
+    def _load(self, entry: ModelEntry) -> LoadedModel | None:
+        threads = self._threads_now(entry.info.kind)
         try:
             engine = entry.load(threads)
         except Exception as exc:  # a broken package must not take the service down
@@ -555,6 +560,7 @@ class Scheduler:
                 self._yield_until = max(next_release(self._periodic), self._clock() + 0.0005)
                 self.yields += 1
                 continue  # yields between tokens: the periodic model runs first
+            self._follow_threads(loaded)
             began_step = self._clock()
             self._step(loaded, jobs)
             loaded.step_estimate_s = update_estimate(loaded.step_estimate_s, self._clock() - began_step)
@@ -562,6 +568,13 @@ class Scheduler:
         if stepped and self._throttle.duty < 1:
             busy = self._clock() - began
             self._resume_at = self._clock() + busy * (1 - self._throttle.duty) / self._throttle.duty
+
+    def _follow_threads(self, loaded: LoadedModel) -> None:
+        """Resize the engine's thread pool when the governor's thread fraction changed."""
+        threads = self._threads_now(loaded.entry.info.kind)
+        if threads != loaded.asked_threads:
+            loaded.asked_threads = threads
+            log.info("%s now runs on %d threads", loaded.entry.name, loaded.engine.set_threads(threads))
 
     def _step(self, loaded: LoadedModel, jobs: list[Job]) -> None:
         try:

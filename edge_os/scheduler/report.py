@@ -11,7 +11,7 @@ def _temp(value: float | None) -> str:
 
 def format_status(status: dict) -> str:
     """A table of models and a few lines on memory, thermal state, power and the queue."""
-    rows = [("MODEL", "KIND", "LOADED", "ACTIVE", "MEMORY", "KV", "IDLE", "KEEP-ALIVE")]
+    rows = [("MODEL", "KIND", "LOADED", "ACTIVE", "MEMORY", "KV", "THREADS", "IDLE", "KEEP-ALIVE")]
     for m in status["models"]:
         loaded = m["loaded"]
         tflite = m.get("kind") == "tflite"
@@ -23,6 +23,7 @@ def format_status(status: dict) -> str:
             str(m.get("active", 0)),
             format_size(m["resident_bytes"]) if loaded else "-",
             f"{m['kv_reserved_tokens']}/{m['kv_pool_tokens'] or '-'} tok" if loaded and not tflite else "-",
+            str(m["threads"]) if loaded and m.get("threads") is not None else "-",
             f"{m['idle_s']:.0f}s" if loaded else "-",
             "forever" if m["keep_alive_s"] is None else f"{m['keep_alive_s']:.0f}s",
         ))

@@ -187,12 +187,20 @@ def test_a_batch_beyond_the_compiled_limit_is_refused(tiny_package):
 
 
 def test_release_frees_kv_pages(engine):
+    engine.clear_prefix_cache()
     free = engine.runner.free_tokens()
-    seq = engine.start(GenerationRequest(prompt="z" * 100, raw=True, sampling=GREEDY, max_tokens=4))
-    engine.step([seq])
-    assert engine.runner.free_tokens() < free
-    engine.release(seq)
-    assert engine.runner.free_tokens() == free
+    for keep in (False, True):
+        cache = engine.prefix_cache
+        engine.prefix_cache = cache if keep else None
+        seq = engine.start(GenerationRequest(prompt="z" * 100, raw=True, sampling=GREEDY, max_tokens=4))
+        engine.step([seq])
+        assert engine.runner.free_tokens() < free
+        engine.release(seq)
+        engine.prefix_cache = cache
+        # Kept for later requests that start the same way, until they are evicted.
+        assert (engine.runner.free_tokens() < free) == keep
+        engine.clear_prefix_cache()
+        assert engine.runner.free_tokens() == free
 
 
 def test_qwen2_biases_are_applied(tiny_package_factory):

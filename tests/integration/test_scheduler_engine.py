@@ -7,6 +7,7 @@ accounting against the budget and the process's resident set against the same bu
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,6 +48,18 @@ def catalog_of(paths, engines):
 
         entries.append(replace(entry, load=load))
     return Catalog(entries)
+
+
+def published_reservation(scheduler, none: bool = True, timeout: float = 30) -> int:
+    """The first model's reserved KV tokens once the status shows none (``none``) or some (the
+    loop publishes its status at the end of the pass that sent the events), or at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reserved = scheduler.status()["models"][0].get("kv_reserved_tokens", 0)
+        if (reserved == 0) == none:
+            break
+        time.sleep(0.01)
+    return reserved
 
 
 def make_scheduler(tmp_path, catalog, budget):
@@ -116,13 +129,15 @@ def test_pool_matches_the_engine_and_cancel_frees_pages_at_once(tmp_path, packag
         first = next(e for e in stream if isinstance(e, TextDelta))
         assert first.token_ids
         engine = engines[0]
-        assert scheduler.status()["models"][0]["kv_reserved_tokens"] > 0
+        assert published_reservation(scheduler, none=False) > 0
         handle.cancel()
         end = list(stream)[-1]
         # The loop released the sequence before it sent the event: the pages are free already.
         assert end.finish_reason == FinishReason.CANCELLED
+        # (Its pages now sit in the prefix cache, evictable; freed, they fill the pool again.)
+        engine.clear_prefix_cache()
         assert engine.runner.free_tokens() == entry.info.kv_pool_tokens
-        assert scheduler.status()["models"][0]["kv_reserved_tokens"] == 0
+        assert published_reservation(scheduler) == 0
 
 
 def test_a_third_model_evicts_the_lru_idle_one_and_never_fit_is_refused(tmp_path, tiny_package_factory, packages):
@@ -158,3 +173,29 @@ def test_serve_options_pin_a_real_package(tmp_path, packages):
     assert rows[name]["loaded"] and rows[name]["pinned"] and rows[name]["keep_alive_s"] is None
     assert not [m for m in rows.values() if m["loaded"] and not m["pinned"]]
     scheduler.close()
+
+
+def test_kept_prefixes_are_counted_once_and_give_way_to_reserved_requests(tmp_path, packages):
+    """The prefix cache lives inside the model's KV pool: it adds nothing to what is accounted, and
+    requests whose reservations fill the whole pool still all run (kept pages are evicted)."""
+    engines = []
+    catalog = catalog_of(packages[:1], engines)
+    entry = next(iter(catalog))
+    scheduler = make_scheduler(tmp_path, catalog, budget=entry.info.resident_bytes)
+    greedy = SamplingParams(temperature=0)
+    with scheduler.start():
+        for word in ("north", "south", "east"):
+            request = GenerationRequest(prompt="The hub reads every sensor. " + word, raw=True, max_tokens=40,
+                                        ignore_eos=True, sampling=greedy)
+            assert isinstance(list(scheduler.submit(request).events(120))[-1], Finished)
+        engine = engines[0]
+        assert engine.prefix_cache.hits == 2 and len(engine.prefix_cache) >= 1
+        assert published_reservation(scheduler) == 0
+        status = scheduler.status()
+        assert status["memory"]["accounted_bytes"] == entry.info.resident_bytes  # the cache adds nothing
+        # Four requests reserving 80 tokens each: 320 of the pool's 336, with pages still kept.
+        handles = [scheduler.submit(GenerationRequest(prompt=f"{i} the hub.", raw=True, max_tokens=38,
+                                                      ignore_eos=True, sampling=greedy)) for i in range(BATCH)]
+        ends = [list(h.events(120))[-1] for h in handles]
+        assert all(isinstance(e, Finished) and e.usage.completion_tokens == 38 for e in ends), ends
+        assert scheduler.status()["memory"]["peak_accounted_bytes"] <= entry.info.resident_bytes

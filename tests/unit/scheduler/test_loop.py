@@ -324,3 +324,25 @@ def test_removing_a_model_refuses_its_queued_requests_and_finishes_running_ones(
     assert last(got[running.request_id]).finish_reason == FinishReason.LENGTH
     assert isinstance(last(got[queued.request_id]), Refused)
     assert h.scheduler.status()["models"] == []
+
+
+def test_a_throttle_that_cuts_threads_resizes_a_loaded_engine_before_its_next_step(harness):
+    h = harness({"a": SMALL}, threads=4, probe_interval_s=0.0)
+    handle = h.submit(max_tokens=400)
+    h.run(2)
+    engine = h.engine("a")
+    assert engine.threads == 4 and engine.thread_changes == []
+    steps = len(engine.steps)
+    h.device.model.temp_c = 72.0  # SLOW_3 at the default setpoint: a quarter of the threads
+    h.device.flush()
+    h.run(1)
+    assert engine.thread_changes == [1] and len(engine.steps) == steps + 1  # resized, then stepped
+    assert h.scheduler.status()["models"][0]["threads"] == 1
+    h.device.model.temp_c = 30.0  # cool: the levels step down one per probe, threads come back
+    h.device.flush()
+    for _ in range(20):
+        wake = h.scheduler.tick()
+        h.clock.idle(wake - h.clock.now)  # the duty-cycle pauses pass
+    assert engine.thread_changes[-1] == 4 and h.scheduler.status()["models"][0]["threads"] == 4
+    handle.cancel()
+    h.run_until_done([handle])

@@ -12,10 +12,11 @@ def test_ps_table_shows_models_memory_thermal_governor_and_queue(harness):
     h.run(3)
     text = format_status(h.scheduler.status())
     lines = text.splitlines()
-    assert lines[0].split() == ["MODEL", "KIND", "LOADED", "ACTIVE", "MEMORY", "KV", "IDLE",
+    assert lines[0].split() == ["MODEL", "KIND", "LOADED", "ACTIVE", "MEMORY", "KV", "THREADS", "IDLE",
                                   "KEEP-ALIVE"]
     row_a = next(line for line in lines if line.startswith("a "))
     assert row_a.split()[:5] == ["a", "llm", "yes", "1", "1.1G"] and row_a.endswith("60s")
+    assert row_a.split()[7] == str(h.engine("a").threads)
     assert any(line.split()[:5] == ["b", "(pinned)", "llm", "yes", "0"] for line in lines)
     assert "of 4.0G budget" in text and "governor: NORMAL" in text and "1 running" in text
 
