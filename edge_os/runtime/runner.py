@@ -51,9 +51,11 @@ class ModelRunner:
     def __init__(self, library: Path, params: Iterable[np.ndarray], cache: CacheShape, threads: int | None = None,
                  device: str = "cpu"):
         if threads:
-            # The size TVM's thread pool starts with (read at the first parallel kernel); a pool
-            # that exists already is resized below.
-            os.environ["TVM_NUM_THREADS"] = str(threads)
+            # TVM gives its pool (one per process) as many workers as TVM_NUM_THREADS says when the
+            # first parallel kernel runs, and never more: let it hold every core this process may
+            # use, so a later set_threads can grow as well as shrink it (set_threads below picks
+            # how many run). Without this the first model loaded capped every later one.
+            os.environ["TVM_NUM_THREADS"] = str(max(threads, len(os.sched_getaffinity(0))))
         ensure_loaded()
         if device != "cpu" and tvm_ffi.get_global_func(f"device_api.{device}", allow_missing=True) is None:
             raise TargetError(f"{library.parent} runs on a {device.upper()} GPU, and this TVM runtime was built "

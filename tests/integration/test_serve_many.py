@@ -4,6 +4,9 @@ so the greedy tokens of every path can be compared exactly."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from edge_os.runtime.engine import Engine
@@ -171,6 +174,19 @@ def test_the_thread_pool_follows_set_threads_at_once(engine):
         assert tokens_of(engine, "threads") == want
     finally:
         assert engine.set_threads(2) == 2 and engine.threads == 2
+
+
+def test_a_process_whose_first_model_ran_on_one_thread_can_grow_to_two(tiny_package_factory):
+    """TVM sizes its pool once per process: the first engine's thread count must not cap later ones."""
+    script = ("import sys\nfrom edge_os.runtime.engine import Engine\n"
+              "engine = Engine.load(sys.argv[1], threads=1, context_tokens=256)\n"
+              "engine.complete('warm the pool', max_tokens=2)\n"
+              "print(engine.threads, engine.set_threads(2), engine.threads)\n")
+    package = tiny_package_factory("q4f32", kv_dtype="float32")
+    run = subprocess.run([sys.executable, "-c", script, str(package)], capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["1", "2", "2"]
 
 
 @pytest.fixture(scope="module")
