@@ -179,13 +179,11 @@ def _visible(causal, row, kv_len, qo_len):
     return tirx.Select(causal > 0, limit, kv_len)
 
 
-def _seq_offset(position, length_info, b, sliding: bool):
-    """Where key ``position`` of a sequence's visible keys lies in its pages: itself, or under a
-    sliding window past the attention sink, shifted by the window's offset into the first page."""
-    if not sliding:
-        return position
-    sink = load(length_info, 2, b)
-    return tirx.Select(position < sink, position, position - sink + load(length_info, 1, b))
+def _window_start(length_info, b):
+    """Where the visible keys of sequence ``b`` start in its first page under a sliding window
+    (the window's offset). Attention sinks, which TVM's cache places before the window, are not
+    handled: edge-os never enables them (``kv_state_enable_sliding_window_for_seq``)."""
+    return T.Bind(load(length_info, 1, b))
 
 
 def _kv_len(n_pages, length_info, b, sliding: bool):
@@ -222,10 +220,14 @@ def build_decode(shape: _Shape, sliding: bool = False) -> tirx.PrimFunc:
             with _rope_applied(rotary_mode), T.parallel(0, batch * hkv) as task:
                 b, kv_head = task // hkv, task % hkv
                 first, n_pages = load(indptr, b), load(indptr, b + 1) - load(indptr, b)
-                kv_len = _kv_len(n_pages, info, b, sliding)
+                kv_len = T.Bind(_kv_len(n_pages, info, b, sliding))
+                offset = _window_start(info, b) if sliding else 0
 
                 def key(block, t, j, half=0):
-                    at = _seq_offset(block * BLOCK + t, info, b, sliding)
+                    if not sliding:
+                        page = load(values, first + block)
+                        return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
+                    at = offset + block * BLOCK + t
                     page = load(values, first + at // BLOCK)
                     return to_f32(vload(pages, page, half, kv_head, at % BLOCK, j * LANES, lanes=LANES), LANES)
 
@@ -299,17 +301,22 @@ def build_prefill_paged(shape: _Shape, window: int = 0) -> tirx.PrimFunc:
             with _rope_applied(rotary_mode), T.serial(0, batch) as b:
                 q_first, qo_len = load(q_indptr, b), load(q_indptr, b + 1) - load(q_indptr, b)
                 first, n_pages = load(page_indptr, b), load(page_indptr, b + 1) - load(page_indptr, b)
-                kv_len = _kv_len(n_pages, info, b, sliding)
+                kv_len = T.Bind(_kv_len(n_pages, info, b, sliding))
                 with T.parallel(0, qo_len * hkv) as task:
                     row, kv_head = q_first + task // hkv, task % hkv
-                    start, visible = 0, _visible(causal, task // hkv, kv_len, qo_len)
                     if sliding:
                         seen = tirx.max(window - task // hkv - 1, 0)
-                        start = tirx.Select(causal > 0, tirx.max(kv_len - seen, 0), 0)
-                        visible = kv_len - start
+                        start = T.Bind(tirx.Select(causal > 0, tirx.max(kv_len - seen, 0), 0))
+                        visible = T.Bind(kv_len - start)
+                        base = T.Bind(start + _window_start(info, b))
+                    else:
+                        visible = _visible(causal, task // hkv, kv_len, qo_len)
 
                     def key(block, t, j, half=0):
-                        at = _seq_offset(start + block * BLOCK + t, info, b, sliding)
+                        if not sliding:
+                            page = load(values, first + block)
+                            return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
+                        at = base + block * BLOCK + t
                         page = load(values, first + at // BLOCK)
                         return to_f32(vload(pages, page, half, kv_head, at % BLOCK, j * LANES, lanes=LANES), LANES)
 
