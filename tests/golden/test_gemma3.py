@@ -45,8 +45,12 @@ def engine(package):
 
 
 def test_it_knows_the_capital_of_france(engine):
-    request = GenerationRequest(prompt="What is the capital of France?", sampling=SamplingParams(temperature=0),
-                                max_tokens=32)
+    """The file is the pretrained (not instruction-tuned) model, so the question is given as text
+    to continue. In Gemma's chat turns it answers "The capital of France is the capital of the
+    United Kingdom", and the numpy reference over the file's own weights picks the same first
+    tokens (" the" over " Paris"): that is the model, not edge-os."""
+    request = GenerationRequest(prompt="What is the capital of France?", raw=True,
+                                sampling=SamplingParams(temperature=0), max_tokens=16)
     final = [e for e in engine.generate(request) if isinstance(e, Finished)][0]
     assert "Paris" in final.text
 
@@ -167,8 +171,8 @@ def test_greedy_answers_match_the_numpy_reference(engine, reference):
     reference scores within 1% of its logit range of its own choice (a near tie that the decode
     kernels' rounding may break either way)."""
     kv_dtype = np.float16 if engine.manifest.kv_dtype == "float16" else np.float32
-    for prompt in ("What is the capital of France?", "Name three colours."):
-        request = GenerationRequest(prompt=prompt, sampling=SamplingParams(temperature=0), max_tokens=12)
+    for prompt, raw in (("What is the capital of France?", True), ("Name three colours.", False)):
+        request = GenerationRequest(prompt=prompt, raw=raw, sampling=SamplingParams(temperature=0), max_tokens=12)
         final = [e for e in engine.generate(request) if isinstance(e, Finished)][0]
         ids = engine.prompt_ids(request)
         answer = list(final.token_ids)
