@@ -58,7 +58,10 @@ def resolve_tvm_target(tvm_target: dict) -> dict:
 
 def model_facts(config) -> dict:
     """What kernel replacements may need to know about the model (``edge_os.compile.kernels``)."""
-    return {"rope_theta": float(config.rope_theta), "rope_scaled": bool(config.rope_scaling)}
+    facts = {"rope_theta": float(config.rope_theta), "rope_scaled": bool(config.rope_scaling)}
+    if getattr(config, "sliding_window", 0):  # the window of the cache's mha_sliding layers (Gemma 3)
+        facts["sliding_window"] = int(config.sliding_window)
+    return facts
 
 
 def export_model(model_class, config, formats_by_name: dict[str, str], scale_dtype: str, tvm_target,

@@ -53,8 +53,13 @@ class KVCacheFactory:
 
     def __call__(self, config, max_batch_size, max_total_seq_len, prefill_chunk_size, page_size,
                  support_sliding_window):
+        # A config may ask for per-layer attention kinds (``mha_sliding`` layers and their window)
+        # and apply RoPE itself (``paged_kv_options``, e.g. Gemma 3); by default the cache rotates.
+        options = config.paged_kv_options() if hasattr(config, "paged_kv_options") else {}
+        window = {"layer_sliding_window_size": options["layer_sliding_window_size"]} if (
+            "layer_sliding_window_size" in options) else {}
         return TIRPagedKVCache(
-            attn_kind="mha",
+            attn_kind=options.get("attn_kind", "mha"),
             max_batch_size=max_batch_size,
             max_total_seq_len=max_total_seq_len,
             prefill_chunk_size=prefill_chunk_size,
@@ -68,15 +73,16 @@ class KVCacheFactory:
             v_head_dim=config.head_dim,
             mla_original_qk_head_dim=0,
             mla_original_v_head_dim=0,
-            rope_mode=RopeMode.NORMAL,
+            rope_mode=RopeMode.NORMAL if options.get("rope", True) else RopeMode.NONE,
             rope_scale=1,
             rope_theta=config.rope_theta,
-            rope_scaling=dict(config.rope_scaling or {}),
+            rope_scaling=dict(config.rope_scaling or {}) if options.get("rope", True) else {},
             rope_ext_factors=relax.prim_value(0),
             rotary_dim=config.head_dim,
             enable_disaggregation=False,
             dtype=self.dtype,
             target=self.tvm_target,
+            **window,
         )
 
 

@@ -23,7 +23,7 @@ from edge_os.quantize.reference import CARRIED_GGUF_TYPES, from_gguf_blocks
 # Tensor types we read: carried over exactly, or dequantized to float32 (then re-quantized).
 CARRIED_TYPES = tuple(CARRIED_GGUF_TYPES)
 SUPPORTED_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "gemma3")
 # Sanity limits on model dimensions: far above any model an edge device runs, far below what
 # would make the compiler or the packer allocate without bound.
 MAX_HIDDEN = 1 << 16
@@ -47,6 +47,17 @@ _LAYER_NAMES = {
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
 }
+# Where an architecture names or uses a layer tensor differently (Gemma 3 normalizes each block's
+# output too: its ffn_norm is the norm *before* the MLP).
+_ARCH_LAYER_NAMES = {
+    "gemma3": {
+        "attn_q_norm.weight": "self_attn.q_norm.weight",
+        "attn_k_norm.weight": "self_attn.k_norm.weight",
+        "post_attention_norm.weight": "post_attention_layernorm.weight",
+        "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+        "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
+    },
+}
 _GLOBAL_NAMES = {
     "token_embd.weight": "model.embed_tokens.weight",
     "output_norm.weight": "model.norm.weight",
@@ -54,13 +65,14 @@ _GLOBAL_NAMES = {
 }
 
 
-def hf_name(gguf_name: str) -> str | None:
+def hf_name(gguf_name: str, arch: str = "llama") -> str | None:
     """The Hugging Face name of a GGUF tensor, or None for tensors we do not use (rope_freqs)."""
     if gguf_name in _GLOBAL_NAMES:
         return _GLOBAL_NAMES[gguf_name]
     m = re.fullmatch(r"blk\.(\d+)\.(.+)", gguf_name)
-    if m and m.group(2) in _LAYER_NAMES:
-        return f"model.layers.{m.group(1)}.{_LAYER_NAMES[m.group(2)]}"
+    layer_names = _LAYER_NAMES | _ARCH_LAYER_NAMES.get(arch, {})
+    if m and m.group(2) in layer_names:
+        return f"model.layers.{m.group(1)}.{layer_names[m.group(2)]}"
     return None
 
 
@@ -218,27 +230,50 @@ def _open_gguf(path: Path) -> ModelSource:
         "tie_word_embeddings": "output.weight" not in names,
         "head_dim": head_dim,
     }
+    if arch == "gemma3":
+        config |= _gemma3_config(number, config)
     _check_file_complete(path, reader)
     tokenizer_json, bos, eos_ids, add_bos = tokenizer_json_from_gguf(reader, path)
-    permute = arch == "llama"  # qwen2 GGUFs keep Hugging Face row order
+    permute = arch == "llama"  # qwen2 and gemma3 GGUFs keep Hugging Face row order
+    # llama.cpp stores Gemma's RMSNorm weights as the scale 1 + w; Hugging Face's w is the source's
+    offset = -1.0 if arch == "gemma3" else 0.0
 
     def tensors() -> Iterator[SourceTensor]:
         for t in reader.tensors:
-            name = hf_name(t.name)
+            name = hf_name(t.name, arch)
             if name is None:
                 continue
             shape = tuple(int(d) for d in reversed(t.shape.tolist()))
             rows = None
             if permute and name.endswith(("q_proj.weight", "k_proj.weight")):
                 rows = _unpermute_rows(shape[0], n_head if "q_proj" in name else n_kv)
-            yield SourceTensor(name, shape, t.tensor_type.name, _loader(t, shape, rows))
+            shift = offset if name.endswith("norm.weight") else 0.0
+            yield SourceTensor(name, shape, t.tensor_type.name, _loader(t, shape, rows, shift))
 
     return ModelSource(
         path=path, architecture=arch, hf_config=config, tokenizer_json=tokenizer_json,
         chat_template=_chat_template(reader, path), bos_token_id=bos,
         eos_token_ids=eos_ids, add_bos_token=add_bos, tensors=tensors,
-        tensor_names=[n for n in (hf_name(x) for x in names) if n],
+        tensor_names=[n for n in (hf_name(x, arch) for x in names) if n],
     )
+
+
+def _gemma3_config(number: _NumberFields, config: dict) -> dict:
+    """Gemma 3's own settings. llama.cpp fixes the local layers' RoPE base at 10000 and, as
+    Hugging Face does, scales attention by head_dim ** -0.5 except for the 27B model (62 layers),
+    whose query_pre_attn_scalar is hidden / heads."""
+    extra = {
+        "sliding_window": number.int("attention.sliding_window", 16, MAX_CONTEXT, default=512),
+        "rope_local_base_freq": number.float("rope.freq_base_swa", 10000.0),
+    }
+    if f"{number.arch}.final_logit_softcapping" in number.reader.fields:
+        extra["final_logit_softcapping"] = number.float("final_logit_softcapping", 0.0)
+    if config["num_hidden_layers"] == 62:
+        extra["query_pre_attn_scalar"] = config["hidden_size"] // config["num_attention_heads"]
+    factor = number.float("rope.scaling.factor", 1.0)
+    if factor != 1.0:
+        extra["rope_scaling"] = {"rope_type": "linear", "factor": factor}
+    return extra
 
 
 def _chat_template(reader, path: Path) -> str | None:
@@ -248,7 +283,7 @@ def _chat_template(reader, path: Path) -> str | None:
     return template
 
 
-def _loader(t, shape: tuple[int, ...], rows: np.ndarray | None):
+def _loader(t, shape: tuple[int, ...], rows: np.ndarray | None, shift: float = 0.0):
     import gguf
 
     def load(keep_blocks: bool):
@@ -258,6 +293,8 @@ def _loader(t, shape: tuple[int, ...], rows: np.ndarray | None):
             return qw.take_rows(rows) if rows is not None else qw
         values = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32, copy=False)
         values = values.reshape(shape)
+        if shift:
+            values = values + np.float32(shift)
         return np.ascontiguousarray(values[rows]) if rows is not None else values
 
     return load

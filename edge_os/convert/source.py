@@ -15,7 +15,8 @@ import numpy as np
 from edge_os.quantize.reference import QuantizedWeight
 
 # Tokens that end an assistant turn in the chat formats we know; generation stops at any of them.
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "</s>")
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "</s>",
+                      "<end_of_turn>")
 
 
 @dataclass

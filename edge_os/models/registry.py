@@ -18,6 +18,7 @@ class Architecture:
     # (where, config, {source tensor name: shape}) -> None; raises ModelSourceError for a missing
     # or misshapen tensor, before anything is loaded or compiled
     check_shapes: Callable[[object, object, dict], None]
+    chat_template: str | None = None  # for sources that ship none (Gemma 3's base GGUFs)
 
 
 def _llama() -> Architecture:
@@ -35,16 +36,25 @@ def _qwen2() -> Architecture:
                         model.LlamaForCausalLM, weights.Fuser, shapes.check_source_shapes)
 
 
+def _gemma3() -> Architecture:
+    from edge_os.models.gemma3 import config, model, shapes, weights
+
+    return Architecture("gemma3", config.gemma3_config_from_hf, config.Gemma3Config.from_json,
+                        model.Gemma3ForCausalLM, weights.Fuser, shapes.check_source_shapes, config.CHAT_TEMPLATE)
+
+
 # Hugging Face `architectures` / GGUF `general.architecture` names -> builder
 _BUILDERS: dict[str, Callable[[], Architecture]] = {
     "llama": _llama,
     "mistral": _llama,
     "qwen2": _qwen2,
+    "gemma3": _gemma3,
 }
 HF_ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "mistral",
     "Qwen2ForCausalLM": "qwen2",
+    "Gemma3ForCausalLM": "gemma3",
 }
 
 

@@ -89,7 +89,8 @@ def pack(options: PackOptions) -> Path:
     arch = get_architecture(source.architecture)
     config = arch.config_from_hf(source.hf_config)
     arch.check_shapes(source.path, config, {t.name: t.shape for t in source.tensors()})
-    check_template(source.chat_template, source.path)
+    chat_template = source.chat_template or arch.chat_template
+    check_template(chat_template, source.path)
     # TVM only once the source passed every check: a bad file fails in milliseconds, in little memory.
     import tvm
 
@@ -105,7 +106,9 @@ def pack(options: PackOptions) -> Path:
         formats, not_kept = _write_weights(source, arch, scheme, writer, options.progress)
         log.info("compiling for %s with TVM (this takes a minute)", tvm_target.get("mcpu", target.name))
         library = "model.so"
-        limits = CompileLimits()
+        # a model may bound its prefill chunks (Gemma 3: not longer than its sliding window)
+        limits = CompileLimits(prefill_chunk=min(CompileLimits.prefill_chunk,
+                                                 getattr(config, "max_prefill_chunk", CompileLimits.prefill_chunk)))
         specs = compile_model(arch.model_class, config, formats, scheme.scale_dtype, tvm_target,
                               writer.path(library), cross_cc=target.cross_cc, activations=options.activations,
                               limits=limits, kv_dtype=kv_dtype, device_libs=target.device_libs)
@@ -124,7 +127,7 @@ def pack(options: PackOptions) -> Path:
             library=library,
             tokenizer={"file": "tokenizer.json", "bos_token_id": source.bos_token_id,
                        "add_bos_token": source.add_bos_token},
-            chat_template=source.chat_template,
+            chat_template=chat_template,
             stop_token_ids=tuple(source.eos_token_ids),
             context_length=config.max_position_embeddings,
             memory=MemoryFigures(

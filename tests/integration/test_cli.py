@@ -97,7 +97,8 @@ def one_tensor_gguf(path: Path, architecture: str, embedding: np.ndarray) -> Pat
 
 def test_unsupported_architecture_and_tensor_type_are_named(tmp_path):
     path = one_tensor_gguf(tmp_path / "gpt2.gguf", "gpt2", np.zeros((4, 32), np.float32))
-    assert_one_line_error(edge_os("pack", path, "--out", tmp_path / "a"), "'gpt2' is not supported")
+    assert_one_line_error(edge_os("pack", path, "--out", tmp_path / "a"), "'gpt2' is not supported",
+                          "supported: llama, qwen2, gemma3")
 
     path = one_tensor_gguf(tmp_path / "f64.gguf", "llama", np.zeros((4, 32), np.float64))
     assert_one_line_error(edge_os("pack", path, "--out", tmp_path / "b"), "type F64", "supported:")

@@ -21,7 +21,13 @@ decode speed. These kernels keep the signatures and results (output and base-2 l
 
 RoPE must already be applied (``RopeMode.NORMAL``, what ``edge_os.compile.kv_cache`` builds,
 passes ``rotary_mode == 0``); a call with inline RoPE stops with an error instead of a wrong
-result. Sliding-window variants are left to TVM.
+result.
+
+The sliding-window variants (the cache's ``mha_sliding`` layers, e.g. Gemma 3's local layers) are
+replaced too, with the same work: their pages are the last pages of the sequence, their length
+information is ``(3, batch)`` (last page length, window offset into the first page, attention-sink
+length), and in prefill a query row sees the cached keys within ``window - row - 1`` of the end
+(TVM's own CPU kernel for them reads a one-element buffer at every lane and gives NaN).
 """
 
 from __future__ import annotations
@@ -173,8 +179,24 @@ def _visible(causal, row, kv_len, qo_len):
     return tirx.Select(causal > 0, limit, kv_len)
 
 
-def build_decode(shape: _Shape) -> tirx.PrimFunc:
-    """``batch_decode_paged_kv_cpu``: one new query row per sequence against its pages."""
+def _window_start(length_info, b):
+    """Where the visible keys of sequence ``b`` start in its first page under a sliding window
+    (the window's offset). Attention sinks, which TVM's cache places before the window, are not
+    handled: edge-os never enables them (``kv_state_enable_sliding_window_for_seq``)."""
+    return T.Bind(load(length_info, 1, b))
+
+
+def _kv_len(n_pages, length_info, b, sliding: bool):
+    """Keys the pages hold for sequence ``b`` (under a sliding window: those in the window)."""
+    if not sliding:
+        return tirx.Select(n_pages > 0, (n_pages - 1) * BLOCK + load(length_info, b), 0)
+    in_window = load(length_info, 0, b) - load(length_info, 1, b) + load(length_info, 2, b)
+    return tirx.Select(n_pages > 0, (n_pages - 1) * BLOCK + in_window, 0)
+
+
+def build_decode(shape: _Shape, sliding: bool = False) -> tirx.PrimFunc:
+    """``batch_decode_paged_kv_cpu`` (and its ``_sliding_window`` variant): one new query row per
+    sequence against its pages."""
     h, hkv, d = shape.heads, shape.kv_heads, shape.dim
     with IRBuilder() as ib:
         with T.prim_func():
@@ -189,7 +211,7 @@ def build_decode(shape: _Shape) -> tirx.PrimFunc:
             pages = T.match_buffer(handles[1], (pages_n, 2, hkv, BLOCK, d), shape.kv_dtype)
             indptr = _int_buffer(handles[2], (batch + 1,), "page_indptr")
             values = _int_buffer(handles[3], (nnz,), "page_values")
-            last_len = _int_buffer(handles[4], (batch,), "length_info")
+            info = _int_buffer(handles[4], (3, batch) if sliding else (batch,), "length_info")
             _int_buffer(handles[5], (batch,), "k_rope_pos_offset")
             _int_buffer(handles[6], (batch,), "q_rope_position")
             out = T.match_buffer(handles[7], (batch, h, d), shape.out_dtype)
@@ -198,11 +220,16 @@ def build_decode(shape: _Shape) -> tirx.PrimFunc:
             with _rope_applied(rotary_mode), T.parallel(0, batch * hkv) as task:
                 b, kv_head = task // hkv, task % hkv
                 first, n_pages = load(indptr, b), load(indptr, b + 1) - load(indptr, b)
-                kv_len = tirx.Select(n_pages > 0, (n_pages - 1) * BLOCK + load(last_len, b), 0)
+                kv_len = T.Bind(_kv_len(n_pages, info, b, sliding))
+                offset = _window_start(info, b) if sliding else 0
 
                 def key(block, t, j, half=0):
-                    page = load(values, first + block)
-                    return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
+                    if not sliding:
+                        page = load(values, first + block)
+                        return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
+                    at = offset + block * BLOCK + t
+                    page = load(values, first + at // BLOCK)
+                    return to_f32(vload(pages, page, half, kv_head, at % BLOCK, j * LANES, lanes=LANES), LANES)
 
                 _attend_group(shape, q, out, lse, b, kv_head, scale, kv_len,
                               key, lambda block, t, j: key(block, t, j, half=1))
@@ -246,8 +273,11 @@ def build_prefill_ragged(shape: _Shape) -> tirx.PrimFunc:
     return ib.get()
 
 
-def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
-    """``batch_prefill_paged_kv_cpu``: new tokens attend to what the cache held before them."""
+def build_prefill_paged(shape: _Shape, window: int = 0) -> tirx.PrimFunc:
+    """``batch_prefill_paged_kv_cpu``: new tokens attend to what the cache held before them; with
+    a ``window`` its ``_sliding_window`` variant, whose causal rows see only the cached keys
+    within ``window - row - 1`` of the end."""
+    sliding = window > 0
     h, hkv, d = shape.heads, shape.kv_heads, shape.dim
     with IRBuilder() as ib:
         with T.prim_func():
@@ -262,7 +292,7 @@ def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
             pages = T.match_buffer(handles[2], (pages_n, 2, hkv, BLOCK, d), shape.kv_dtype)
             page_indptr = _int_buffer(handles[3], (batch + 1,), "page_indptr")
             values = _int_buffer(handles[4], (nnz,), "page_values")
-            last_len = _int_buffer(handles[5], (batch,), "length_info")
+            info = _int_buffer(handles[5], (3, batch) if sliding else (batch,), "length_info")
             _int_buffer(handles[6], (batch,), "k_rope_pos_offset")
             _int_buffer(handles[7], (total,), "q_rope_position")
             out = T.match_buffer(handles[8], (total, h, d), shape.out_dtype)
@@ -271,15 +301,25 @@ def build_prefill_paged(shape: _Shape) -> tirx.PrimFunc:
             with _rope_applied(rotary_mode), T.serial(0, batch) as b:
                 q_first, qo_len = load(q_indptr, b), load(q_indptr, b + 1) - load(q_indptr, b)
                 first, n_pages = load(page_indptr, b), load(page_indptr, b + 1) - load(page_indptr, b)
-                kv_len = tirx.Select(n_pages > 0, (n_pages - 1) * BLOCK + load(last_len, b), 0)
+                kv_len = T.Bind(_kv_len(n_pages, info, b, sliding))
                 with T.parallel(0, qo_len * hkv) as task:
                     row, kv_head = q_first + task // hkv, task % hkv
+                    if sliding:
+                        seen = tirx.max(window - task // hkv - 1, 0)
+                        start = T.Bind(tirx.Select(causal > 0, tirx.max(kv_len - seen, 0), 0))
+                        visible = T.Bind(kv_len - start)
+                        base = T.Bind(start + _window_start(info, b))
+                    else:
+                        visible = _visible(causal, task // hkv, kv_len, qo_len)
 
                     def key(block, t, j, half=0):
-                        page = load(values, first + block)
-                        return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
+                        if not sliding:
+                            page = load(values, first + block)
+                            return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
+                        at = base + block * BLOCK + t
+                        page = load(values, first + at // BLOCK)
+                        return to_f32(vload(pages, page, half, kv_head, at % BLOCK, j * LANES, lanes=LANES), LANES)
 
-                    visible = _visible(causal, task // hkv, kv_len, qo_len)
                     _attend_group(shape, q, out, lse, row, kv_head, scale, visible,
                                   key, lambda block, t, j: key(block, t, j, half=1))
     return ib.get()
@@ -290,6 +330,9 @@ REPLACED = {
     "batch_decode_paged_kv_cpu": (build_decode, ("Q", "pages", "output")),
     "batch_prefill_ragged_kv": (build_prefill_ragged, ("q", "k", "output")),
     "batch_prefill_paged_kv_cpu": (build_prefill_paged, ("q", "pages", "output")),
+    "batch_decode_paged_kv_cpu_sliding_window": (lambda shape: build_decode(shape, sliding=True),
+                                                 ("Q", "pages", "output")),
+    "batch_prefill_paged_kv_cpu_sliding_window": (None, ("q", "pages", "output")),  # needs the window
 }
 
 
@@ -299,6 +342,10 @@ def replacement(func: tirx.PrimFunc, model: dict) -> tirx.PrimFunc | None:
     if symbol not in REPLACED:
         return None
     builder, names = REPLACED[symbol]
+    if builder is None:  # the sliding-window prefill: the window is the model's (module attribute)
+        if not model.get("sliding_window"):
+            return None
+        builder = lambda shape: build_prefill_paged(shape, window=int(model["sliding_window"]))  # noqa: E731
     params = {str(p.name): p for p in func.params}
     shape = _Shape(*(params[name] for name in names))
     return builder(shape).with_attr("global_symbol", symbol) if shape.supported else None

@@ -36,7 +36,12 @@ def expected_tensors(config: LlamaConfig) -> Iterator[tuple[str, tuple[int, ...]
 
 def check_source_shapes(where: object, config: LlamaConfig, shapes: dict[str, tuple[int, ...]]) -> None:
     """Every tensor the model needs is in ``shapes`` (name -> shape) with the shape it needs."""
-    for name, shape in expected_tensors(config):
+    check_tensors(where, expected_tensors(config), shapes)
+
+
+def check_tensors(where: object, expected, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Each ``(name, shape)`` of ``expected`` is in ``shapes`` with that shape."""
+    for name, shape in expected:
         got = shapes.get(name)
         if got is None:
             raise ModelSourceError(f"{where} lacks tensor {name}, which the model needs; the file is incomplete")
