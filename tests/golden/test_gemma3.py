@@ -121,8 +121,9 @@ class PackageWeights:
 
 
 def _columns(parts: dict, fmt: str) -> int:
+    """Columns of a stored weight: every quantized format but q8 keeps its low nibbles eight to a word."""
     q = parts["qweight"]
-    return q.shape[1] * 8 if FORMATS[fmt].bits == 4 else q.shape[1]
+    return q.shape[1] * 8 if FORMATS[fmt].quantized and FORMATS[fmt].bits != 8 else q.shape[1]
 
 
 @pytest.fixture(scope="module")
