@@ -102,10 +102,10 @@ def test_force_replaces_a_package_and_ctrl_c_keeps_the_old_one(tmp_path, tiny_hf
 
 @pytest.mark.parametrize("existing", [True, False])
 def test_header_and_path_errors_come_before_any_compiler_work(tmp_path, existing):
-    """An unsupported architecture (here with a Gemma-3-sized vocabulary, which the full GGUF
+    """An unsupported architecture (Gemma 2, with a Gemma-sized vocabulary, which the full GGUF
     reader takes a minute over) and an existing --out are known from the header and the path."""
-    path = tmp_path / "gemma3.gguf"
-    writer = gguf.GGUFWriter(str(path), "gemma3")
+    path = tmp_path / "gemma2.gguf"
+    writer = gguf.GGUFWriter(str(path), "gemma2")
     writer.add_token_list([f"tok{i}" for i in range(262_144)])
     writer.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
     writer.write_header_to_file()
@@ -120,5 +120,5 @@ def test_header_and_path_errors_come_before_any_compiler_work(tmp_path, existing
     if existing:
         assert_one_line_error(result, "already exists", "--force")
     else:
-        assert_one_line_error(result, "'gemma3' is not supported", "llama")
+        assert_one_line_error(result, "'gemma2' is not supported", "llama")
     assert "tvm" not in modules
