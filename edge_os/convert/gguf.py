@@ -7,6 +7,7 @@ back in Hugging Face order here (a row permutation, so quantized blocks stay exa
 from __future__ import annotations
 
 import math
+import os
 import re
 import struct
 from collections.abc import Iterator
@@ -131,6 +132,8 @@ def header_architecture(path: Path) -> str | None:
     not what GGUF v2/v3 writes, and the full reader then says what is wrong."""
 
     def read(f, n: int) -> bytes:
+        if n > size - f.tell():  # a damaged length must not ask for gigabytes of memory
+            raise EOFError
         data = f.read(n)
         if len(data) != n:
             raise EOFError
@@ -153,6 +156,7 @@ def header_architecture(path: Path) -> str | None:
 
     try:
         with open(path, "rb", buffering=1 << 16) as f:
+            size = os.fstat(f.fileno()).st_size
             magic, version, _tensors, n_kv = struct.unpack("<4sIQQ", read(f, 24))
             if magic != b"GGUF" or version < 2:
                 return None

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edge_os.convert.importers import open_source
@@ -55,6 +55,7 @@ def test_the_base_gguf_reads():
 @FUZZ
 @given(flips=st.lists(st.tuples(st.integers(0, HEADER_LEN - 1), st.integers(0, 255)), min_size=1, max_size=8),
        cut=st.none() | st.integers(0, len(BASE_GGUF)))
+@example(flips=[(28, 6)], cut=None)  # a first key 24 GiB long: the header reader once asked for all of it
 def test_gguf_reader_with_flipped_bytes(flips, cut):
     data = bytearray(BASE_GGUF)
     for at, value in flips:
