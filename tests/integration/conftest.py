@@ -1,4 +1,5 @@
-"""Fixtures for integration tests: a real mosquitto broker and MQTT bridges on it."""
+"""Fixtures for integration tests: a real mosquitto broker and MQTT bridges on it, and the C
+firmware simulator on a pty (compiled once per session into a temporary directory)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,26 @@ import pytest
 from edge_os.mqtt import Backoff, BridgeConfig, BrokerConfig, MqttBridge, MqttFrontDoor
 from edge_os.scheduler.service import ServeOptions, Service, build_scheduler
 from tests.integration.echo_scheduler import EchoScheduler
+from tests.integration.firmware_bridge.sim import Simulator, build, require_tool
 from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
 from tests.integration.openai_stub import OpenAIStub
 from tests.simulated_sysfs import SimulatedDevice
+
+
+@pytest.fixture(scope="session")
+def sim_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulator's executable, built once per session."""
+    require_tool("gcc")
+    build_dir = tmp_path_factory.mktemp("firmware-build")
+    build("sim", build_dir)
+    return build_dir / "edge-bridge-sim"
+
+
+@pytest.fixture
+def sim(sim_binary: Path, tmp_path: Path) -> Iterator[Simulator]:
+    simulator = Simulator.start(sim_binary, tmp_path / "journal.jsonl")
+    yield simulator
+    simulator.stop()
 
 
 @pytest.fixture
