@@ -59,3 +59,22 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
     """Every file under a store (the lock file aside) with its content, to show nothing changed."""
     return {p.relative_to(root).as_posix(): (p.read_bytes() if not p.is_symlink() else str(p.readlink()).encode())
             for p in sorted(root.rglob("*")) if (p.is_file() or p.is_symlink()) and p.name != "lock"}
+
+
+def install_twice_sending_only_the_new_shard(flash, tmp_path: Path, device: Path, key: Path, tiny_pair) -> None:
+    """``flash(package, device)`` installs v1 with every step, then v2, of which only the weights
+    shard crosses the wire (model.so and tokenizer.json are shared with v1)."""
+    v1 = release(tiny_pair[0], tmp_path / "v1", key, 1)
+    run = flash(v1, device)
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["preflight", "transfer", "stage", "verify", "switch", "health",
+                                            "commit", "result"]
+    assert events[-1]["result"] == "installed"
+    v2 = release(tiny_pair[1], tmp_path / "v2", key, 2)
+    run = flash(v2, device)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.splitlines()[-1])
+    shard = (v2 / "weights" / "shard-00000.bin").stat().st_size
+    assert shard <= result["sent_bytes"] < shard + 4 * (v2 / "manifest.json").stat().st_size
+    assert status(device)["tiny"]["version"] == 2

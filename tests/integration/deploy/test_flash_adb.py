@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.deploy.helpers import EDGE_OS, edge_os, one_error_line, release, status, tree_snapshot
+from tests.integration.deploy.helpers import (
+    EDGE_OS,
+    edge_os,
+    install_twice_sending_only_the_new_shard,
+    one_error_line,
+    release,
+    tree_snapshot,
+)
 
 STANDIN = Path(__file__).with_name("adb_standin.py")
 SERIAL = "emulator-5554"
@@ -50,20 +57,8 @@ def test_the_stand_in_keeps_adb_s_command_line(tmp_path, adb_env):
 
 
 def test_flash_over_adb_installs_and_sends_only_what_changed(tmp_path, adb_env, device, signer, tiny_pair):
-    v1 = release(tiny_pair[0], tmp_path / "v1", signer[0], 1)
-    run = adb_flash(adb_env, v1, device)
-    assert run.returncode == 0, run.stderr
-    events = [json.loads(line) for line in run.stdout.splitlines()]
-    assert [e["event"] for e in events] == ["preflight", "transfer", "stage", "verify", "switch", "health",
-                                            "commit", "result"]
-    assert events[-1]["result"] == "installed"
-    v2 = release(tiny_pair[1], tmp_path / "v2", signer[0], 2)
-    run = adb_flash(adb_env, v2, device)
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.splitlines()[-1])
-    shard = (v2 / "weights" / "shard-00000.bin").stat().st_size
-    assert shard <= result["sent_bytes"] < shard + 4 * (v2 / "manifest.json").stat().st_size
-    assert status(device)["tiny"]["version"] == 2
+    install_twice_sending_only_the_new_shard(lambda package, root: adb_flash(adb_env, package, root), tmp_path,
+                                             device, signer[0], tiny_pair)
     assert not list(device.glob(".tmp-*"))  # every pushed piece was adopted and removed
 
 
