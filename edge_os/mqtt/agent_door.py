@@ -80,14 +80,17 @@ class AgentDoor:
         self._worker = threading.Thread(target=self._work, name="mqtt-agent", daemon=True)
         self._worker.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Refuse the confirmations waited for and stop after the run in progress."""
+    def stop(self, timeout: float = 5.0) -> list[threading.Thread]:
+        """Refuse the confirmations waited for and stop after the run in progress. Returns the
+        worker if it is still running after ``timeout`` (its run will still send its result)."""
         with self._lock:
             for pending in self._pending.values():
                 pending.answered.set()
         self._jobs.put(None)
-        if self._worker is not None:
-            self._worker.join(timeout)
+        if self._worker is None:
+            return []
+        self._worker.join(timeout)
+        return [self._worker] if self._worker.is_alive() else []
 
     def handle(self, msg: Inbound) -> None:
         """One message on either topic (network thread: quick, never blocks on a run)."""

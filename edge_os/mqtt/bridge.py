@@ -113,18 +113,26 @@ class MqttBridge:
         log.info("MQTT bridge for device %s on %s", self.config.device_id, self.config.broker.url)
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Publish ``offline``, disconnect, and close the state file. Requests still running stay
-        recorded and resume on the next start."""
+        recorded and resume on the next start.
+
+        Workers get ``timeout`` seconds to let go; one still inside a request after that (the
+        scheduler did not release it) may yet record its answer, so the state file is then closed
+        by a closer thread once the last such worker has ended, never under it (both logged)."""
+        if self._stopping.is_set():
+            return
         self._stopping.set()
+        late = []
         if self._housekeeper is not None:
-            self._housekeeper.join(5)
-        self._server.stop()
+            self._housekeeper.join(timeout)
+            late += [self._housekeeper] if self._housekeeper.is_alive() else []
+        late += self._server.stop(timeout)
         if self._agent is not None:
-            self._agent.stop()
+            late += self._agent.stop(timeout)
         device = self.config.device_id
         self._connection.stop(farewell=(status_topic(device), telemetry.status(device, False)))
-        self._durable.close()
+        self._durable.close_after(late)
 
     def __enter__(self) -> MqttBridge:
         return self.start()
@@ -209,3 +217,4 @@ class MqttBridge:
                     self._durable.store.checkpoint()
             except Exception:
                 log.exception("MQTT housekeeping failed; trying again next tick")
+

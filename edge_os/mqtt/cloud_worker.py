@@ -47,6 +47,7 @@ class CloudWorker:
             backoff=config.backoff,
         )
         d.attach(self._connection)
+        self._stopped = False
 
     def start(self) -> CloudWorker:
         self._durable.sender.start()
@@ -55,10 +56,14 @@ class CloudWorker:
         log.info("cloud worker %s on %s", self.config.worker_id, self.config.broker.url)
         return self
 
-    def stop(self) -> None:
-        self._server.stop()
+    def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect and close the state file (after any worker that outlives ``timeout``)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        late = self._server.stop(timeout)
         self._connection.stop()
-        self._durable.close()
+        self._durable.close_after(late)
 
     def __enter__(self) -> CloudWorker:
         return self.start()
@@ -71,3 +76,4 @@ class CloudWorker:
 
     def stats(self) -> dict[str, Any]:
         return {"requests": asdict(self._server.stats), "outbox": len(self._durable.outbox)}
+

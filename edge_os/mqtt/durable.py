@@ -3,6 +3,8 @@ its sender and the answer writer, opened and closed together."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from edge_os.mqtt.dedup import RequestLog
 from edge_os.mqtt.delivery import OutboxSender
 from edge_os.mqtt.outbox import Outbox
 from edge_os.mqtt.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,3 +41,21 @@ class Durable:
     def close(self) -> None:
         self.sender.stop()
         self.store.close()
+
+    def close_after(self, late: list[threading.Thread]) -> None:
+        """Close now, or, while ``late`` threads (workers that outlived a stop) may still record
+        answers, on a closer thread once they have all ended; never under a live writer."""
+        if not late:
+            self.close()
+            return
+        path = self.store.path
+        log.warning("%d MQTT thread(s) still running after stop (%s): a request the scheduler has not let go of; "
+                    "the state file %s stays open until they end", len(late), ", ".join(t.name for t in late), path)
+
+        def close_when_done() -> None:
+            for thread in late:
+                thread.join()
+            self.close()
+            log.info("the late MQTT thread(s) ended; state file %s closed", path)
+
+        threading.Thread(target=close_when_done, name="mqtt-late-close", daemon=True).start()

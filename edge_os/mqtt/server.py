@@ -93,8 +93,10 @@ class RequestServer:
             worker.start()
             self._workers.append(worker)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Cancel running requests; they stay ``accepted`` and resume on the next start."""
+    def stop(self, timeout: float = 5.0) -> list[threading.Thread]:
+        """Cancel running requests; they stay ``accepted`` and resume on the next start. Returns
+        the workers still running after ``timeout`` (a request the scheduler has not let go of):
+        they may still record an answer, so the state file must stay open until they end."""
         self._stopping.set()
         with self._running_lock:
             for handle in self._running.values():
@@ -104,6 +106,7 @@ class RequestServer:
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
+        return [worker for worker in self._workers if worker.is_alive()]
 
     # -- intake (network thread) --------------------------------------------------------------
 
