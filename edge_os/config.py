@@ -33,7 +33,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_SOCKET", "$EDGE_OS_HOME/scheduler.sock", "Unix socket where `serve` answers `ps`"),
     EnvVar("EDGE_OS_DEVICE_ID", "host name", "device id in the MQTT topic tree when --device-id is not given"),
     EnvVar("EDGE_OS_MQTT_ANSWER_RETENTION", "3600",
-           "seconds the MQTT bridge keeps an answer to send again to a retry"),
+           "seconds the MQTT bridge and the cloud worker keep an answer to send again to a retry"),
     EnvVar("EDGE_OS_MQTT_PASSWORD", "unset",
            "MQTT password (kept off the command line; the user name is --mqtt-username)"),
     EnvVar("EDGE_OS_OPENAI_API_KEY", "unset", "bearer token for the OpenAI-compatible cloud"

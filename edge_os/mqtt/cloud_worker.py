@@ -2,12 +2,15 @@
 
 It is reliable the same way the device is: persistent session, requests recorded before they
 are acknowledged, answers through the durable outbox, and duplicates answered from the record
-instead of being run twice. Its answers say ``served_by: cloud``.
+instead of being run twice. Its answers say ``served_by: cloud``. Like the device it forgets
+what it answered: each answer after ``answer_retention_s``, each request's key after
+``dedup_ttl_s`` (pruned every ``prune_interval_s``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict
 from typing import Any
 
@@ -47,21 +50,28 @@ class CloudWorker:
             backoff=config.backoff,
         )
         d.attach(self._connection)
-        self._stopped = False
+        self._stopping = threading.Event()
+        self._housekeeper: threading.Thread | None = None
 
     def start(self) -> CloudWorker:
         self._durable.sender.start()
         self._server.start()
         self._connection.start()
+        self._housekeeper = threading.Thread(target=self._housekeep, name="cloud-housekeeping", daemon=True)
+        self._housekeeper.start()
         log.info("cloud worker %s on %s", self.config.worker_id, self.config.broker.url)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Disconnect and close the state file (after any worker that outlives ``timeout``)."""
-        if self._stopped:
+        if self._stopping.is_set():
             return
-        self._stopped = True
-        late = self._server.stop(timeout)
+        self._stopping.set()
+        late = []
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout)
+            late += [self._housekeeper] if self._housekeeper.is_alive() else []
+        late += self._server.stop(timeout)
         self._connection.stop()
         self._durable.close_after(late)
 
@@ -77,3 +87,12 @@ class CloudWorker:
     def stats(self) -> dict[str, Any]:
         return {"requests": asdict(self._server.stats), "outbox": len(self._durable.outbox)}
 
+    def _housekeep(self) -> None:
+        while not self._stopping.wait(self.config.prune_interval_s):
+            try:
+                forgotten = self._durable.requests.prune(self.config.dedup_ttl_s, self.config.answer_retention_s)
+                self._durable.store.checkpoint()
+                if forgotten:
+                    log.debug("forgot %d answered request(s)", forgotten)
+            except Exception:
+                log.exception("pruning the cloud worker's request log failed; trying again next time")

@@ -166,12 +166,19 @@ class WorkerConfig:
     concurrency: int = 4
     max_payload_bytes: int = 256 * 1024
     session_expiry_s: int = 7 * 24 * 3600
-    dedup_ttl_s: float = 7 * 24 * 3600
+    dedup_ttl_s: float = 7 * 24 * 3600  # how long the keys of answered requests are remembered
+    # How long an answer is kept to be sent again to a retry, as on the device.
+    answer_retention_s: float = field(default_factory=answer_retention_from_env)
+    prune_interval_s: float = 60.0  # how often the request log is pruned (and the WAL truncated)
     request_timeout_s: float = 600.0
     backoff: Backoff = field(default_factory=Backoff)
 
     def __post_init__(self) -> None:
         check_device_id(self.worker_id)
+        if not 0 <= self.answer_retention_s <= self.dedup_ttl_s:
+            raise MqttError(f"answer retention must be 0..{self.dedup_ttl_s:.0f} s (got {self.answer_retention_s})")
+        if self.prune_interval_s <= 0:
+            raise MqttError(f"prune interval must be > 0 seconds (got {self.prune_interval_s})")
 
     @property
     def state_path(self) -> Path:
