@@ -26,7 +26,8 @@ from edge_os.api.errors import ApiError, bad_request
 from edge_os.api.inference import run_inference
 from edge_os.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from edge_os.api.metrics import Metrics, RequestTimer
-from edge_os.api.models import ModelCards
+from edge_os.api.models import ModelCard, ModelCards
+from edge_os.api.readiness import readiness
 from edge_os.api.relay import (
     ClientGone,
     EventStream,
@@ -43,7 +44,6 @@ from edge_os.scheduler.api import SchedulerAPI
 log = logging.getLogger(__name__)
 
 _FINISH = {FinishReason.STOP: "stop", FinishReason.LENGTH: "length"}
-_NOT_READY_LEVELS = {"FALLBACK", "REFUSE"}
 
 
 def error_response(err: ApiError) -> JSONResponse:
@@ -63,8 +63,14 @@ class Api:
         self.metrics = Metrics(scheduler)
         self.cloud = cloud.CloudRoute(config.cloud) if config.cloud is not None else None
 
+    def served_rows(self, status: dict | None = None) -> list[dict]:
+        """The scheduler's rows of the models served now; a replaced version still finishing its
+        requests takes no new ones, so it is not listed."""
+        rows = (status or self.scheduler.status())["models"]
+        return [row for row in rows if not row.get("replaced")]
+
     def model_names(self) -> list[str]:
-        return [row["name"] for row in self.scheduler.status()["models"]]
+        return [row["name"] for row in self.served_rows()]
 
     # ---- plain endpoints ------------------------------------------------------------------------
 
@@ -72,61 +78,54 @@ class Api:
         return JSONResponse({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
-        status = self.scheduler.status()
-        models = status["models"]
-        level = status["governor"]["level"]
-        if not models:
-            return error_response(ApiError(503, "no model is configured; start serve with --models", code="no_model"))
-        waiting = [m["name"] for m in models if m["pinned"] and not m["loaded"]]
-        if waiting:
-            return error_response(ApiError(503, f"still loading {', '.join(waiting)}", code="loading"))
-        if level in _NOT_READY_LEVELS or status["governor"]["refuse_new"]:
-            reason = status["governor"]["reason"] or status["governor"]["power"]
-            return error_response(ApiError(503, f"not taking new work: {reason}", code="throttled",
-                                           headers={"Retry-After": "30"}))
-        return JSONResponse({"status": "ready", "models": [m["name"] for m in models]})
+        """200 when a request can be served now, here or (with ``--cloud-url``) by the cloud."""
+        state = readiness(self.scheduler.status(), self.cloud.policy if self.cloud else None)
+        if isinstance(state, ApiError):
+            return error_response(state)
+        return JSONResponse(state)
 
     async def metrics_text(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     async def list_models(self, request: Request) -> Response:
-        rows = self.scheduler.status()["models"]
+        """What is served now (read from the scheduler at each call: versions switch at run time)."""
         data = []
-        for row in rows:
-            card = self.cards.cards.get(row["name"])
+        for row in self.served_rows():
+            card = self.cards.card_for(row)
             if card is None:
                 data.append({"id": row["name"], "object": "model", "created": self.started, "owned_by": "edge-os",
                              "context_length": row["context_length"]})
             else:
                 data.append(card.describe(self.started, row["context_length"]))
-            data[-1]["loaded"] = row["loaded"]
+            data[-1].update(version=row.get("version"), loaded=row["loaded"])
         return JSONResponse({"object": "list", "data": data})
 
     async def tokenize(self, request: Request) -> Response:
         data = schema.parse_json(await read_body(request, self.config.max_body_bytes))
-        name, text = self._tokenizer_model(data), data.get("prompt")
+        card, text = self._tokenizer_card(data), data.get("prompt")
         if not isinstance(text, str):
             raise bad_request('"prompt" must be a string', "prompt", "invalid_type")
-        ids = self.cards.tokenizer(name).encode(text, add_special_tokens=False).ids
-        return JSONResponse({"model": name, "tokens": ids, "count": len(ids)})
+        ids = self.cards.tokenizer(card).encode(text, add_special_tokens=False).ids
+        return JSONResponse({"model": card.name, "tokens": ids, "count": len(ids)})
 
     async def detokenize(self, request: Request) -> Response:
         data = schema.parse_json(await read_body(request, self.config.max_body_bytes))
-        name, ids = self._tokenizer_model(data), data.get("tokens")
-        tokenizer = self.cards.tokenizer(name)
+        card, ids = self._tokenizer_card(data), data.get("tokens")
+        tokenizer = self.cards.tokenizer(card)
         size = tokenizer.get_vocab_size(with_added_tokens=True)
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < size
                                                  for i in ids):
             raise bad_request(f'"tokens" must be a list of token ids from 0 to {size - 1}', "tokens", "invalid_type")
-        return JSONResponse({"model": name, "prompt": tokenizer.decode(ids, skip_special_tokens=False)})
+        return JSONResponse({"model": card.name, "prompt": tokenizer.decode(ids, skip_special_tokens=False)})
 
-    def _tokenizer_model(self, data: dict[str, Any]) -> str:
+    def _tokenizer_card(self, data: dict[str, Any]) -> ModelCard:
         name = data.get("model")
-        if not isinstance(name, str) or name not in self.cards.cards:
-            have = ", ".join(self.cards.cards) or "none"
+        cards = {row["name"]: card for row in self.served_rows() if (card := self.cards.card_for(row)) is not None}
+        if not isinstance(name, str) or name not in cards:
+            have = ", ".join(cards) or "none"
             raise ApiError(404, f"the model {name!r} does not exist here (have: {have})", code="model_not_found",
                            param="model")
-        return name
+        return cards[name]
 
     async def infer(self, request: Request) -> Response:
         """``POST /v1/infer``: one inference of a TFLite model (``edge_os.api.inference``)."""

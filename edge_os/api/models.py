@@ -12,7 +12,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from edge_os.package.manifest import Manifest
+from edge_os.package.manifest import MANIFEST, Manifest
 from edge_os.package.tflite import is_tflite_package
 
 
@@ -35,7 +35,12 @@ class ModelCard:
 
 
 class ModelCards:
-    """The cards of the served packages and their tokenizers, loaded on first use."""
+    """The cards of the served packages and their tokenizers, loaded on first use.
+
+    ``packages`` are those served at start; a row of the scheduler's status names the package it
+    serves now (``serve --root`` switches versions and adds or removes models while running), and
+    ``card_for`` reads that package's manifest, again whenever the manifest file changes.
+    """
 
     def __init__(self, packages: tuple[Path, ...]) -> None:
         self.cards = {}
@@ -44,12 +49,36 @@ class ModelCards:
                 continue  # no card: TFLite models have no tokenizer or template (/v1/infer runs them)
             manifest = Manifest.read(Path(path))
             self.cards[manifest.name] = ModelCard(manifest.name, Path(path), manifest)
-        self._tokenizers: dict[str, Tokenizer] = {}
+        self._by_package: dict[tuple, ModelCard] = {}
+        self._tokenizers: dict[Path, Tokenizer] = {}
         self._lock = threading.Lock()
 
-    def tokenizer(self, name: str) -> Tokenizer:
+    def card_for(self, row: dict[str, Any]) -> ModelCard | None:
+        """The card of what a status row serves now (None: a TFLite model, or no package known)."""
+        package = row.get("package")
+        if row.get("kind", "llm") == "tflite":
+            return None
+        if not package:
+            return self.cards.get(row["name"])
+        path = Path(package)
+        try:
+            stat = (path / MANIFEST).stat()
+        except OSError:
+            return None  # replaced under us: the next status names the new one
+        key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            if name not in self._tokenizers:
-                card = self.cards[name]
-                self._tokenizers[name] = Tokenizer.from_file(str(card.path / card.manifest.tokenizer["file"]))
-            return self._tokenizers[name]
+            card = self._by_package.get(key)
+        if card is None:
+            manifest = Manifest.read(path)
+            card = ModelCard(manifest.name, path, manifest)
+            with self._lock:
+                self._by_package = {k: v for k, v in self._by_package.items() if k[0] != key[0]}
+                self._by_package[key] = card
+                self._tokenizers.pop(path, None)
+        return card
+
+    def tokenizer(self, card: ModelCard) -> Tokenizer:
+        with self._lock:
+            if card.path not in self._tokenizers:
+                self._tokenizers[card.path] = Tokenizer.from_file(str(card.path / card.manifest.tokenizer["file"]))
+            return self._tokenizers[card.path]

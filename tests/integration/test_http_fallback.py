@@ -24,7 +24,8 @@ REDACTED = "[NAME] ([EMAIL]) asks: is the boiler safe above 80 C?"
 def make_hot(svc: HttpService) -> None:
     svc.device.model.temp_c = 95.0
     svc.device.flush()
-    wait_until(lambda: httpx.get(svc.url + "/ready").status_code == 503, 20, "unready when hot")
+    # With a cloud, a hot device is still ready: its requests go to the cloud, and /ready says so.
+    wait_until(lambda: httpx.get(svc.url + "/ready").json().get("served_by") == "cloud", 20, "ready via the cloud")
 
 
 def fallbacks(url: str) -> dict[tuple[str, str], float]:
