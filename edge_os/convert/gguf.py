@@ -7,15 +7,13 @@ back in Hugging Face order here (a row permutation, so quantized blocks stay exa
 from __future__ import annotations
 
 import math
-import os
 import re
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from edge_os.convert.gguf_header import scan_gguf_header
+from edge_os.convert.gguf_header import header_architecture, scan_gguf_header
 from edge_os.convert.gguf_tokenizer import list_of, tokenizer_json_from_gguf
 from edge_os.convert.source import ModelSource, SourceTensor
 from edge_os.errors import ModelSourceError, printable
@@ -120,55 +118,6 @@ def _unpermute_rows(n_rows: int, n_head: int) -> np.ndarray:
     head_dim = n_rows // n_head
     h, j, i = np.meshgrid(np.arange(n_head), np.arange(2), np.arange(head_dim // 2), indexing="ij")
     return (h * head_dim + i * 2 + j).reshape(-1)
-
-
-# Sizes of GGUF's scalar value types by type number; 8 is a string, 9 an array.
-_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-
-
-def header_architecture(path: Path) -> str | None:
-    """``general.architecture`` read straight from the file's key-value header, without parsing
-    the rest (a 262k-token vocabulary takes the full reader a minute); None when the header is
-    not what GGUF v2/v3 writes, and the full reader then says what is wrong."""
-
-    def read(f, n: int) -> bytes:
-        if n > size - f.tell():  # a damaged length must not ask for gigabytes of memory
-            raise EOFError
-        data = f.read(n)
-        if len(data) != n:
-            raise EOFError
-        return data
-
-    def skip_value(f, kind: int) -> None:
-        if kind in _SCALAR_BYTES:
-            f.seek(_SCALAR_BYTES[kind], 1)
-        elif kind == 8:
-            f.seek(struct.unpack("<Q", read(f, 8))[0], 1)
-        elif kind == 9:
-            item, count = struct.unpack("<IQ", read(f, 12))
-            if item in _SCALAR_BYTES:
-                f.seek(count * _SCALAR_BYTES[item], 1)
-            else:
-                for _ in range(count):
-                    skip_value(f, item)
-        else:
-            raise ValueError(kind)
-
-    try:
-        with open(path, "rb", buffering=1 << 16) as f:
-            size = os.fstat(f.fileno()).st_size
-            magic, version, _tensors, n_kv = struct.unpack("<4sIQQ", read(f, 24))
-            if magic != b"GGUF" or version < 2:
-                return None
-            for _ in range(n_kv):
-                key = read(f, struct.unpack("<Q", read(f, 8))[0])
-                kind = struct.unpack("<I", read(f, 4))[0]
-                if key == b"general.architecture" and kind == 8:
-                    return read(f, struct.unpack("<Q", read(f, 8))[0]).decode("utf-8", "replace")
-                skip_value(f, kind)
-    except (EOFError, ValueError, struct.error, OverflowError):
-        return None
-    return None
 
 
 def _check_architecture(path: Path, arch: object) -> None:

@@ -4,12 +4,17 @@ gguf-py believes the counts a file declares: a 53-byte file that claims an array
 makes it loop and allocate for minutes. This scan reads the header as a stream and checks every
 count and size against the bytes that are really left in the file and against sane limits, so a
 malformed or hostile file is refused in milliseconds with one line saying what is wrong.
+
+It is the one reader of GGUF headers: ``header_architecture`` (the quick look ``open_gguf`` takes
+before anything else) walks the same metadata entries under the same checks and stops at
+``general.architecture``.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -36,6 +41,7 @@ class HeaderSummary:
     tensor_count: int
     kv_count: int
     array_lengths: dict[str, int]  # metadata key -> number of elements, for array values
+    architecture: str | None = None  # general.architecture, when it is a string
 
 
 class _Stream:
@@ -76,31 +82,21 @@ def scan_gguf_header(path: Path, type_sizes: dict[int, tuple[int, int]]) -> Head
     """Check a GGUF header's counts, strings, arrays and tensor extents; ``type_sizes`` maps a
     GGML type number to ``(block elements, block bytes)``. Raises ``ModelSourceError``."""
     size = path.stat().st_size
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=1 << 16) as f:
         s = _Stream(f, size, path)
-        if s.read(4, "the magic number") != b"GGUF":
-            s.fail("it does not start with GGUF")
-        version = s.unpack("<I", 4, "the version")
-        if version not in (2, 3):
-            s.fail(f"version {version} is not supported (2 and 3 are)")
-        tensor_count = s.unpack("<Q", 8, "the tensor count")
-        kv_count = s.unpack("<Q", 8, "the metadata count")
-        if tensor_count > MAX_TENSORS or kv_count > MAX_KV:
-            s.fail(f"it declares {tensor_count} tensors and {kv_count} metadata entries "
-                   f"(at most {MAX_TENSORS} and {MAX_KV})")
+        version, tensor_count, kv_count = _preamble(s)
         arrays: dict[str, int] = {}
         alignment = 32
-        for _ in range(kv_count):
-            key = printable(s.string("a metadata key", MAX_KEY).decode("utf-8", "replace"))
-            kind = s.unpack("<I", 4, f"the type of {key}")
+        architecture = None
+        for key, kind, value in _metadata(s, kv_count):
             if kind == _ARRAY:
-                arrays[key] = _skip_array(s, key)
-            else:
-                value = _skip_value(s, kind, key)
-                if key == "general.alignment":
-                    if not isinstance(value, int) or value <= 0 or value & (value - 1) or value > 1 << 16:
-                        s.fail(f"general.alignment {value} is not a power of two up to 65536")
-                    alignment = value
+                arrays[key] = value
+            elif key == "general.alignment":
+                if not isinstance(value, int) or value <= 0 or value & (value - 1) or value > 1 << 16:
+                    s.fail(f"general.alignment {value} is not a power of two up to 65536")
+                alignment = value
+            elif key == "general.architecture" and kind == _STRING and architecture is None:
+                architecture = value.decode("utf-8", "replace")
         extents = []
         for _ in range(tensor_count):
             name = printable(s.string("a tensor name", MAX_KEY).decode("utf-8", "replace"))
@@ -125,13 +121,54 @@ def scan_gguf_header(path: Path, type_sizes: dict[int, tuple[int, int]]) -> Head
                 raise ModelSourceError(
                     f"{path} is truncated or corrupt ({size} bytes, tensor {name} needs "
                     f"{data_start + offset + nbytes}); download or copy it again")
-    return HeaderSummary(version, tensor_count, kv_count, arrays)
+    return HeaderSummary(version, tensor_count, kv_count, arrays, architecture)
+
+
+def header_architecture(path: Path) -> str | None:
+    """``general.architecture`` read from the metadata without going further (a 262k-token
+    vocabulary takes the full reader a minute); None when the header is not one ``scan_gguf_header``
+    accepts up to that entry (the scan then says what is wrong) or names no architecture."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb", buffering=1 << 16) as f:
+            s = _Stream(f, size, path)
+            _version, _tensors, kv_count = _preamble(s)
+            for key, kind, value in _metadata(s, kv_count):
+                if key == "general.architecture" and kind == _STRING:
+                    return value.decode("utf-8", "replace")
+    except ModelSourceError:
+        return None
+    return None
+
+
+def _preamble(s: _Stream) -> tuple[int, int, int]:
+    """Magic, version and the two counts, checked: ``(version, tensor count, metadata count)``."""
+    if s.read(4, "the magic number") != b"GGUF":
+        s.fail("it does not start with GGUF")
+    version = s.unpack("<I", 4, "the version")
+    if version not in (2, 3):
+        s.fail(f"version {version} is not supported (2 and 3 are)")
+    tensor_count = s.unpack("<Q", 8, "the tensor count")
+    kv_count = s.unpack("<Q", 8, "the metadata count")
+    if tensor_count > MAX_TENSORS or kv_count > MAX_KV:
+        s.fail(f"it declares {tensor_count} tensors and {kv_count} metadata entries "
+               f"(at most {MAX_TENSORS} and {MAX_KV})")
+    return version, tensor_count, kv_count
+
+
+def _metadata(s: _Stream, kv_count: int) -> Iterator[tuple[str, int, object]]:
+    """Each metadata entry as ``(key, value type, value)``: a scalar, a string's bytes, or an
+    array's length (its elements are skipped)."""
+    for _ in range(kv_count):
+        key = printable(s.string("a metadata key", MAX_KEY).decode("utf-8", "replace"))
+        kind = s.unpack("<I", 4, f"the type of {key}")
+        yield key, kind, _skip_array(s, key) if kind == _ARRAY else _skip_value(s, kind, key)
 
 
 def _skip_value(s: _Stream, kind: int, key: str):
+    """A scalar value, or a string value's bytes."""
     if kind == _STRING:
-        s.string(f"the value of {key}")
-        return None
+        return s.string(f"the value of {key}")
     if kind not in _SCALARS:
         s.fail(f"{key} has unknown value type {kind}")
     fmt, size = _SCALARS[kind]

@@ -63,6 +63,42 @@ def test_gguf_reader_with_flipped_bytes(flips, cut):
     _read_gguf(bytes(data[:cut]))
 
 
+def _both_header_readers(data: bytes) -> None:
+    """The quick architecture look and the full header scan are one reader: whenever the scan
+    accepts a header, the quick look found the same architecture (and neither raises otherwise)."""
+    import gguf
+
+    from edge_os.convert.gguf import header_architecture
+    from edge_os.convert.gguf_header import scan_gguf_header
+
+    sizes = {int(k): v for k, v in gguf.GGML_QUANT_SIZES.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.gguf"
+        path.write_bytes(data)
+        quick = header_architecture(path)
+        try:
+            summary = scan_gguf_header(path, sizes)
+        except ModelSourceError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert quick == summary.architecture
+
+
+def test_the_header_readers_agree_on_the_base_gguf():
+    _both_header_readers(BASE_GGUF)
+
+
+@FUZZ
+@given(flips=st.lists(st.tuples(st.integers(0, HEADER_LEN - 1), st.integers(0, 255)), min_size=1, max_size=8),
+       cut=st.none() | st.integers(0, len(BASE_GGUF)))
+@example(flips=[(28, 6)], cut=None)
+def test_the_header_readers_agree_with_flipped_bytes(flips, cut):
+    data = bytearray(BASE_GGUF)
+    for at, value in flips:
+        data[at] = value
+    _both_header_readers(bytes(data[:cut]))
+
+
 _SCALAR_VALUES = st.one_of(
     st.tuples(st.just(U32), st.integers(0, 2**32 - 1)), st.tuples(st.just(I32), st.integers(-2**31, 2**31 - 1)),
     st.tuples(st.just(U64), st.integers(0, 2**64 - 1)), st.tuples(st.just(F32), st.floats(width=32)),
