@@ -7,8 +7,9 @@ chain. A sidecar file ``<log>.head`` holds the first and last entry's sequence n
 so cutting entries off either end is detected too. Retention drops the oldest entries and moves
 the head's anchor forward, writing a ``retention`` entry that says what was dropped.
 
-Kinds: ``run`` (a goal started), ``tool_call``, ``actuation``, ``refusal``, ``confirmation``,
-``dry_run``, ``answer``, ``cloud_fallback``.
+Kinds: ``run`` (a goal started; a run served over HTTP or MQTT also says ``via`` and
+``requester``), ``tool_call``, ``actuation``, ``refusal``, ``confirmation``, ``dry_run``,
+``answer``, ``cloud_fallback``. ``runs()`` lists the runs the log holds, however they were started.
 """
 
 from __future__ import annotations
@@ -99,6 +100,24 @@ class AuditLog:
             if isinstance(entry, dict):
                 out.append(entry)
         return out
+
+    def runs(self) -> list[dict[str, Any]]:
+        """One summary per run the log holds, oldest first: ``run`` (its id), ``started``, ``goal``,
+        ``via`` (``http``, ``mqtt``, or ``local``: ``edge-os agent`` or the Python API), ``requester`` (a
+        digest of the HTTP API key, the MQTT response topic), ``status`` and ``finished`` (None
+        while it runs, or when it was cut short)."""
+        runs: dict[str, dict[str, Any]] = {}
+        for entry in self.entries():
+            run_id, data = entry.get("run"), entry.get("data")
+            if not run_id or not isinstance(data, dict):
+                continue
+            if entry.get("kind") == "run" and run_id not in runs:
+                runs[run_id] = {"run": run_id, "started": entry.get("ts"), "goal": data.get("goal"),
+                                "via": data.get("via", "local"), "requester": data.get("requester"),
+                                "status": None, "finished": None}
+            elif run_id in runs and entry.get("kind") == "answer":
+                runs[run_id].update(status=data.get("status"), finished=entry.get("ts"))
+        return list(runs.values())
 
     def verify(self) -> list[Problem]:
         """Every break in the chain; empty when the log is intact."""

@@ -5,7 +5,9 @@ once, polled at ``GET /v1/agent/runs/{id}``) runs on its own thread. Every audit
 becomes an event; an actuator that needs confirmation adds a ``confirmation_required`` event (id,
 tool, arguments, timeout) and the run waits for ``POST /v1/agent/runs/{id}/confirmations/{cid}``
 ``{"answer": "yes"|"no"}``; no answer within the policy's ``confirm_timeout_s`` is no. A run is seen
-only with the API key that started it: for any other key it does not exist (404).
+only with the API key that started it: for any other key it does not exist (404). At most
+``max_unfinished`` such runs (all keys together) are unfinished at once: each holds a thread and
+waits its turn for the device, so more are refused with 429 ``too_many_runs``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from edge_os.api.errors import ApiError
 
 KEEP_FINISHED = 64  # finished runs kept for polling, oldest forgotten first
+MAX_UNFINISHED = 8  # live runs started and not finished, all keys together
 
 
 class LiveRun:
@@ -101,14 +104,21 @@ class LiveRun:
 class LiveRuns:
     """The live runs of one server, by id."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_unfinished: int = MAX_UNFINISHED) -> None:
         self._runs: OrderedDict[str, LiveRun] = OrderedDict()
         self._lock = threading.Lock()
+        self.max_unfinished = max_unfinished
 
     def start(self, owner: str, work) -> LiveRun:
-        """A new run of ``work(run)`` (returning the result) on its own thread."""
+        """A new run of ``work(run)`` (returning the result) on its own thread; 429 ``too_many_runs``
+        while ``max_unfinished`` runs have not finished."""
         run = LiveRun(uuid.uuid4().hex[:12], owner)
         with self._lock:
+            unfinished = sum(1 for r in self._runs.values() if r.result is None)
+            if unfinished >= self.max_unfinished:
+                raise ApiError(429, f"{unfinished} agent runs are unfinished, the most this server takes at once; "
+                                    "wait for one to finish (poll GET /v1/agent/runs/ID, answer its confirmations) "
+                                    "and start again", code="too_many_runs", headers={"Retry-After": "5"})
             self._runs[run.id] = run
             finished = [r for r in self._runs.values() if r.result is not None]
             for old in finished[:max(0, len(finished) - KEEP_FINISHED)]:

@@ -69,10 +69,13 @@ class AgentRuns:
         self._lock = threading.Lock()
 
     def run(self, scheduler, request: RunRequest, confirm: Confirm | None = None, *, run_id: str | None = None,
-            on_entry: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
+            on_entry: Callable[[str, dict], None] | None = None,
+            origin: dict[str, str] | None = None) -> dict[str, Any]:
         """One run. The request's ``confirm`` list answers yes for its actuators; the others are
         asked through ``confirm`` (MQTT, a live HTTP run), and refused without it. ``on_entry``
-        hears every audit entry of the run as it is written (a live run streams them)."""
+        hears every audit entry of the run as it is written (a live run streams them). ``origin``
+        (``{"via": "http" | "mqtt", "requester": ...}``) goes into the run's ``run`` entry, so the
+        audit log says who started each run (``AuditLog.runs``)."""
         confirmed = {t.name for t in self.tools if t.actuator in request.confirm}
 
         def ask(question: str, timeout: float) -> bool:
@@ -81,7 +84,7 @@ class AgentRuns:
             return confirm(question, timeout) if confirm is not None else False
 
         run_id = run_id or uuid.uuid4().hex[:12]
-        audit = _Told(self.audit, on_entry) if on_entry is not None else self.audit
+        audit = _Told(self.audit, on_entry, origin or {})
 
         def fell_back(refused) -> None:
             audit.append("cloud_fallback", {"reason": refused.code, "detail": refused.reason}, run_id)
@@ -95,14 +98,18 @@ class AgentRuns:
 
 
 class _Told:
-    """An audit log that also tells ``listener`` of each entry appended."""
+    """An audit log that adds ``origin`` to the run's ``run`` entry and tells ``listener`` (if any)
+    of each entry appended."""
 
-    def __init__(self, audit: AuditLog, listener: Callable[[str, dict], None]) -> None:
-        self._audit, self._listener = audit, listener
+    def __init__(self, audit: AuditLog, listener: Callable[[str, dict], None] | None, origin: dict[str, str]) -> None:
+        self._audit, self._listener, self._origin = audit, listener, origin
 
     def append(self, kind: str, data: dict, run: str = ""):
+        if kind == "run" and self._origin:
+            data = {**data, **self._origin}
         entry = self._audit.append(kind, data, run)
-        self._listener(kind, data)
+        if self._listener is not None:
+            self._listener(kind, data)
         return entry
 
     def __getattr__(self, name: str):

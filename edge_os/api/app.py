@@ -56,7 +56,7 @@ class Api:
     def __init__(self, scheduler: SchedulerAPI, config: HttpConfig, cards: ModelCards) -> None:
         self.scheduler = scheduler
         self.agent = None  # edge_os.api.agent_runs.AgentRuns, when the server runs an agent
-        self.live_runs = LiveRuns()  # agent runs that ask during the run (stream / background)
+        self.live_runs = LiveRuns(config.max_agent_runs)  # agent runs that ask during the run (stream / background)
         self.config = config
         self.cards = cards
         self.started = int(time.time())
@@ -136,10 +136,12 @@ class Api:
 
         agent = self._agent()
         run = parse_run(schema.parse_json(await read_body(request, self.config.max_body_bytes)))
+        owner = owner_of(request.headers)
+        origin = {"via": "http", "requester": owner[:16]}  # who started it, in the audit log (a key's digest)
         if not (run.stream or run.background):
-            return JSONResponse(await asyncio.to_thread(agent.run, self.scheduler, run))
-        live = self.live_runs.start(owner_of(request.headers), lambda live: agent.run(
-            self.scheduler, run, live.ask, run_id=live.id, on_entry=live.tell))
+            return JSONResponse(await asyncio.to_thread(agent.run, self.scheduler, run, origin=origin))
+        live = self.live_runs.start(owner, lambda live: agent.run(
+            self.scheduler, run, live.ask, run_id=live.id, on_entry=live.tell, origin=origin))
         if run.background:
             return JSONResponse(live.describe(), status_code=202)
 

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_os.api.agent_live import MAX_UNFINISHED
 from edge_os.api.cloud import CloudConfig
 from edge_os.errors import InputError
 
@@ -20,7 +21,8 @@ class HttpConfig:
     ``packages`` are the served package directories (for /v1/models details and /tokenize);
     ``api_keys`` empty means no key is needed. ``max_body_bytes`` caps a request body;
     ``request_timeout_s`` is how long a request may go without an event from the scheduler;
-    ``cloud`` (optional) answers the requests the device refuses.
+    ``cloud`` (optional) answers the requests the device refuses; ``max_agent_runs`` caps the
+    agent runs (``stream``/``background``) unfinished at once.
     """
 
     host: str = DEFAULT_HOST
@@ -31,6 +33,7 @@ class HttpConfig:
     request_timeout_s: float = 600.0
     default_max_tokens: int = 256
     cloud: CloudConfig | None = None
+    max_agent_runs: int = MAX_UNFINISHED
 
     @property
     def loopback(self) -> bool:

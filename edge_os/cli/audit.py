@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify = commands.add_parser("verify", help="check the hash chain: exit 1 if an entry was edited, "
                                                 "deleted or reordered")
     add_audit_argument(verify)
+    runs = commands.add_parser("runs", help="list the runs on record: when, started how and by whom, the goal, "
+                                            "how each ended (HTTP and MQTT runs included)")
+    add_audit_argument(runs)
+    runs.add_argument("--json", action="store_true", help="print the runs as JSON lines")
     prune = commands.add_parser("prune", help="apply retention: drop the oldest entries")
     add_audit_argument(prune)
     prune.add_argument("--max-entries", type=positive_int, metavar="N", help="keep at most N entries")
@@ -64,6 +68,16 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("give --max-entries N and/or --retention-days DAYS")
         dropped = AuditLog(path, max_entries=args.max_entries, retention_days=args.retention_days).prune()
         print(f"dropped {dropped} entries")
+        return 0
+    if args.audit_command == "runs":
+        for summary in AuditLog(path).runs():
+            if args.json:
+                print(json.dumps(summary, ensure_ascii=False))
+                continue
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(summary["started"] or 0))
+            who = f"{summary['via']}:{summary['requester']}" if summary["requester"] else summary["via"]
+            print(terminal_safe(f"{summary['run']:12} {when} {summary['status'] or 'unfinished':10} {who:24} "
+                                f"{json.dumps(summary['goal'], ensure_ascii=False)}"))
         return 0
     entries = AuditLog(path).entries()
     if args.run:

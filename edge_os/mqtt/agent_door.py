@@ -14,7 +14,9 @@ topic; bad input gets ``{"type": "error", "code", "message"}`` and runs nothing.
 
 Runs are serialised on one worker thread. A run is taken at most once per process (copies of a
 request, by response topic and correlation, are not run again) and is not resumed after a restart:
-an actuator is never driven by a stale goal; the requester asks again.
+an actuator is never driven by a stale goal; the requester asks again. Each run is on record in
+the agent's audit log with its origin (``via: mqtt`` and the response topic), as HTTP runs are, so
+runs can be listed after a restart (``edge-os audit runs``).
 """
 
 from __future__ import annotations
@@ -158,7 +160,8 @@ class AgentDoor:
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             try:
-                result = self._runs.run(self._scheduler, job.request, confirm=self._asker(job))
+                result = self._runs.run(self._scheduler, job.request, confirm=self._asker(job),
+                                        origin={"via": "mqtt", "requester": job.response_topic})
                 payload = _dump({"type": "agent_result", **result})
             except Exception as exc:  # noqa: BLE001 - the requester hears why; the door keeps serving
                 log.exception("agent run for %s failed", job.response_topic)

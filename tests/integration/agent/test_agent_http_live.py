@@ -40,8 +40,8 @@ def board(tmp_path: Path):
 
 
 @pytest.fixture
-def serve(long_tiny_package: Path, board, tmp_path: Path) -> Iterator[Callable[[AgentRuns], str]]:
-    """``serve(agent_runs) -> url``: the HTTP front door (keys A and B) over a real scheduler."""
+def serve(long_tiny_package: Path, board, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """``serve(agent_runs, **http_config) -> url``: the HTTP front door (keys A and B) over a real scheduler."""
     from edge_os.scheduler.catalog import Catalog, package_entry
     from edge_os.scheduler.config import SchedulerConfig
     from edge_os.scheduler.loop import Scheduler
@@ -52,8 +52,8 @@ def serve(long_tiny_package: Path, board, tmp_path: Path) -> Iterator[Callable[[
                           ThermalProbe(board.thermal_dir), PowerProbe(board.power_dir))
     doors: list[HttpFrontDoor] = []
 
-    def start(agent: AgentRuns) -> str:
-        door = HttpFrontDoor(HttpConfig(port=0, packages=(long_tiny_package,), api_keys=KEYS), agent=agent)
+    def start(agent: AgentRuns, **config) -> str:
+        door = HttpFrontDoor(HttpConfig(port=0, packages=(long_tiny_package,), api_keys=KEYS, **config), agent=agent)
         door.start(scheduler)
         doors.append(door)
         return door.url
@@ -163,6 +163,30 @@ def test_the_up_front_confirm_list_still_confirms(serve, device: Device, sim: Si
     run = httpx.post(f"{url}/v1/agent/runs", json={"goal": "fan to 30", "confirm": ["fan"]}, headers=A, timeout=60)
     assert run.status_code == 200 and run.json()["steps"][0]["status"] == "ok"
     assert [(c["actuator"], c["value"]) for c in sim.commands()] == [("fan", 30)]
+
+
+def test_background_runs_are_capped_with_a_429(serve, device: Device, sim: Simulator, audit: AuditLog) -> None:
+    """A client cannot pile up runs: past ``max_agent_runs`` unfinished live runs (any key) a new one
+    is refused with 429 ``too_many_runs`` and one line saying what to do; once one ends, it is taken."""
+    url = serve(fan_agent(device, audit, [call("set_fan", value=30)]), max_agent_runs=2)
+    first = httpx.post(f"{url}/v1/agent/runs", json={"goal": "fan to 30", "background": True}, headers=A, timeout=30)
+    assert first.status_code == 202, first.text
+    run_url = f"{url}/v1/agent/runs/{first.json()['id']}"
+    asked = wait_for(lambda: httpx.get(run_url, headers=A, timeout=30).json(),
+                     lambda r: r["status"] == "requires_action")["required_action"]["confirmations"][0]
+    second = httpx.post(f"{url}/v1/agent/runs", json={"goal": "light?", "background": True}, headers=B, timeout=30)
+    assert second.status_code == 202, second.text  # waits behind the first (runs are serialised)
+    third = httpx.post(f"{url}/v1/agent/runs", json={"goal": "light?", "stream": True}, headers=A, timeout=30)
+    assert third.status_code == 429 and third.headers["retry-after"]
+    error = third.json()["error"]
+    assert error["code"] == "too_many_runs" and "2" in error["message"] and "\n" not in error["message"]
+    assert httpx.post(f"{url}{asked['answer_at']}", json={"answer": "no"}, headers=A, timeout=30).status_code == 200
+    wait_for(lambda: httpx.get(f"{url}/v1/agent/runs/{second.json()['id']}", headers=B, timeout=30).json(),
+             lambda r: r["status"] == "completed")
+    fourth = httpx.post(f"{url}/v1/agent/runs", json={"goal": "light?", "background": True}, headers=A, timeout=30)
+    assert fourth.status_code == 202, fourth.text
+    assert sim.commands() == []
+    assert {run["via"] for run in audit.runs()} == {"http"}
 
 
 # --- a hot device: the agent's turns go to the cloud ----------------------------------------------

@@ -4,6 +4,7 @@ the policy, the wire, the audit log and the simulator's journal are real."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -191,3 +192,23 @@ def test_an_agent_request_without_correlation_data_is_refused(start_agent, reque
                        what="an error")
     assert error["code"] == "missing_correlation_data"
     assert audit.entries() == []
+
+
+def test_a_run_over_mqtt_is_on_record_after_a_restart(start_agent, requester: Requester, sim: Simulator,
+                                                      audit: AuditLog) -> None:
+    """The run's origin is in the audit log with it, so after a restart it is listed like an HTTP run
+    (``AuditLog.runs``, ``edge-os audit runs``): who asked on which topic, the goal, how it ended."""
+    from tests.bounded_cli import run_edge_os
+
+    bridge = start_agent(["The light is fine."])
+    requester.ask({"goal": "How is the light?"}, b"run-9", topic=AGENT)
+    result = message(requester, b"run-9", "agent_result")
+    bridge.stop()
+
+    [run] = AuditLog(audit.path).runs()  # a fresh reader: nothing from the process that ran it
+    assert run["run"] == result["run_id"] and run["goal"] == "How is the light?"
+    assert run["via"] == "mqtt" and run["requester"] == requester.response_topic
+    assert run["status"] == "answered" and run["finished"] >= run["started"]
+    listed = run_edge_os("audit", "runs", "--json", "--audit", str(audit.path))
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(line) for line in listed.stdout.splitlines()] == [run]
