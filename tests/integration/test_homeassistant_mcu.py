@@ -304,3 +304,37 @@ def test_stopping_cleanly_removes_the_entities_and_stale_ones_are_removed_at_sta
         assert not any(f"/{NODE}/" in t for t in late.last)  # no entity of the microcontroller is retained
     finally:
         late.close()
+
+
+def test_edge_os_serve_attaches_the_microcontroller_as_a_user_starts_it(tmp_path: Path, mosquitto: Mosquitto,
+                                                                        sim: Simulator, tiny_package: Path) -> None:
+    """`edge-os serve --mqtt URL --homeassistant --agent-port PTY --agent-policy FILE`: a command from
+    Home Assistant reaches the simulator and the audit log; SIGTERM (a clean stop) removes the entities."""
+    from tests.integration.test_cli_serve import start_serve, stop
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[actuators.fan]\nmax = 120\n")
+    audit = tmp_path / "audit.jsonl"
+    watcher = Watcher(mosquitto.port, f"{PREFIX}/#", "edge-os/kitchen/#")
+    ha = Commander(mosquitto.port)
+    proc, log = start_serve(tmp_path, mosquitto, "--models", str(tiny_package), "--homeassistant",
+                            "--agent-port", sim.path, "--agent-policy", str(policy), "--agent-audit", str(audit))
+    try:
+        fan_topic = f"{PREFIX}/number/kitchen_mcu/fan/config"
+        fan = wait_until(lambda: watcher.configs().get(fan_topic), 20, what="the fan entity")
+        assert (fan["min"], fan["max"]) == (0, 120)
+        ha.send(fan["command_topic"], "90")
+        wait_until(lambda: payload(watcher, fan["state_topic"]) == b"90", 20, what="the fan's acknowledged state")
+        ha.send(fan["command_topic"], "130")
+        wait_until(lambda: any(t == "edge-os/kitchen/ha/mcu/error" for t, _, _ in list(watcher.seen)), 20,
+                   what="the refusal")
+    finally:
+        stop(proc, log)
+        ha.close()
+    try:
+        assert [(c["actuator"], c["value"]) for c in sim.commands()] == [("fan", 90)]
+        kinds = [(e["kind"], e["data"]["value"], e["data"]["origin"]) for e in AuditLog(audit).entries()]
+        assert kinds == [("actuation", 90, "homeassistant"), ("refusal", 130, "homeassistant")]
+        wait_until(lambda: payload(watcher, fan_topic) == b"", 10, what="the fan entity removed at the clean stop")
+    finally:
+        watcher.close()
