@@ -10,6 +10,7 @@ publishes them: the configured payload, QoS 1, not retained, on the entity's com
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -338,3 +339,15 @@ def test_edge_os_serve_attaches_the_microcontroller_as_a_user_starts_it(tmp_path
         wait_until(lambda: payload(watcher, fan_topic) == b"", 10, what="the fan entity removed at the clean stop")
     finally:
         watcher.close()
+
+
+def test_an_actuator_the_device_no_longer_announces_loses_its_entity(start, watcher: Watcher, device: Device) -> None:
+    start()
+    fan = config_topic("number", "fan")
+    wait_until(lambda: ENTITIES <= set(watcher.configs()), 10, what="the MCU's entities")
+    # What a reconnect's HELLO does when the board came back with firmware that has no fan.
+    device.capabilities = dataclasses.replace(device.capabilities,
+                                              actuators=tuple(a for a in device.capabilities.actuators
+                                                              if a.name != "fan"))
+    wait_until(lambda: payload(watcher, fan) == b"", 10, what="the fan's entity removed")
+    assert ENTITIES - {fan} <= set(watcher.configs())  # the others stay
