@@ -59,7 +59,7 @@ class McuDoor:
         self._stale: set[str] = set()
         self._caps = None
         self._streams: dict[str, Any] = {}  # sensor name -> firmware_bridge.Subscription
-        self._readings: dict[str, tuple[float, float]] = {}  # sensor -> (value, monotonic time received)
+        self._readings: dict[str, float] = {}  # sensor -> its latest value, not yet necessarily published
         self._sent_at: dict[str, float] = {}  # state topic -> when last published
         # actuator -> the values it may hold (one: the acknowledged state; none or several: unknown)
         self._states = {a: frozenset(v) for a, v in runs.state.possible.items()}
@@ -137,7 +137,7 @@ class McuDoor:
         with self._lock:
             readings = {s.name: self._readings[s.name] for s in caps.sensors if s.name in self._readings}
             states = {a.name: self._states.get(a.name, frozenset()) for a in caps.actuators}
-        for sensor, (value, _) in readings.items():
+        for sensor, value in readings.items():
             self._retain(sensor_state_topic(self.device_id, sensor), _number(value), refresh=now)
         for actuator, values in states.items():
             payload = str(next(iter(values))).encode() if len(values) == 1 else UNKNOWN.encode()
@@ -179,7 +179,7 @@ class McuDoor:
 
     def _on_reading(self, reading) -> None:  # the device's reader thread: store, publish later
         with self._lock:
-            self._readings[reading.sensor] = (reading.value, time.monotonic())
+            self._readings[reading.sensor] = reading.value
 
     def _state_changed(self, actuator: str, values: frozenset[int]) -> None:
         with self._lock:
