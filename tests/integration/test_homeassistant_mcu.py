@@ -71,7 +71,8 @@ class StatusScheduler(EchoScheduler):
 
 @pytest.fixture
 def device(sim: Simulator) -> Iterator[Device]:
-    with Device.open(sim.path, LinkConfig(timeout=0.1, retries=2)) as dev:
+    # Generous retransmission: on a loaded machine the simulator may take a while to answer HELLO.
+    with Device.open(sim.path, LinkConfig(timeout=0.2, retries=5)) as dev:
         yield dev
 
 
