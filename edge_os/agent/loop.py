@@ -84,13 +84,16 @@ class Agent:
     turn format (``json`` or ``tags``, see ``edge_os.agent.turns``); ``grammar=False`` decodes
     freely (for measuring what the grammar is worth); ``call_first`` makes the first turn a call
     (a goal for a device needs a reading or an action before any answer). ``clock`` times the rate limits.
+    ``state`` (default: rebuilt from ``audit``) and ``acting_lock`` may be shared with an
+    ``edge_os.agent.commands.ActuatorGate`` so that its commands and this agent's count together.
     """
 
     def __init__(self, model_or_scheduler, tools: Iterable[AgentTool], policy: Policy | None = None,
                  audit: AuditLog | None = None, *, confirm: Confirm | None = None, max_steps: int = 6,
                  max_tools: int = 8, max_tokens: int = 96, grammar: bool = True, style: str = "json",
                  call_first: bool = False,
-                 state: PolicyState | None = None, clock: Callable[[], float] = time.time) -> None:
+                 state: PolicyState | None = None, clock: Callable[[], float] = time.time,
+                 acting_lock: threading.Lock | None = None) -> None:
         self.model = as_model(model_or_scheduler)
         self.tools = {t.name: t for t in tools}
         self.policy = policy or Policy()
@@ -101,7 +104,9 @@ class Agent:
         self.style, self.call_first = style, call_first
         self.state = state if state is not None else state_from_audit(audit)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._acting = threading.Lock()  # check-then-send is one step, even for runs in parallel
+        # check-then-send is one step, even for runs in parallel (and, with a shared ``acting_lock``
+        # and ``state``, for commands from elsewhere: edge_os.agent.commands)
+        self._acting = acting_lock if acting_lock is not None else threading.Lock()
 
     # --- the loop ----------------------------------------------------------------------------
     def prompt(self, goal: str) -> tuple[TurnFormat, list[dict]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import tomllib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,16 @@ class PolicyState:
     def __init__(self) -> None:
         self.possible: dict[str, set[int]] = {}
         self.sent: dict[str, deque[float]] = {}
+        self._watchers: list[Callable[[str, frozenset[int]], None]] = []
+
+    def watch(self, watcher: Callable[[str, frozenset[int]], None]) -> None:
+        """Call ``watcher(actuator, values it may hold now)`` after every ``record`` (on the caller's
+        thread, so it must be quick): Home Assistant shows an actuator's state from this."""
+        self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[str, frozenset[int]], None]) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
 
     def record(self, actuator: str, value: int, at: float, acknowledged: bool) -> None:
         values = self.possible.setdefault(actuator, set())
@@ -122,6 +133,8 @@ class PolicyState:
             values.clear()
         values.add(value)
         self.count(actuator, at)
+        for watcher in self._watchers:
+            watcher(actuator, frozenset(values))
 
     def count(self, actuator: str, at: float) -> None:
         """A command went on the wire at ``at`` (whatever became of it)."""

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from edge_os.agent import Agent, AgentTool, AuditLog, Policy
-from edge_os.agent.loop import Confirm
+from edge_os.agent.commands import ActuatorGate
+from edge_os.agent.loop import Confirm, state_from_audit
 from edge_os.agent.model import SchedulerModel
 from edge_os.api.errors import bad_request
 
@@ -60,13 +61,26 @@ def parse_run(data: dict[str, Any]) -> RunRequest:
 class AgentRuns:
     """The agent a server runs: its device's tools, its policy and its audit log; ``cloud`` (an
     ``edge_os.api.cloud.CloudRoute``) answers the turns the scheduler refuses in a way the fallback
-    policy allows, each recorded as a ``cloud_fallback`` entry."""
+    policy allows, each recorded as a ``cloud_fallback`` entry.
 
-    def __init__(self, tools: list[AgentTool], policy: Policy, audit: AuditLog, model=None, cloud=None) -> None:
+    ``device`` (the ``firmware_bridge.Device`` the tools drive) lets other front doors command its
+    actuators through ``gate()``: the same policy, audit log, policy state and lock as the runs."""
+
+    def __init__(self, tools: list[AgentTool], policy: Policy, audit: AuditLog, model=None, cloud=None,
+                 device=None) -> None:
         self.tools, self.policy, self.audit = tools, policy, audit
         self.model = model  # a ChatModel to use instead of the scheduler (tests script one)
         self.cloud = cloud
+        self.device = device
+        self.state = state_from_audit(audit)  # one state for every run and gate: limits hold across them
+        self.acting = threading.Lock()
         self._lock = threading.Lock()
+
+    def gate(self) -> ActuatorGate:
+        """Commands for ``device``'s actuators from outside a run, under this agent's policy."""
+        if self.device is None:
+            raise ValueError("these agent runs have no device to command")
+        return ActuatorGate(self.device, self.policy, self.audit, self.state, self.acting)
 
     def run(self, scheduler, request: RunRequest, confirm: Confirm | None = None, *, run_id: str | None = None,
             on_entry: Callable[[str, dict], None] | None = None,
@@ -92,8 +106,8 @@ class AgentRuns:
         model = self.model or SchedulerModel(scheduler, cloud=self.cloud, on_fallback=fell_back)
         policy = dataclasses.replace(self.policy, dry_run=True) if request.dry_run else self.policy
         with self._lock:
-            agent = Agent(model, self.tools, policy, audit, confirm=ask,
-                          max_steps=request.max_steps, call_first=bool(self.tools))
+            agent = Agent(model, self.tools, policy, audit, confirm=ask, max_steps=request.max_steps,
+                          call_first=bool(self.tools), state=self.state, acting_lock=self.acting)
             return agent.run(request.goal, run_id).to_dict()
 
 

@@ -138,7 +138,7 @@ def agent_from_args(args: argparse.Namespace):
         from edge_os.api.cloud import CloudRoute
 
         cloud = CloudRoute(cloud)
-    return AgentRuns(from_device(device), policy, audit, cloud=cloud)
+    return AgentRuns(from_device(device), policy, audit, cloud=cloud, device=device)
 
 
 def run(args: argparse.Namespace) -> int:

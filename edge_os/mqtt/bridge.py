@@ -83,6 +83,13 @@ class MqttBridge:
         self._next_discovery = 0.0
         if self._discovery is not None:
             subscriptions += self._discovery.subscriptions
+        self._mcu = None  # the microcontroller's sensors and actuators as entities (edge_os.mqtt.ha_mcu)
+        if self._discovery is not None and getattr(agent, "device", None) is not None:
+            from edge_os.mqtt.ha_mcu import McuDoor
+
+            self._mcu = McuDoor(config.device_id, config.homeassistant, agent, self._publish_retained,
+                                config.homeassistant_interval_s)
+            subscriptions += self._mcu.subscriptions
         self._connection = Connection(
             config.broker,
             f"edge-os-{config.device_id}",
@@ -107,6 +114,8 @@ class MqttBridge:
         self._server.start()
         if self._agent is not None:
             self._agent.start()
+        if self._mcu is not None:
+            self._mcu.start()
         self._connection.start()
         self._housekeeper = threading.Thread(target=self._housekeep, name="mqtt-housekeeping", daemon=True)
         self._housekeeper.start()
@@ -130,6 +139,11 @@ class MqttBridge:
         late += self._server.stop(timeout)
         if self._agent is not None:
             late += self._agent.stop(timeout)
+        if self._mcu is not None:
+            try:
+                self._mcu.stop()  # removes its entities: a clean stop
+            except NotConnected:
+                log.warning("offline at stop: the microcontroller's Home Assistant entities stay (unavailable)")
         device = self.config.device_id
         self._connection.stop(farewell=(status_topic(device), telemetry.status(device, False)))
         self._durable.close_after(late)
@@ -170,9 +184,14 @@ class MqttBridge:
         self._connection.publish(topic, payload, retain=retain)
 
     def _dispatch(self, msg: Inbound) -> None:
-        if self._discovery is not None and self._discovery.handles(msg.topic):
+        if self._mcu is not None and self._mcu.handles(msg.topic):
+            self._mcu.received(msg.topic, msg.payload)
+        elif self._discovery is not None and self._discovery.handles(msg.topic):
             self._discovery.received(msg.topic, msg.payload)
             self._next_discovery = 0.0
+            birth = msg.topic == self._discovery.subscriptions[0] and msg.payload.strip() == b"online"
+            if self._mcu is not None and birth:
+                self._mcu.forget()  # Home Assistant's birth message: every config again
         elif self._fallback is not None and msg.topic == self._fallback.response_topic:
             self._fallback.handle(msg)
         elif self._agent is not None and msg.topic in self._agent.topics:
@@ -190,7 +209,20 @@ class MqttBridge:
         if self._discovery is not None:
             self._discovery.forget()
             self._next_discovery = 0.0
+        if self._mcu is not None:
+            self._mcu.forget()
         self._durable.sender.connected()
+
+    def _sync_mcu(self) -> None:
+        """Every tick: a reading or an acknowledged state goes out at once (whatever else fails)."""
+        if self._mcu is None or not self._connection.connected:
+            return
+        try:
+            self._mcu.sync()
+        except NotConnected:
+            self._mcu.forget()
+        except Exception:
+            log.exception("publishing the microcontroller's entities failed; trying again next tick")
 
     def _housekeep(self) -> None:
         next_telemetry = time.monotonic()
@@ -206,6 +238,7 @@ class MqttBridge:
                         self._discovery.sync(self._scheduler.status())
                     except NotConnected:
                         self._discovery.forget()  # all again once connected
+                self._sync_mcu()
                 if now >= next_telemetry:
                     next_telemetry = now + self.config.telemetry_interval_s
                     payload = telemetry.telemetry(self.config.device_id, self._scheduler, self.stats())
