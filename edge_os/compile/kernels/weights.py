@@ -35,8 +35,9 @@ class WeightLayout:
     @property
     def needs_group_sum(self) -> bool:
         """Whether a group's sum of activations enters its result (minimum or zero point): int4
-        formats, whose raw values are the unsigned nibbles. 5- and 6-bit raw values are signed."""
-        return self.fmt.bits == 4
+        formats, whose raw values are the unsigned nibbles, and the asymmetric 5-bit ones. q5_0's
+        and q6_k's raw values are signed."""
+        return self.fmt.bits == 4 or self.fmt.asymmetric
 
     @property
     def zero_point(self) -> float:
@@ -60,7 +61,8 @@ class WeightLayout:
 
     def raw(self, bufs: list[tirx.Buffer], row, col, lanes: int, col_in_word: int = 0) -> tirx.PrimExpr:
         """float32 vector of the stored values of columns ``col .. col+lanes-1`` before the
-        group's scale: nibbles for int4, ``q - 16`` for q5_0, ``sc * (q - 32)`` for q6_k.
+        group's scale: nibbles for int4, ``q - 16`` for q5_0, ``q`` for q5_1 and q5_k,
+        ``sc * (q - 32)`` for q6_k.
 
         ``col`` is a multiple of ``lanes``, and ``lanes`` divides 8 with ``col % 8`` known when
         building (``col_in_word``), so int4 values come from one word with constant shifts.
@@ -72,7 +74,7 @@ class WeightLayout:
         low = nibbles(load(bufs[0], row, col // 8), col_in_word, lanes)
         if self.fmt.bits == 4:
             return low
-        high_bits = 1 if self.fmt.name == "q5_0" else 2
+        high_bits = 1 if self.fmt.bits == 5 else 2
         per_word = 32 // high_bits
         word = load(self.buffer(bufs, "qhigh"), row, col // per_word)
         first = tirx.Cast("uint32", tirx.indexmod(col, per_word) * high_bits)
@@ -88,14 +90,14 @@ class WeightLayout:
         high = tirx.bitwise_and(tirx.shift_right(bcast(word, lanes), shifts), mask)
         high = tirx.Cast(f"float32x{lanes}", tirx.reinterpret(f"int32x{lanes}", high))
         value = low + high * bcast(const(16.0), lanes)
-        if self.fmt.name == "q5_0":
-            return value - bcast(const(16.0), lanes)
+        if self.fmt.bits == 5:
+            return value - bcast(const(16.0), lanes) if self.fmt.name == "q5_0" else value
         sub_scale = to_f32(load(self.buffer(bufs, "sc"), row, col // 16))
         return (value - bcast(const(32.0), lanes)) * bcast(sub_scale, lanes)
 
     def group_scale(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
         """The float32 scale of a group of 32 (for q6_k: the super-block's ``d``)."""
-        if self.fmt.name == "q4_k":
+        if self.fmt.name in ("q4_k", "q5_k"):
             return to_f32(load(self.buffer(bufs, "d"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * to_f32(
                 load(self.buffer(bufs, "sc"), row, group))
         if self.fmt.name == "q6_k":
@@ -104,7 +106,7 @@ class WeightLayout:
 
     def group_minimum(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
         """What an asymmetric format adds to each value of a group."""
-        if self.fmt.name == "q4_k":
+        if self.fmt.name in ("q4_k", "q5_k"):
             return const(0.0) - to_f32(load(self.buffer(bufs, "dmin"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * (
                 to_f32(load(self.buffer(bufs, "mn"), row, group)))
         return to_f32(load(self.buffer(bufs, "minimum"), row, group))
