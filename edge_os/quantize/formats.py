@@ -16,8 +16,8 @@ Formats that only hold a GGUF's blocks, carried over bit-exactly (``pack`` never
             ``W = (d * sc) * q - dmin * mn``, q in 0..15
 - ``q5_k``  GGUF Q5_K: Q4_K's scales with 5-bit values, ``W = (d * sc) * q - dmin * mn``, q in 0..31
 - ``q8_m``  int8 with a per-group minimum: ``W = scale * q + minimum`` (not GGUF's Q8_1). Made only
-            by fusing carried parts exactly: Q5_1 and Q8_0 (Q8_0's minimum 0), as llama.cpp's
-            Q5_K_M writes Q/K and V when a row is not a multiple of 256 values
+            by fusing carried parts of different group-32 formats exactly, e.g. Q5_1 with Q8_0
+            (minimum 0), as llama.cpp's Q5_K_M writes Q/K and V when a row is not a multiple of 256
 - ``q6_k``  GGUF Q6_K: super-blocks of 256 with f16 ``d`` and int8 per-16 ``sc``:
             ``W = (d * sc) * (q - 32)``, q in 0..63
 

@@ -199,15 +199,19 @@ def as_q8(qw: QuantizedWeight) -> QuantizedWeight | None:
 
 def as_q8_m(qw: QuantizedWeight) -> QuantizedWeight | None:
     """The same values in the q8_m format (int8 times a per-group scale plus a minimum), when they
-    fit it exactly: q5_1 (``scale * q + minimum``, q in 0..31) and q8 (minimum 0); None otherwise."""
+    fit it exactly: q4_1 and q5_1 (``scale * q + minimum``, q in 0..15 / 0..31), and q8 and what
+    ``as_q8`` turns into it (minimum 0); None otherwise."""
     n, k = qw.shape
     if qw.fmt.name == "q8_m":
         return qw
+    qw = as_q8(qw) or qw
     if qw.fmt.name == "q8":
         q, minimum = qw.arrays["qweight"], np.zeros_like(qw.arrays["scale"])
-    elif qw.fmt.name == "q5_1":
-        q = (unpack_int4(qw.arrays["qweight"]) | (q5_fifth_bits(qw.arrays["qhigh"]) << 4)).astype(np.int8)
-        minimum = qw.arrays["minimum"]
+    elif qw.fmt.name in ("q4_1", "q5_1"):
+        q = unpack_int4(qw.arrays["qweight"])
+        if qw.fmt.name == "q5_1":
+            q = q | (q5_fifth_bits(qw.arrays["qhigh"]) << 4)
+        q, minimum = q.astype(np.int8), qw.arrays["minimum"]
     else:
         return None
     arrays = {"qweight": q.reshape(n, k), "scale": qw.arrays["scale"], "minimum": minimum}

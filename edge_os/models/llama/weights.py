@@ -36,7 +36,8 @@ def _concat(values: list, fallback_format: str, scale_dtype: str):
     if all(isinstance(v, QuantizedWeight) for v in values):
         # q4 / q5_0 next to q8 (llama.cpp's Q4_K_M gives Q/K Q5_0 and V Q8_0 when K is not a multiple
         # of 256): their values are q8 values with the same scales, so fusing them as q8 is exact.
-        # Likewise q5_1 next to q8 (Q5_K_M's fallbacks: Q/K Q5_1, V Q8_0) as q8_m, q8 with minimums.
+        # Likewise q5_1 next to q8 (Q5_K_M's fallbacks: Q/K Q5_1, V Q8_0), or any mix of those group-32
+        # formats, as q8_m: q8 with per-group minimums.
         for promote in (as_q8, as_q8_m):
             as_int8 = [promote(v) for v in values]
             if all(v is not None for v in as_int8) and len({v.arrays["scale"].dtype for v in as_int8}) == 1:

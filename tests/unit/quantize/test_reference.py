@@ -99,4 +99,7 @@ def test_q5_1_and_q8_become_q8_m_exactly():
         promoted = as_q8_m(qw)
         assert promoted.fmt.name == "q8_m"
         np.testing.assert_array_equal(promoted.dequantize(), qw.dequantize())
+    for other in ("Q4_0", "Q4_1", "Q5_0"):  # as q8, or q4_1's nibbles with its minimum
+        qw = from_gguf_blocks(random_gguf_blocks(other, 3, 64, RNG), other, 3, 64)
+        np.testing.assert_array_equal(as_q8_m(qw).dequantize(), qw.dequantize())
     assert as_q8_m(from_gguf_blocks(random_gguf_blocks("Q4_K", 3, 256, RNG), "Q4_K", 3, 256)) is None
