@@ -161,12 +161,11 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
                 widened = [_widen_nibbles(v, upper) for v in (low, high) for upper in (False, True)]
                 dots = tree_sum([_pmaddwd(w, vload(xq, at + 16 * j, lanes=16)) for j, w in enumerate(widened)])
             dots = to_f32(dots, LANES)
-            scale = _pair(layout.group_scale(weights, row, span * 2), layout.group_scale(weights, row, span * 2 + 1))
+            scale = layout.pair_scales(weights, row, span * 2)
             if layout.fmt.name == "q6_k":  # W = d * (sc * (q - 32)), the bracket in the integer dots
                 term = dots * (scale * x_scale)
             elif layout.fmt.asymmetric:  # W = scale*q + minimum
-                minimum = _pair(layout.group_minimum(weights, row, span * 2),
-                                layout.group_minimum(weights, row, span * 2 + 1))
+                minimum = layout.pair_minimums(weights, row, span * 2)
                 term = dots * (scale * x_scale) + minimum * x_sum
             else:  # W = scale*(q - 8), or (q - 16) for q5_0
                 term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale

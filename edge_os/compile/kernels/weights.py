@@ -111,6 +111,25 @@ class WeightLayout:
                 to_f32(load(self.buffer(bufs, "mn"), row, group)))
         return to_f32(load(self.buffer(bufs, "minimum"), row, group))
 
+    def pair_scales(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
+        """float32x8 of the scales of groups ``group`` (even) and ``group + 1``, 4 lanes each.
+        K-quants: their two sub-block scales converted as one vector and multiplied by the one
+        super-block ``d`` (the same products as ``group_scale``'s)."""
+        if self.fmt.name in ("q4_k", "q5_k"):
+            return self._k_pair(bufs, row, group, "d", "sc")
+        return _pair(self.group_scale(bufs, row, group), self.group_scale(bufs, row, group + 1))
+
+    def pair_minimums(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
+        """``pair_scales`` for ``group_minimum``."""
+        if self.fmt.name in ("q4_k", "q5_k"):
+            return bcast(const(0.0), 8) - self._k_pair(bufs, row, group, "dmin", "mn")
+        return _pair(self.group_minimum(bufs, row, group), self.group_minimum(bufs, row, group + 1))
+
+    def _k_pair(self, bufs, row, group, super_name: str, sub_name: str) -> tirx.PrimExpr:
+        whole = to_f32(load(self.buffer(bufs, super_name), row, group // (SUPER_BLOCK // GROUP_SIZE)))
+        subs = tirx.Cast("float32x2", vload(self.buffer(bufs, sub_name), row, group, lanes=2))
+        return bcast(whole, 8) * tirx.Shuffle([subs, subs, subs, subs], [0, 0, 0, 0, 1, 1, 1, 1])
+
     def scale_group(self, bufs: list[tirx.Buffer], row, group, part, group_sum, lanes: int) -> tirx.PrimExpr:
         """A group's contribution from ``part`` (lane sums of raw*x) and ``group_sum`` (of x)."""
         if not self.fmt.quantized:
@@ -126,3 +145,8 @@ class WeightLayout:
         """The dequantized float32 scalar ``W[row, col]``."""
         by_name = dict(zip(self.names(), bufs, strict=True))
         return dequantized_value(self.fmt, lambda name, r, c: load(by_name[name], r, c), row, col)
+
+
+def _pair(a, b) -> tirx.PrimExpr:
+    """[a, a, a, a, b, b, b, b]: one value per group for the lanes that group's sums occupy."""
+    return tirx.Shuffle([bcast(a, 4), bcast(b, 4)], list(range(8)))
