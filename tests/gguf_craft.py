@@ -113,8 +113,10 @@ def write(path: Path, data: bytes) -> Path:
 
 
 # Where each carried GGUF type keeps its float16 scales: (byte offset of each f16 in a block).
-_F16_AT = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q8_0": (0,), "Q4_K": (0, 2), "Q6_K": (208,)}
-GGUF_TYPE_OF = {"q4": "Q4_0", "q4_1": "Q4_1", "q5_0": "Q5_0", "q8": "Q8_0", "q4_k": "Q4_K", "q6_k": "Q6_K"}
+_F16_AT = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,), "Q2_K": (80, 82),
+           "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+GGUF_TYPE_OF = {"q4": "Q4_0", "q4_1": "Q4_1", "q5_0": "Q5_0", "q5_1": "Q5_1", "q8": "Q8_0", "q4_k": "Q4_K",
+                "q5_k": "Q5_K", "q6_k": "Q6_K"}
 
 
 def random_gguf_blocks(ggml_type: str, n: int, k: int, rng, largest_scale: float = 1.0) -> np.ndarray:
@@ -141,5 +143,13 @@ def crafted_weight(fmt: str, n: int, k: int, rng, scale_dtype: str = "float32"):
 
     if not FORMATS[fmt].carried_only:
         return quantize(rng.standard_normal((n, k)).astype(np.float32), fmt, scale_dtype)
+    if fmt == "q8_m":  # made by fusing: Q5_1 rows (random blocks) over Q8_0 rows (rounded floats)
+        from edge_os.quantize.reference import QuantizedWeight, as_q8_m
+
+        half = n // 2
+        parts = [as_q8_m(from_gguf_blocks(random_gguf_blocks("Q5_1", half, k, rng), "Q5_1", half, k)),
+                 as_q8_m(quantize(rng.standard_normal((n - half, k)).astype(np.float32), "q8", "float16"))]
+        arrays = {key: np.concatenate([p.arrays[key] for p in parts]) for key in parts[0].arrays}
+        return QuantizedWeight(FORMATS[fmt], (n, k), arrays).with_scale_dtype(scale_dtype)
     ggml_type = GGUF_TYPE_OF[fmt]
     return from_gguf_blocks(random_gguf_blocks(ggml_type, n, k, rng), ggml_type, n, k).with_scale_dtype(scale_dtype)

@@ -198,7 +198,7 @@ def write_gguf(path: Path, seed: int = 0, weight_type: str = "Q4_1", embed_type:
         except NotImplementedError:
             from tests.gguf_craft import random_gguf_blocks
 
-            largest = 2.0**-12 if type_name == "Q6_K" else 2.0**-10  # values of about 0.1
+            largest = {"Q6_K": 2.0**-12, "Q5_K": 2.0**-11}.get(type_name, 2.0**-10)  # values of about 0.1
             blocks = random_gguf_blocks(type_name, *data.shape, rng=np.random.default_rng(seed), largest_scale=largest)
         writer.add_tensor(gname, blocks, raw_dtype=kind)
     writer.write_header_to_file()

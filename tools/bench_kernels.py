@@ -7,7 +7,11 @@ model, so the step streams ~112 MB from memory like a real one. Reported: time a
 kind of matmul (bytes of weights read / time), the whole step, and prefill GFLOP/s for m rows.
 
     .venv/bin/python tools/bench_kernels.py --threads 2 --repeat 20 [--m 1 --m 128] [--scale-dtype float16]
-        [--activations int8] [--json out.json]
+        [--activations int8] [--format q4_k] [--json out.json]
+
+``--format`` gives the four per-layer matmuls another weight format; K-quants (q4_k, q5_k, q6_k)
+need a multiple of 256 columns, so with them only down_proj (k=1536) changes, as in llama.cpp's
+Q4_K_M / Q5_K_M files of SmolLM2 (where the other rows fall back to Q5_0 / Q5_1 and Q8_0).
 """
 
 from __future__ import annotations
@@ -39,13 +43,38 @@ def _args() -> argparse.Namespace:
     p.add_argument("--scale-dtype", default="float32", choices=["float32", "float16"])
     p.add_argument("--activations", default="float32", choices=["float32", "int16", "int8"],
                    help="how decode kernels round activations (see edge_os.compile.kernels)")
+    p.add_argument("--format", default=None, help="weight format of the per-layer matmuls (default q4_1)")
     p.add_argument("--target", default=None, help='TVM target JSON (default: {"kind":"llvm","mcpu":<this CPU>})')
     p.add_argument("--json", help="also write the results here")
     return p.parse_args()
 
 
+def _shapes(fmt: str | None) -> list[tuple[str, str, int, int, bool]]:
+    """SHAPES with the per-layer matmuls in ``fmt`` where their columns allow it."""
+    from edge_os.quantize.formats import FORMATS, SUPER_BLOCK
+
+    if fmt is None:
+        return SHAPES
+    if fmt not in FORMATS or not FORMATS[fmt].quantized:
+        raise SystemExit(f"--format: choose one of {', '.join(f for f in FORMATS if FORMATS[f].quantized)}")
+    fits = lambda k: not FORMATS[fmt].super_blocks or k % SUPER_BLOCK == 0  # noqa: E731
+    return [(name, fmt if per_layer and fits(k) else f, n, k, per_layer) for name, f, n, k, per_layer in SHAPES]
+
+
 def _random_weight(fmt: str, n: int, k: int, scale_dtype: str, rng) -> list[np.ndarray]:
     """Arrays in kernel argument order; values do not change the speed, so no quantization."""
+    from edge_os.quantize.formats import FORMATS, stored_arrays
+
+    if fmt not in ("q4", "q4_1", "q8"):  # any other format: random arrays of the stored shapes
+        arrays = []
+        for _, shape, dtype in stored_arrays(FORMATS[fmt], n, k, scale_dtype):
+            if dtype == "uint32":
+                arrays.append(rng.integers(0, 2**32, shape, dtype=np.uint32))
+            elif dtype in ("int8", "uint8"):
+                arrays.append(rng.integers(0, 64, shape).astype(dtype))
+            else:
+                arrays.append((rng.random(shape, dtype=np.float32) * 0.01).astype(dtype))
+        return arrays
     groups = k // 32
     scale = (rng.random((n, groups), dtype=np.float32) * 0.01).astype(scale_dtype)
     if fmt == "q8":
@@ -71,7 +100,8 @@ def main() -> int:
                                {"kind": "llvm", "mcpu": tvm.get_global_func("target.llvm_get_system_cpu")()})
     rng = np.random.default_rng(0)
     kernels, weights, impl = {}, {}, {}
-    for name, fmt, n, k, per_layer in SHAPES:
+    shapes = _shapes(args.format)
+    for name, fmt, n, k, per_layer in shapes:
         mod = tvm.IRModule({name: matmul_kernel(FORMATS[fmt], n, k, args.scale_dtype).with_attr("global_symbol", name)})
         mod = select_kernels(mod, target, args.activations)
         impl[name] = str(mod[name].attrs.get("edge_os.kernel_impl", "reference"))
@@ -79,7 +109,7 @@ def main() -> int:
         copies = LAYERS if per_layer else 1
         weights[name] = [[tvm.runtime.tensor(a) for a in _random_weight(fmt, n, k, args.scale_dtype, rng)]
                          for _ in range(copies)]
-    nbytes = {name: sum(a.numpy().nbytes for a in weights[name][0]) for name, *_ in SHAPES}
+    nbytes = {name: sum(a.numpy().nbytes for a in weights[name][0]) for name, *_ in shapes}
     results = {"target": str(target), "threads": args.threads, "scale_dtype": args.scale_dtype,
                "activations": args.activations,
                "impl": impl, "runs": []}
@@ -105,7 +135,7 @@ def main() -> int:
                     per_kernel[name].append(spent[name])
         run = {"m": m, "step_ms": _stats([s * 1e3 for s in steps]), "kernels": {}}
         step_bytes = 0
-        for name, fmt, n, k, per_layer in SHAPES:
+        for name, fmt, n, k, per_layer in shapes:
             calls = LAYERS if per_layer else 1
             med = statistics.median(per_kernel[name])
             total = nbytes[name] * calls

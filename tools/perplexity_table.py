@@ -8,11 +8,12 @@ into a temporary directory. Prints a Markdown table (docs/models.md) and, with `
 
     bash tools/build_llamacpp.sh --tools              # once: llama-quantize, llama-perplexity
     .venv/bin/python tools/perplexity_table.py --q4-k-m            # SmolLM2 Q4_K_M made from the bundled GGUF
+    .venv/bin/python tools/perplexity_table.py --q5-k-m            # and Q5_K_M
     .venv/bin/python tools/perplexity_table.py --model "Gemma 3 270M=/path/gemma-3-270m-it-Q4_K_M.gguf"
 
 ``--q4-k-m`` makes ``SmolLM2-135M-Instruct.Q4_K_M.gguf`` (in ``--work``) from the bundled Q4_1 file with
 ``llama-quantize --allow-requantize ... Q4_K_M``, so the K-quant file is reproducible from what the
-project ships.
+project ships; ``--q5-k-m`` the same with ``Q5_K_M``.
 """
 
 from __future__ import annotations
@@ -35,13 +36,18 @@ DEFAULT_BIN = Path.home() / ".cache" / "edge-os" / "llama.cpp-0.3.36" / "build" 
 
 def make_q4_k_m(bin_dir: Path, work: Path) -> Path:
     """SmolLM2 Q4_K_M from the bundled GGUF (its Q4_1 blocks re-quantized by llama.cpp)."""
+    return make_k_quant(bin_dir, work, "Q4_K_M")
+
+
+def make_k_quant(bin_dir: Path, work: Path, kind: str) -> Path:
+    """SmolLM2 in llama.cpp's ``kind`` (``Q4_K_M``, ``Q5_K_M``, ...) from the bundled GGUF."""
     from edge_os.default_model import bundled_gguf
 
-    out = work / "SmolLM2-135M-Instruct.Q4_K_M.gguf"
+    out = work / f"SmolLM2-135M-Instruct.{kind}.gguf"
     if not out.exists():
         partial = out.with_suffix(".partial")
         subprocess.run([str(bin_dir / "llama-quantize"), "--allow-requantize", str(bundled_gguf()), str(partial),
-                        "Q4_K_M"], check=True, stdout=subprocess.DEVNULL)
+                        kind], check=True, stdout=subprocess.DEVNULL)
         partial.rename(out)
     return out
 
@@ -101,6 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=GGUF", help="a GGUF to measure")
     parser.add_argument("--q4-k-m", action="store_true", help="measure SmolLM2 Q4_K_M made from the bundled GGUF")
+    parser.add_argument("--q5-k-m", action="store_true", help="measure SmolLM2 Q5_K_M made from the bundled GGUF")
     parser.add_argument("--bin", type=Path, default=DEFAULT_BIN, help=f"llama.cpp binaries (default {DEFAULT_BIN})")
     parser.add_argument("--work", type=Path, default=None, help="where the Q4_K_M file and packages go (default: temp)")
     parser.add_argument("--ctx", type=int, default=512)
@@ -112,8 +119,10 @@ def main() -> int:
     models = [tuple(m.split("=", 1)) for m in args.model]
     if args.q4_k_m:
         models.insert(0, ("SmolLM2-135M-Instruct Q4_K_M", str(make_q4_k_m(args.bin, work))))
+    if args.q5_k_m:
+        models.insert(int(args.q4_k_m), ("SmolLM2-135M-Instruct Q5_K_M", str(make_k_quant(args.bin, work, "Q5_K_M"))))
     if not models:
-        parser.error("give --q4-k-m or --model LABEL=GGUF")
+        parser.error("give --q4-k-m, --q5-k-m or --model LABEL=GGUF")
     rows = []
     for label, path in models:
         gguf_path = Path(path)

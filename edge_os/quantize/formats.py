@@ -11,13 +11,18 @@ Formats (group size G = 32 along K):
 
 Formats that only hold a GGUF's blocks, carried over bit-exactly (``pack`` never rounds into them):
 - ``q5_0``  5-bit symmetric: ``W = scale * (q - 16)`` (GGUF Q5_0)
+- ``q5_1``  5-bit with a per-group minimum: ``W = scale * q + minimum``, q in 0..31 (GGUF Q5_1)
 - ``q4_k``  GGUF Q4_K: super-blocks of 256 with f16 ``d``/``dmin`` and 6-bit per-32 ``sc``/``mn``:
             ``W = (d * sc) * q - dmin * mn``, q in 0..15
+- ``q5_k``  GGUF Q5_K: Q4_K's scales with 5-bit values, ``W = (d * sc) * q - dmin * mn``, q in 0..31
+- ``q8_m``  int8 with a per-group minimum: ``W = scale * q + minimum`` (not GGUF's Q8_1). Made only
+            by fusing carried parts of different group-32 formats exactly, e.g. Q5_1 with Q8_0
+            (minimum 0), as llama.cpp's Q5_K_M writes Q/K and V when a row is not a multiple of 256
 - ``q6_k``  GGUF Q6_K: super-blocks of 256 with f16 ``d`` and int8 per-16 ``sc``:
             ``W = (d * sc) * (q - 32)``, q in 0..63
 
 Storage: the low 4 bits of every int4/5/6 value are packed eight to a ``uint32`` (element ``8*j + i``
-of a row in bits ``4*i .. 4*i+3`` of word ``j``); the fifth bit (q5_0) one per element in a
+of a row in bits ``4*i .. 4*i+3`` of word ``j``); the fifth bit (q5_0, q5_1, q5_k) one per element in a
 ``uint32`` per group of 32 (bits 0-15: elements 0, 2, .. 30; bits 16-31: the odd ones; GGUF's ``qh``
 in another order), the top two bits (q6_k) 16 elements to
 a ``uint32`` (element ``16*j + i`` in bits ``2*i`` of word ``j``). Scales and minimums are
@@ -58,8 +63,11 @@ FORMATS: dict[str, WeightFormat] = {
     "q8": WeightFormat("q8", 8),
     "f32": WeightFormat("f32", 32),
     "q5_0": WeightFormat("q5_0", 5, carried_only=True),
+    "q5_1": WeightFormat("q5_1", 5, asymmetric=True, carried_only=True),
     "q4_k": WeightFormat("q4_k", 4, asymmetric=True, carried_only=True),
+    "q5_k": WeightFormat("q5_k", 5, asymmetric=True, carried_only=True),
     "q6_k": WeightFormat("q6_k", 6, carried_only=True),
+    "q8_m": WeightFormat("q8_m", 8, asymmetric=True, carried_only=True),
 }
 
 
@@ -70,16 +78,16 @@ def stored_arrays(fmt: WeightFormat, n: int, k: int, scale_dtype: str) -> list[t
     if not fmt.quantized:
         return [("weight", (n, k), "float32")]
     if fmt.bits == 8:
-        return [("qweight", (n, k), "int8"), ("scale", (n, g), scale_dtype)]
+        minimum = [("minimum", (n, g), scale_dtype)] if fmt.asymmetric else []
+        return [("qweight", (n, k), "int8"), ("scale", (n, g), scale_dtype), *minimum]
     low = ("qweight", (n, k // 8), "uint32")
-    if fmt.name == "q4_k":
-        return [low, ("sc", (n, g), "uint8"), ("mn", (n, g), "uint8"), ("d", (n, sb), "float16"),
-                ("dmin", (n, sb), "float16")]
+    fifth = ("qhigh", (n, g), "uint32")
+    if fmt.name in ("q4_k", "q5_k"):
+        return [low, *([fifth] if fmt.bits == 5 else []), ("sc", (n, g), "uint8"), ("mn", (n, g), "uint8"),
+                ("d", (n, sb), "float16"), ("dmin", (n, sb), "float16")]
     if fmt.name == "q6_k":
         return [low, ("qhigh", (n, k // 16), "uint32"), ("sc", (n, k // 16), "int8"), ("d", (n, sb), "float16")]
-    if fmt.name == "q5_0":
-        return [low, ("qhigh", (n, g), "uint32"), ("scale", (n, g), scale_dtype)]
-    arrays = [low, ("scale", (n, g), scale_dtype)]
+    arrays = [low, *([fifth] if fmt.bits == 5 else []), ("scale", (n, g), scale_dtype)]
     if fmt.asymmetric:
         arrays.append(("minimum", (n, g), scale_dtype))
     return arrays
@@ -92,14 +100,15 @@ class Scheme:
     name: str
     weight_format: str  # format given to every 2-D weight that is not carried over
     scale_dtype: str = "float32"
-    carry_over: bool = False  # keep a GGUF's Q4_0/Q4_1/Q5_0/Q8_0/Q4_K/Q6_K blocks bit-exactly
+    carry_over: bool = False  # keep a GGUF's Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K blocks bit-exactly
     description: str = ""
 
 
 SCHEMES: dict[str, Scheme] = {
     "auto": Scheme(
         "auto", "q4", scale_dtype="float16", carry_over=True,
-        description="keep a GGUF's Q4_0/Q4_1/Q5_0/Q8_0/Q4_K/Q6_K blocks exactly; other weights become q4 (default)",
+        description="keep a GGUF's Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K blocks exactly; other weights become q4 "
+                    "(default)",
     ),
     "q4f32": Scheme("q4f32", "q4", description="symmetric int4, group 32, f32 scales (CPU)"),
     "q4f16": Scheme("q4f16", "q4", scale_dtype="float16", description="symmetric int4, f16 scales (GPU)"),

@@ -133,23 +133,30 @@ def q5_pack_fifth_bits(bits: np.ndarray) -> np.ndarray:
 
 
 def _dequantize_carried(qw: QuantizedWeight) -> np.ndarray:
-    """q5_0 / q4_k / q6_k, with float32 operations in the order llama.cpp's dequantization uses."""
+    """q5_0 / q5_1 / q4_k / q5_k / q6_k / q8_m, with float32 operations in the order llama.cpp's
+    dequantization uses."""
     n, k = qw.shape
     a = qw.arrays
-    low = unpack_int4(a["qweight"]).astype(np.int32)
+    if qw.fmt.name == "q8_m":  # as Q5_1 (Q8_0 rows: plus a minimum of 0, the same value)
+        return (a["qweight"].reshape(n, -1, GROUP_SIZE).astype(np.float32) * a["scale"].astype(np.float32)[..., None]
+                + a["minimum"].astype(np.float32)[..., None]).reshape(n, k)
+    q = unpack_int4(a["qweight"]).astype(np.int32)
+    if qw.fmt.bits == 5:
+        q = q | (q5_fifth_bits(a["qhigh"]).astype(np.int32) << 4)
     if qw.fmt.name == "q5_0":
-        q = (low | (q5_fifth_bits(a["qhigh"]).astype(np.int32) << 4)) - 16
-        return (q.reshape(n, -1, GROUP_SIZE).astype(np.float32)
+        return ((q - 16).reshape(n, -1, GROUP_SIZE).astype(np.float32)
                 * a["scale"].astype(np.float32)[..., None]).reshape(n, k)
+    if qw.fmt.name == "q5_1":
+        return (q.reshape(n, -1, GROUP_SIZE).astype(np.float32) * a["scale"].astype(np.float32)[..., None]
+                + a["minimum"].astype(np.float32)[..., None]).reshape(n, k)
     per_super = SUPER_BLOCK // GROUP_SIZE
     d = np.repeat(a["d"].astype(np.float32), per_super, axis=1)  # per group of 32
-    if qw.fmt.name == "q4_k":
+    if qw.fmt.name in ("q4_k", "q5_k"):
         scale = d * a["sc"].astype(np.float32)
         minimum = np.repeat(a["dmin"].astype(np.float32), per_super, axis=1) * a["mn"].astype(np.float32)
-        q = low.reshape(n, -1, GROUP_SIZE).astype(np.float32)
-        return (scale[..., None] * q - minimum[..., None]).reshape(n, k)
+        return (scale[..., None] * q.reshape(n, -1, GROUP_SIZE).astype(np.float32) - minimum[..., None]).reshape(n, k)
     if qw.fmt.name == "q6_k":
-        q = (low | (unpack_bits(a["qhigh"], 2).astype(np.int32) << 4)) - 32
+        q = (q | (unpack_bits(a["qhigh"], 2).astype(np.int32) << 4)) - 32
         scale = np.repeat(d, 2, axis=1) * a["sc"].astype(np.float32)  # per group of 16
         return (scale[..., None] * q.reshape(n, -1, 16).astype(np.float32)).reshape(n, k)
     raise ValueError(qw.fmt.name)  # pragma: no cover - FORMATS is closed
@@ -190,12 +197,35 @@ def as_q8(qw: QuantizedWeight) -> QuantizedWeight | None:
     return QuantizedWeight(FORMATS["q8"], (n, k), {"qweight": q.reshape(n, k), "scale": qw.arrays["scale"]})
 
 
+def as_q8_m(qw: QuantizedWeight) -> QuantizedWeight | None:
+    """The same values in the q8_m format (int8 times a per-group scale plus a minimum), when they
+    fit it exactly: q4_1 and q5_1 (``scale * q + minimum``, q in 0..15 / 0..31), and q8 and what
+    ``as_q8`` turns into it (minimum 0); None otherwise."""
+    n, k = qw.shape
+    if qw.fmt.name == "q8_m":
+        return qw
+    qw = as_q8(qw) or qw
+    if qw.fmt.name == "q8":
+        q, minimum = qw.arrays["qweight"], np.zeros_like(qw.arrays["scale"])
+    elif qw.fmt.name in ("q4_1", "q5_1"):
+        q = unpack_int4(qw.arrays["qweight"])
+        if qw.fmt.name == "q5_1":
+            q = q | (q5_fifth_bits(qw.arrays["qhigh"]) << 4)
+        q, minimum = q.astype(np.int8), qw.arrays["minimum"]
+    else:
+        return None
+    arrays = {"qweight": q.reshape(n, k), "scale": qw.arrays["scale"], "minimum": minimum}
+    return QuantizedWeight(FORMATS["q8_m"], (n, k), arrays)
+
+
 # --- GGUF blocks carried over exactly ------------------------------------------------------
 # A GGUF row of K values is K/32 blocks. Q4_0: f16 d + 16 bytes (value j in the low nibble of
 # byte j, value j+16 in its high nibble). Q4_1: f16 d, f16 m, then the same 16 bytes. Q8_0: f16 d
 # + 32 int8. Q5_0: f16 d, uint32 qh (bit j: the fifth bit of value j), then Q4_0's 16 bytes.
-# K-quants (ggml's block_q4_K / block_q6_K) hold K/256 super-blocks, unpacked below.
-CARRIED_GGUF_TYPES = {"Q4_0": "q4", "Q4_1": "q4_1", "Q8_0": "q8", "Q5_0": "q5_0", "Q4_K": "q4_k", "Q6_K": "q6_k"}
+# Q5_1: f16 d, f16 m, uint32 qh, then the 16 bytes. K-quants (ggml's block_q4_K / block_q5_K /
+# block_q6_K) hold K/256 super-blocks, unpacked below.
+CARRIED_GGUF_TYPES = {"Q4_0": "q4", "Q4_1": "q4_1", "Q8_0": "q8", "Q5_0": "q5_0", "Q5_1": "q5_1",
+                      "Q4_K": "q4_k", "Q5_K": "q5_k", "Q6_K": "q6_k"}
 
 
 def _f16(raw: np.ndarray) -> np.ndarray:
@@ -203,20 +233,45 @@ def _f16(raw: np.ndarray) -> np.ndarray:
     return raw.copy().view(np.float16)[..., 0]
 
 
-def _q4_k(raw: np.ndarray, n: int, k: int) -> QuantizedWeight:
-    """block_q4_K (144 bytes): f16 d, f16 dmin, 12 bytes of 6-bit scales and minimums, 128 bytes
-    of nibbles (per 64 values: bytes 0-31 low nibbles = values 0-31, high nibbles = values 32-63)."""
-    blocks = raw.reshape(n, k // SUPER_BLOCK, 144)
-    d, dmin = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
-    s = blocks[..., 4:16].astype(np.uint8)
-    # ggml's get_scale_min_k4: sub-blocks 0-3 in the low 6 bits of bytes 0-3 (scales) and 4-7
-    # (minimums); 4-7 in the nibbles of bytes 8-11 plus the top 2 bits of bytes 0-3 / 4-7.
+def _k_scales(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8 sub-block scales and minimums ``[..., 8]`` of Q4_K's and Q5_K's 12 scale bytes.
+
+    As ggml's get_scale_min_k4: sub-blocks 0-3 in the low 6 bits of bytes 0-3 (scales) and 4-7
+    (minimums); 4-7 in the nibbles of bytes 8-11 plus the top 2 bits of bytes 0-3 / 4-7."""
     sc = np.concatenate([s[..., 0:4] & 63, (s[..., 8:12] & 0xF) | ((s[..., 0:4] >> 6) << 4)], axis=-1)
     mn = np.concatenate([s[..., 4:8] & 63, (s[..., 8:12] >> 4) | ((s[..., 4:8] >> 6) << 4)], axis=-1)
-    qs = blocks[..., 16:144].reshape(n, -1, 4, 32)
-    q = np.stack([qs & 0xF, qs >> 4], axis=3).reshape(n, k)
-    arrays = {"qweight": pack_int4(q), "sc": sc.reshape(n, -1), "mn": mn.reshape(n, -1), "d": d, "dmin": dmin}
+    return sc, mn
+
+
+def _k_nibbles(qs: np.ndarray, n: int, k: int) -> np.ndarray:
+    """Q4_K's / Q5_K's 128 bytes of nibbles per super-block -> values ``[n, k]``: per 64 values,
+    bytes 0-31's low nibbles are values 0-31 and their high nibbles values 32-63."""
+    qs = qs.reshape(n, -1, 4, 32)
+    return np.stack([qs & 0xF, qs >> 4], axis=3).reshape(n, k)
+
+
+def _q4_k(raw: np.ndarray, n: int, k: int) -> QuantizedWeight:
+    """block_q4_K (144 bytes): f16 d, f16 dmin, 12 bytes of 6-bit scales and minimums, 128 bytes
+    of nibbles."""
+    blocks = raw.reshape(n, k // SUPER_BLOCK, 144)
+    sc, mn = _k_scales(blocks[..., 4:16].astype(np.uint8))
+    arrays = {"qweight": pack_int4(_k_nibbles(blocks[..., 16:144], n, k)), "sc": sc.reshape(n, -1),
+              "mn": mn.reshape(n, -1), "d": _f16(blocks[..., 0:2]), "dmin": _f16(blocks[..., 2:4])}
     return QuantizedWeight(FORMATS["q4_k"], (n, k), arrays)
+
+
+def _q5_k(raw: np.ndarray, n: int, k: int) -> QuantizedWeight:
+    """block_q5_K (176 bytes): Q4_K's d, dmin and 12 scale bytes, then 32 bytes ``qh`` of fifth
+    bits, then Q4_K's 128 bytes of nibbles. Value ``l`` of 32-value sub-block ``j`` (0-7) has its
+    fifth bit in bit ``j`` of ``qh[l]``."""
+    blocks = raw.reshape(n, k // SUPER_BLOCK, 176)
+    sc, mn = _k_scales(blocks[..., 4:16].astype(np.uint8))
+    qh = blocks[..., 16:48]  # [n, super, l]
+    fifth = np.stack([(qh >> j) & 1 for j in range(8)], axis=2).reshape(n, k)  # [n, super, j, l]
+    arrays = {"qweight": pack_int4(_k_nibbles(blocks[..., 48:176], n, k)), "qhigh": q5_pack_fifth_bits(fifth),
+              "sc": sc.reshape(n, -1), "mn": mn.reshape(n, -1), "d": _f16(blocks[..., 0:2]),
+              "dmin": _f16(blocks[..., 2:4])}
+    return QuantizedWeight(FORMATS["q5_k"], (n, k), arrays)
 
 
 def _q6_k(raw: np.ndarray, n: int, k: int) -> QuantizedWeight:
@@ -246,6 +301,8 @@ def from_gguf_blocks(raw: np.ndarray, ggml_type: str, n: int, k: int) -> Quantiz
     raw = np.ascontiguousarray(raw, dtype=np.uint8)
     if ggml_type == "Q4_K":
         return _q4_k(raw, n, k)
+    if ggml_type == "Q5_K":
+        return _q5_k(raw, n, k)
     if ggml_type == "Q6_K":
         return _q6_k(raw, n, k)
     raw = raw.reshape(n, blocks, -1)
@@ -262,6 +319,13 @@ def from_gguf_blocks(raw: np.ndarray, ggml_type: str, n: int, k: int) -> Quantiz
         q = _nibbles(raw[..., 6:22]).reshape(n, k)
         fifth = q5_pack_fifth_bits(unpack_bits(qh, 1))
         return QuantizedWeight(FORMATS["q5_0"], (n, k), {"qweight": pack_int4(q), "qhigh": fifth, "scale": d})
+    if ggml_type == "Q5_1":
+        m = raw[..., 2:4].copy().view(np.float16)[..., 0]
+        qh = raw[..., 4:8].copy().view("<u4")[..., 0].astype(np.uint32)
+        q = _nibbles(raw[..., 8:24]).reshape(n, k)
+        fifth = q5_pack_fifth_bits(unpack_bits(qh, 1))
+        arrays = {"qweight": pack_int4(q), "qhigh": fifth, "scale": d, "minimum": m}
+        return QuantizedWeight(FORMATS["q5_1"], (n, k), arrays)
     if ggml_type == "Q8_0":
         q = raw[..., 2:34].copy().view(np.int8).reshape(n, k)
         return QuantizedWeight(FORMATS["q8"], (n, k), {"qweight": q, "scale": d})

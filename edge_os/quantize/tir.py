@@ -36,9 +36,12 @@ def dequantized_value(fmt: WeightFormat, load, i, j) -> tirx.PrimExpr:
     if not fmt.quantized:
         return load("weight", i, j)
     if fmt.bits == 8:
-        return f32(load("qweight", i, j)) * f32(load("scale", i, j // GROUP_SIZE))
+        value = f32(load("qweight", i, j)) * f32(load("scale", i, j // GROUP_SIZE))
+        return value + f32(load("minimum", i, j // GROUP_SIZE)) if fmt.asymmetric else value
     low = _bits(load("qweight", i, j // 8), (j % 8) * 4, 4)
-    if fmt.name == "q4_k":
+    if fmt.bits == 5:  # the fifth bit: evens of the group in bits 0-15 of its word, odds in 16-31
+        low = low | (_bits(load("qhigh", i, j // GROUP_SIZE), (j % 2) * 16 + (j % GROUP_SIZE) // 2, 1) << 4)
+    if fmt.name in ("q4_k", "q5_k"):
         g, sb = j // GROUP_SIZE, j // SUPER_BLOCK
         scale = f32(load("d", i, sb)) * f32(load("sc", i, g))
         minimum = f32(load("dmin", i, sb)) * f32(load("mn", i, g))
@@ -49,8 +52,7 @@ def dequantized_value(fmt: WeightFormat, load, i, j) -> tirx.PrimExpr:
         return scale * f32(q - 32)
     scale = f32(load("scale", i, j // GROUP_SIZE))
     if fmt.name == "q5_0":
-        q = low | (_bits(load("qhigh", i, j // GROUP_SIZE), (j % 2) * 16 + (j % GROUP_SIZE) // 2, 1) << 4)
-        return f32(q - 16) * scale
+        return f32(low - 16) * scale
     if fmt.asymmetric:
         return f32(low) * scale + f32(load("minimum", i, j // GROUP_SIZE))
     return (f32(low) - tirx.const(8.0, "float32")) * scale

@@ -10,12 +10,13 @@ and each 16-byte load of weights feeds integer multiply-adds:
 - ``bits=8`` (llama.cpp's method): ``sdot`` (ARMv8.2 ``+dotprod``: Cortex-A55/A76 and later)
   multiplies 16 int8 pairs and adds each 4 into one of 4 int32 lanes, in one instruction.
 
-int4 (q4, q4_1, q4_k) and q5_0 (its fifth bits ORed into the nibbles' bytes as 0x10):
+int4 (q4, q4_1, q4_k), 5-bit (q5_0, q5_1, q5_k: the fifth bits ORed into the nibbles' bytes as
+0x10) and q6_k (its top two bits ORed in as bits 4-5, see ``_q6_k_dots``):
 a 16-byte load holds one group (32 nibbles); its low nibbles are the group's
 even elements in order and the high nibbles the odd ones, so the prologue stores each group's
 activations as [evens, odds]. Each group's products end in 4 int32 lanes, scaled once; the group
-minimum (q4_1) or the -8 zero point (q4) multiplies the group's exact float activation sum (a
-quarter of it in each lane). q8: natural order, two loads per group.
+minimum (q4_1, q4_k, q5_1, q5_k) or the -8 / -16 zero point (q4 / q5_0) multiplies the group's
+exact float activation sum (a quarter of it in each lane). q8 and q8_m: natural order, two loads per group.
 
 The error against float activations is at most half a rounding step of each activation,
 max|x_g| / (2**bits - 2) * sum|W_g| per group (as for ``avx2_dot``).
@@ -47,7 +48,7 @@ HALF = GROUP_SIZE // 2
 
 
 def supports(layout: WeightLayout) -> bool:
-    return layout.fmt.quantized and (layout.fmt.bits in (4, 8) or layout.fmt.name == "q5_0")
+    return layout.fmt.bits in (4, 5, 6, 8)
 
 
 def decoder(bits: int):
@@ -79,9 +80,9 @@ def decoder(bits: int):
                         if layout.fmt.asymmetric:  # W = scale*q + minimum
                             minimum = bcast(layout.group_minimum(weights, row, g), LANES)
                             term = dots * (scale * x_scale) + minimum * x_sum
-                        elif layout.fmt.bits != 8:  # W = scale*(q - 8), or (q - 16) for q5_0
+                        elif layout.zero_point:  # W = scale*(q - 8), or (q - 16) for q5_0
                             term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
-                        else:
+                        else:  # q8, and q6_k (d times the integer sc * (q - 32) of the dots)
                             term = dots * (scale * x_scale)
                         old = vload(acc, r * LANES, lanes=LANES)
                         T.buffer_store(acc, old + term, vstore_index(r * LANES, lanes=LANES))
@@ -120,10 +121,12 @@ def _group_dots(layout: WeightLayout, bits: int, weights, row, g, xq, at):
         low = tirx.reinterpret("int8x16", tirx.bitwise_and(words, mask))
         high = tirx.reinterpret("int8x16", tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), LANES)),
                                                             mask))
-        if layout.fmt.name == "q5_0":  # fifth bits: the evens' in bits 0-15 of the word, the odds' in 16-31
+        if layout.fmt.bits == 5:  # fifth bits: the evens' in bits 0-15 of the word, the odds' in 16-31
             fifth = load(layout.buffer(weights, "qhigh"), row, g)
             low = tirx.bitwise_or(low, _bit_bytes(fifth))
             high = tirx.bitwise_or(high, _bit_bytes(tirx.shift_right(fifth, const(16, "uint32"))))
+        if layout.fmt.name == "q6_k":
+            return _q6_k_dots(layout, bits, weights, row, g, low, high, xq, at)
     else:
         low = vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES)
         high = vload(weights[0], row, g * GROUP_SIZE + BYTES, lanes=BYTES)
@@ -138,6 +141,41 @@ def _group_dots(layout: WeightLayout, bits: int, weights, row, g, xq, at):
             products.append(tirx.Cast("int32x8", w16) * tirx.Cast("int32x8", x16))  # smull, smull2
     wide = tree_sum(products)
     return tirx.Shuffle([wide], [0, 1, 2, 3]) + tirx.Shuffle([wide], [4, 5, 6, 7])
+
+
+def _q6_k_dots(layout: WeightLayout, bits: int, weights, row, g, low, high, xq, at):
+    """q6_k's ``sum sc * (q - 32) * x`` of a group in 4 int32 lanes: the top two bits ORed into
+    the nibbles' bytes, 32 taken off (signed int8), the products summed per sub-block of 16 and
+    multiplied by its int8 ``sc`` in integers.
+
+    The group's 32 pairs of top bits are 2 ``qhigh`` words; nibble b of them (byte b // 2, low
+    nibble first) holds those of elements 2b (bits 0-1) and 2b+1 (bits 2-3), the values in byte b
+    of ``low`` and of ``high``. Bytes 0-7 (elements 0-15) are sub-block 0, bytes 8-15 sub-block 1.
+    """
+    words = vload(layout.buffer(weights, "qhigh"), row, g * 2, lanes=2)
+    mask = bcast(const(0x0F0F0F0F, "uint32"), 2)
+    first = tirx.reinterpret("uint8x8", tirx.bitwise_and(words, mask))
+    second = tirx.reinterpret("uint8x8", tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), 2)), mask))
+    spread = tirx.reinterpret("int8x16", tirx.Shuffle([first, second], [b // 2 + 8 * (b % 2) for b in range(BYTES)]))
+    top, offset = bcast(const(0x30, "int8"), BYTES), bcast(const(32, "int8"), BYTES)
+    shifted = [tirx.bitwise_and(tirx.shift_left(spread, bcast(const(n, "int8"), BYTES)), top) for n in (4, 2)]
+    low, high = tirx.bitwise_or(low, shifted[0]) - offset, tirx.bitwise_or(high, shifted[1]) - offset
+    sc = tirx.Cast("int32x2", vload(layout.buffer(weights, "sc"), row, g * 2, lanes=2))
+    if bits == 8:  # sdot lane l: elements 8l .. 8l+7, sub-block l // 2
+        zero = bcast(const(0, "int32"), LANES)
+        dots = _sdot(_sdot(zero, low, vload(xq, at, lanes=BYTES)), high, vload(xq, at + BYTES, lanes=BYTES))
+        return dots * tirx.Shuffle([sc, sc], [0, 0, 1, 1])
+    parts = []
+    for part in range(2):  # sub-block 0 from bytes 0-7 of low (evens) and high (odds), then 1
+        products = []
+        for h, half in enumerate((low, high)):
+            w16 = tirx.Cast("int16x8", tirx.Shuffle([half], list(range(8 * part, 8 * part + 8))))
+            x16 = vload(xq, at + h * BYTES + 8 * part, lanes=8)
+            products.append(tirx.Cast("int32x8", w16) * tirx.Cast("int32x8", x16))  # smull, smull2
+        wide = tree_sum(products)
+        parts.append((tirx.Shuffle([wide], [0, 1, 2, 3]) + tirx.Shuffle([wide], [4, 5, 6, 7]))
+                     * bcast(tirx.Shuffle([sc], [part]), LANES))
+    return tree_sum(parts)
 
 
 def _bit_bytes(word):

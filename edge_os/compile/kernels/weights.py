@@ -35,8 +35,9 @@ class WeightLayout:
     @property
     def needs_group_sum(self) -> bool:
         """Whether a group's sum of activations enters its result (minimum or zero point): int4
-        formats, whose raw values are the unsigned nibbles. 5- and 6-bit raw values are signed."""
-        return self.fmt.bits == 4
+        formats, whose raw values are the unsigned nibbles, and the asymmetric 5-bit ones. q5_0's
+        and q6_k's raw values are signed."""
+        return self.fmt.bits == 4 or self.fmt.asymmetric
 
     @property
     def zero_point(self) -> float:
@@ -60,7 +61,8 @@ class WeightLayout:
 
     def raw(self, bufs: list[tirx.Buffer], row, col, lanes: int, col_in_word: int = 0) -> tirx.PrimExpr:
         """float32 vector of the stored values of columns ``col .. col+lanes-1`` before the
-        group's scale: nibbles for int4, ``q - 16`` for q5_0, ``sc * (q - 32)`` for q6_k.
+        group's scale: nibbles for int4, ``q - 16`` for q5_0, ``q`` for q5_1 and q5_k,
+        ``sc * (q - 32)`` for q6_k.
 
         ``col`` is a multiple of ``lanes``, and ``lanes`` divides 8 with ``col % 8`` known when
         building (``col_in_word``), so int4 values come from one word with constant shifts.
@@ -72,7 +74,7 @@ class WeightLayout:
         low = nibbles(load(bufs[0], row, col // 8), col_in_word, lanes)
         if self.fmt.bits == 4:
             return low
-        high_bits = 1 if self.fmt.name == "q5_0" else 2
+        high_bits = 1 if self.fmt.bits == 5 else 2
         per_word = 32 // high_bits
         word = load(self.buffer(bufs, "qhigh"), row, col // per_word)
         first = tirx.Cast("uint32", tirx.indexmod(col, per_word) * high_bits)
@@ -88,14 +90,14 @@ class WeightLayout:
         high = tirx.bitwise_and(tirx.shift_right(bcast(word, lanes), shifts), mask)
         high = tirx.Cast(f"float32x{lanes}", tirx.reinterpret(f"int32x{lanes}", high))
         value = low + high * bcast(const(16.0), lanes)
-        if self.fmt.name == "q5_0":
-            return value - bcast(const(16.0), lanes)
+        if self.fmt.bits == 5:
+            return value - bcast(const(16.0), lanes) if self.fmt.name == "q5_0" else value
         sub_scale = to_f32(load(self.buffer(bufs, "sc"), row, col // 16))
         return (value - bcast(const(32.0), lanes)) * bcast(sub_scale, lanes)
 
     def group_scale(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
         """The float32 scale of a group of 32 (for q6_k: the super-block's ``d``)."""
-        if self.fmt.name == "q4_k":
+        if self.fmt.name in ("q4_k", "q5_k"):
             return to_f32(load(self.buffer(bufs, "d"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * to_f32(
                 load(self.buffer(bufs, "sc"), row, group))
         if self.fmt.name == "q6_k":
@@ -104,10 +106,29 @@ class WeightLayout:
 
     def group_minimum(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
         """What an asymmetric format adds to each value of a group."""
-        if self.fmt.name == "q4_k":
+        if self.fmt.name in ("q4_k", "q5_k"):
             return const(0.0) - to_f32(load(self.buffer(bufs, "dmin"), row, group // (SUPER_BLOCK // GROUP_SIZE))) * (
                 to_f32(load(self.buffer(bufs, "mn"), row, group)))
         return to_f32(load(self.buffer(bufs, "minimum"), row, group))
+
+    def pair_scales(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
+        """float32x8 of the scales of groups ``group`` (even) and ``group + 1``, 4 lanes each.
+        K-quants: their two sub-block scales converted as one vector and multiplied by the one
+        super-block ``d`` (the same products as ``group_scale``'s)."""
+        if self.fmt.name in ("q4_k", "q5_k"):
+            return self._k_pair(bufs, row, group, "d", "sc")
+        return _pair(self.group_scale(bufs, row, group), self.group_scale(bufs, row, group + 1))
+
+    def pair_minimums(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
+        """``pair_scales`` for ``group_minimum``."""
+        if self.fmt.name in ("q4_k", "q5_k"):
+            return bcast(const(0.0), 8) - self._k_pair(bufs, row, group, "dmin", "mn")
+        return _pair(self.group_minimum(bufs, row, group), self.group_minimum(bufs, row, group + 1))
+
+    def _k_pair(self, bufs, row, group, super_name: str, sub_name: str) -> tirx.PrimExpr:
+        whole = to_f32(load(self.buffer(bufs, super_name), row, group // (SUPER_BLOCK // GROUP_SIZE)))
+        subs = tirx.Cast("float32x2", vload(self.buffer(bufs, sub_name), row, group, lanes=2))
+        return bcast(whole, 8) * tirx.Shuffle([subs, subs, subs, subs], [0, 0, 0, 0, 1, 1, 1, 1])
 
     def scale_group(self, bufs: list[tirx.Buffer], row, group, part, group_sum, lanes: int) -> tirx.PrimExpr:
         """A group's contribution from ``part`` (lane sums of raw*x) and ``group_sum`` (of x)."""
@@ -124,3 +145,8 @@ class WeightLayout:
         """The dequantized float32 scalar ``W[row, col]``."""
         by_name = dict(zip(self.names(), bufs, strict=True))
         return dequantized_value(self.fmt, lambda name, r, c: load(by_name[name], r, c), row, col)
+
+
+def _pair(a, b) -> tirx.PrimExpr:
+    """[a, a, a, a, b, b, b, b]: one value per group for the lanes that group's sums occupy."""
+    return tirx.Shuffle([bcast(a, 4), bcast(b, 4)], list(range(8)))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from edge_os.quantize.reference import QuantizedWeight, as_q8, quantize
+from edge_os.quantize.reference import QuantizedWeight, as_q8, as_q8_m, quantize
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,12 @@ def _concat(values: list, fallback_format: str, scale_dtype: str):
     if all(isinstance(v, QuantizedWeight) for v in values):
         # q4 / q5_0 next to q8 (llama.cpp's Q4_K_M gives Q/K Q5_0 and V Q8_0 when K is not a multiple
         # of 256): their values are q8 values with the same scales, so fusing them as q8 is exact.
-        as_int8 = [as_q8(v) for v in values]
-        if all(v is not None for v in as_int8) and len({v.arrays["scale"].dtype for v in as_int8}) == 1:
-            return _concat(as_int8, fallback_format, scale_dtype)
+        # Likewise q5_1 next to q8 (Q5_K_M's fallbacks: Q/K Q5_1, V Q8_0), or any mix of those group-32
+        # formats, as q8_m: q8 with per-group minimums.
+        for promote in (as_q8, as_q8_m):
+            as_int8 = [promote(v) for v in values]
+            if all(v is not None for v in as_int8) and len({v.arrays["scale"].dtype for v in as_int8}) == 1:
+                return _concat(as_int8, fallback_format, scale_dtype)
     # Mixed formats cannot be fused exactly: bring them to one format (one more rounding).
     log.warning("fusing weights of formats %s: re-quantizing them to %s", sorted(fmts), fallback_format)
     dense = np.concatenate([v.dequantize() if isinstance(v, QuantizedWeight) else v for v in values], axis=0)

@@ -88,3 +88,18 @@ def test_features_follow_the_target_not_the_machine():
                               "mattr": ["+neon", "+dotprod"]})
     assert arch(rpi5) == "aarch64" and has(rpi5, "neon", "dotprod") and not has(rpi5, "avx2")
     assert not has(tvm.target.Target({"kind": "llvm", "mcpu": "znver3", "mattr": ["-avx2"]}), "avx2")
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if FORMATS[f].quantized])
+def test_every_quantized_format_decodes_with_integer_activations_on_avx2_and_neon(fmt):
+    """No format falls back to float32 decode when int16 / int8 activations are asked for (the
+    kernels are only built here, for targets of both families, not run)."""
+    from edge_os.compile.kernels import arm_neon, x86_avx2
+
+    targets = {x86_avx2: tvm.target.Target({"kind": "llvm", "mcpu": "haswell"}),
+               arm_neon: tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76",
+                                            "mattr": ["+neon", "+dotprod"]})}
+    for family, target in targets.items():
+        for activations, bits in (("int16", 16), ("int8", 8)):
+            info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": "float32", "activations": activations}
+            assert int(family.build(info, target).attrs[ROUNDED_BITS_ATTR]) == bits, (family.__name__, activations)
