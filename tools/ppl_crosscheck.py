@@ -57,10 +57,11 @@ def edge_os_ids(gguf_path: Path) -> tuple[list[int], int | None]:
     return ([bos, *ids] if add_bos and bos is not None else ids), (bos if add_bos else None)
 
 
-def score(logits_of, ids: list[int], bos: int | None, ctx: int) -> float:
-    """llama-perplexity's estimate: ``logits_of(window)`` gives ``(ctx, vocab)`` logits for a window."""
+def score(logits_of, ids: list[int], bos: int | None, ctx: int, chunks: int = 0) -> float:
+    """llama-perplexity's estimate: ``logits_of(window)`` gives ``(ctx, vocab)`` logits for a window;
+    ``chunks`` > 0 scores only the first ones (a quick check)."""
     first, nll, scored = ctx // 2, 0.0, 0
-    for chunk in range(len(ids) // ctx):
+    for chunk in range(min(len(ids) // ctx, chunks or len(ids))):
         window = list(ids[chunk * ctx:(chunk + 1) * ctx])
         if bos is not None:
             window[0] = bos
@@ -152,7 +153,7 @@ def run_hf(args) -> float:
         with torch.no_grad():
             return model(torch.tensor([window])).logits[0].numpy()
 
-    return score(logits_of, ids, bos, args.ctx)
+    return score(logits_of, ids, bos, args.ctx, args.chunks)
 
 
 def f32_copy(gguf_path: Path) -> Path:
@@ -195,7 +196,7 @@ def run_llamacpp(args) -> float:
         llm.eval(window)
         return llm.scores[:len(window)]
 
-    return score(logits_of, ids, bos, args.ctx)
+    return score(logits_of, ids, bos, args.ctx, args.chunks)
 
 
 def main() -> int:
@@ -211,6 +212,7 @@ def main() -> int:
         p.add_argument("gguf", type=Path)
         p.add_argument("--ctx", type=int, default=512)
         p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--chunks", type=int, default=0, help="score only the first N chunks (default: all)")
     args = parser.parse_args()
     ppl = run_hf(args) if args.scorer == "hf" else run_llamacpp(args)
     print(f"{args.scorer} {args.gguf.name} {' '.join(sys.argv[2:])}: PPL {ppl:.4f}")
