@@ -58,33 +58,73 @@ def supports(layout: WeightLayout) -> bool:
     return layout.fmt.bits == 8
 
 
-def decoder(bits: int):
-    """The decode path (arguments of ``matmul_fp32.decode_fp32``) for ``bits``-bit activations."""
+def decoder(bits: int, batch_rows: int | None = None):
+    """The decode path (arguments of ``matmul_fp32.decode_fp32``) for ``bits``-bit activations.
+
+    One activation row (single-stream decode) runs ``tiling.rows`` weight rows per task with
+    their accumulators in registers. Several rows (batched decode, prefill of a few tokens) run
+    ``batch_rows`` weight rows per task (default ``BATCH_ROWS``): each block of weights is loaded
+    and unpacked once into registers, and a loop over the activation rows applies it to each of
+    them, their accumulators in a small stack array (L1). Every row goes through the same
+    arithmetic in both, so a row's result does not depend on the batch it came in.
+    """
     if bits not in (8, 16):
         raise ValueError(f"activations of {bits} bits")
 
     def decode(layout: WeightLayout, tiling, x, weights, y, m) -> None:
         k, groups = layout.k, layout.groups
+        int4 = layout.fmt.bits != 8
         xq = T.decl_buffer((m * k,), f"int{bits}")  # rounded activations (int4: in nibble order)
-        xd = T.decl_buffer((m * groups,), "float32")  # their scale per group
-        xs = T.decl_buffer((m * groups,), "float32")  # int4: a quarter of each group's float sum
+        # int4: [scale A x4, scale B x4] per span, one vector load; int8: one scale per group
+        xd = T.decl_buffer((m * groups * (LANES // 2 if int4 else 1),), "float32")
+        xs = T.decl_buffer((m * groups * LANES // 2,), "float32") if int4 else None  # paired quarter group sums
         xa = T.decl_buffer((m * k,), "int8") if (bits, layout.fmt.bits) == (8, 8) else None  # |xq|
         _quantize_activations(layout, bits, x, m, xq, xd, xs, xa)
-        rows = tiling.rows
-        with T.parallel(0, layout.n // rows) as block:
-            acc = T.decl_buffer((rows * LANES,), "float32")
-            with T.serial(0, m) as i:
-                for r in range(rows):
-                    T.buffer_store(acc, bcast(const(0.0), LANES), vstore_index(r * LANES, lanes=LANES))
-                if layout.fmt.bits != 8:
-                    _int4_rows(layout, bits, weights, acc, block * rows, rows, i, xq, xd, xs)
-                else:
-                    _int8_rows(layout, bits, weights, acc, block * rows, rows, i, xq, xd, xa)
-                for r in range(rows):
-                    total = tree_sum([load(acc, r * LANES + lane) for lane in range(LANES)])
-                    T.buffer_store(y, total, [i, block * rows + r])
+        with T.If(m == 1):
+            with T.Then():
+                _batch(layout, bits, weights, y, tiling.rows, 1, xq, xd, xs, xa)
+            with T.Else():
+                rows = batch_rows or BATCH_ROWS
+                while layout.n % rows:
+                    rows //= 2
+                _batch(layout, bits, weights, y, rows, (m, tiling.gemm_from - 1), xq, xd, xs, xa)
 
     return decode
+
+
+# Weight rows per task when a call has several activation rows (their unpacked weights stay in
+# registers during the loop over the activation rows). Chosen by measurement (docs/performance.md).
+BATCH_ROWS = 4
+
+
+def _batch(layout, bits, weights, y, rows: int, batch, xq, xd, xs, xa) -> None:
+    """``y = x @ W.T`` with ``rows`` weight rows per task. ``batch`` is 1 (one activation row,
+    unrolled, accumulators in registers) or ``(m, most)``: a loop over m <= most rows."""
+    most = 1 if batch == 1 else batch[1]
+    with T.parallel(0, layout.n // rows) as block:
+        acc = T.decl_buffer((rows * most * LANES,), "float32")  # acc[(r * most + i) * LANES]
+        _each(batch, lambda i: [T.buffer_store(acc, bcast(const(0.0), LANES),
+                                               vstore_index((r * most + i) * LANES, lanes=LANES))
+                                for r in range(rows)])
+        if layout.fmt.bits != 8:
+            _int4_rows(layout, bits, weights, acc, block * rows, rows, batch, xq, xd, xs)
+        else:
+            _int8_rows(layout, bits, weights, acc, block * rows, rows, batch, xq, xd, xa)
+
+        def store(i):
+            for r in range(rows):
+                at = (r * most + i) * LANES
+                T.buffer_store(y, tree_sum([load(acc, at + lane) for lane in range(LANES)]), [i, block * rows + r])
+        _each(batch, store)
+
+
+def _each(batch, body) -> None:
+    """``body(i)`` for each activation row: once with i = 0, or in a loop over m rows."""
+    if batch == 1:
+        body(0)
+    else:
+        with T.serial(0, batch[0]) as i:
+            body(i)
 
 
 def _even_slot(bits: int, half, vector: int):
@@ -103,17 +143,23 @@ def _even_slot(bits: int, half, vector: int):
 
 def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa) -> None:
     k, groups = layout.k, layout.groups
+    int4 = layout.fmt.bits != 8
     top = const(float(2 ** (bits - 1) - 1))
+    half = LANES // 2
     with T.serial(0, m) as i:
         with T.serial(0, groups) as g:
             v = [vload(x, i, g * GROUP_SIZE + w * LANES, lanes=LANES) for w in range(GROUP_SIZE // LANES)]
             peak = lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), LANES)
             inv = tirx.Select(peak > const(0.0), top / peak, const(0.0))
-            T.buffer_store(xd, peak / top, [i * groups + g])
-            T.buffer_store(xs, lane_sum(tree_sum(v), LANES) * const(0.25), [i * groups + g])
+            if int4:  # lanes 0-3 of the span's vector for group A, 4-7 for B
+                T.buffer_store(xd, bcast(peak / top, half), vstore_index((i * groups + g) * half, lanes=half))
+                T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES) * const(0.25), half),
+                               vstore_index((i * groups + g) * half, lanes=half))
+            else:
+                T.buffer_store(xd, peak / top, [i * groups + g])
             for w, a in enumerate(v):
                 q = tirx.Cast(f"int{bits}x{LANES}", tirx.round(a * bcast(inv, LANES)))
-                if layout.fmt.bits != 8:  # int4 and q5_0: in nibble order
+                if int4:  # int4 and q5_0: in nibble order
                     base = i * k + (g // 2) * SPAN + _even_slot(bits, g % 2, w)
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + GROUP_SIZE, lanes=4))
@@ -124,14 +170,12 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
                         T.buffer_store(xa, tirx.Cast(f"int8x{LANES}", tirx.abs(q)), vstore_index(at, lanes=LANES))
 
 
-def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, i, xq, xd, xs) -> None:
+def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, batch, xq, xd, xs) -> None:
+    """Each span of ``rows`` weight rows unpacked once, applied to every activation row."""
     k, groups = layout.k, layout.groups
+    most = 1 if batch == 1 else batch[1]
     nibble_mask = bcast(const(0x0F0F0F0F, "uint32"), LANES)
     with T.serial(0, k // SPAN) as span:
-        at = i * k + span * SPAN
-        g = i * groups + span * 2
-        x_scale = _pair(load(xd, g), load(xd, g + 1))
-        x_sum = _pair(load(xs, g), load(xs, g + 1))
         for r in range(rows):
             row = first_row + r
             _prefetch_ahead(layout, weights, row, span * LANES, span * 2)
@@ -140,50 +184,69 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
             high = tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), LANES)), nibble_mask)
             if layout.fmt.name == "q5_0":  # OR in the fifth bits: evens' of both groups, then odds'
                 a = load(layout.buffer(weights, "qhigh"), row, span * 2)
-                b = load(layout.buffer(weights, "qhigh"), row, span * 2 + 1)
+                c = load(layout.buffer(weights, "qhigh"), row, span * 2 + 1)
                 half = const(0xFFFF, "uint32")
                 low = tirx.bitwise_or(low, _bit_bytes(tirx.bitwise_or(tirx.bitwise_and(a, half),
-                                                                      tirx.shift_left(b, const(16, "uint32")))))
+                                                                      tirx.shift_left(c, const(16, "uint32")))))
                 high = tirx.bitwise_or(high, _bit_bytes(tirx.bitwise_or(
-                    tirx.shift_right(a, const(16, "uint32")), tirx.bitwise_and(b, const(0xFFFF0000, "uint32")))))
+                    tirx.shift_right(a, const(16, "uint32")), tirx.bitwise_and(c, const(0xFFFF0000, "uint32")))))
+            # Bound once: the loop over activation rows reuses them from registers.
             if bits == 8:
-                evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
-                pairs = (_pmaddubsw(tirx.reinterpret("int8x32", low), evens)
-                         + _pmaddubsw(tirx.reinterpret("int8x32", high), odds))
-                dots = _pmaddwd(pairs, bcast(const(1, "int16"), 16))
+                unpacked = [T.bind(tirx.reinterpret("int8x32", v)) for v in (low, high)]
             else:
-                widened = [_widen_nibbles(v, upper) for v in (low, high) for upper in (False, True)]
-                dots = tree_sum([_pmaddwd(w, vload(xq, at + 16 * j, lanes=16)) for j, w in enumerate(widened)])
-            dots = to_f32(dots, LANES)
-            scale = _pair(layout.group_scale(weights, row, span * 2), layout.group_scale(weights, row, span * 2 + 1))
-            if layout.fmt.asymmetric:  # W = scale*q + minimum
-                minimum = _pair(layout.group_minimum(weights, row, span * 2),
-                                layout.group_minimum(weights, row, span * 2 + 1))
-                term = dots * (scale * x_scale) + minimum * x_sum
-            else:  # W = scale*(q - 8), or (q - 16) for q5_0
-                term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
-            old = vload(acc, r * LANES, lanes=LANES)
-            T.buffer_store(acc, old + term, vstore_index(r * LANES, lanes=LANES))
+                unpacked = [T.bind(_widen_nibbles(v, upper)) for v in (low, high) for upper in (False, True)]
+            scale = T.bind(_pair(layout.group_scale(weights, row, span * 2),
+                                 layout.group_scale(weights, row, span * 2 + 1)))
+            minimum = T.bind(_pair(layout.group_minimum(weights, row, span * 2),
+                                   layout.group_minimum(weights, row, span * 2 + 1))) if layout.fmt.asymmetric else None
+
+            def apply(i, r=r, unpacked=unpacked, scale=scale, minimum=minimum):
+                at = i * k + span * SPAN
+                if bits == 8:
+                    evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
+                    pairs = _pmaddubsw(unpacked[0], evens) + _pmaddubsw(unpacked[1], odds)
+                    dots = _pmaddwd(pairs, bcast(const(1, "int16"), 16))
+                else:
+                    dots = tree_sum([_pmaddwd(w, vload(xq, at + 16 * n, lanes=16)) for n, w in enumerate(unpacked)])
+                dots = to_f32(dots, LANES)
+                pair = (i * groups + span * 2) * (LANES // 2)
+                x_scale, x_sum = vload(xd, pair, lanes=LANES), vload(xs, pair, lanes=LANES)
+                if layout.fmt.asymmetric:  # W = scale*q + minimum
+                    term = dots * (scale * x_scale) + minimum * x_sum
+                else:  # W = scale*(q - 8), or (q - 16) for q5_0
+                    term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
+                slot = (r * most + i) * LANES
+                T.buffer_store(acc, vload(acc, slot, lanes=LANES) + term, vstore_index(slot, lanes=LANES))
+            _each(batch, apply)
 
 
-def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, i, xq, xd, xa) -> None:
+def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, batch, xq, xd, xa) -> None:
+    """Each group of ``rows`` weight rows loaded once, applied to every activation row."""
     k, groups = layout.k, layout.groups
+    most = 1 if batch == 1 else batch[1]
     with T.serial(0, groups) as g:
-        at = i * k + g * GROUP_SIZE
-        x_scale = load(xd, i * groups + g)
         for r in range(rows):
             row = first_row + r
             _prefetch_ahead(layout, weights, row, g * GROUP_SIZE, g)
-            w = vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES)
-            if bits == 8:
-                signs, magnitudes = vload(xq, at, lanes=BYTES), vload(xa, at, lanes=BYTES)
-                dots = _pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), bcast(const(1, "int16"), 16))
-            else:
-                halves = [tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))) for h in range(2)]
-                dots = _pmaddwd(halves[0], vload(xq, at, lanes=16)) + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16))
-            scale = bcast(layout.group_scale(weights, row, g) * x_scale, LANES)
-            old = vload(acc, r * LANES, lanes=LANES)
-            T.buffer_store(acc, old + to_f32(dots, LANES) * scale, vstore_index(r * LANES, lanes=LANES))
+            w = T.bind(vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES))
+            if bits == 16:
+                halves = [T.bind(tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))))
+                          for h in range(2)]
+            w_scale = T.bind(layout.group_scale(weights, row, g))
+
+            def apply(i, r=r, w=w, w_scale=w_scale, halves=halves if bits == 16 else None):
+                at = i * k + g * GROUP_SIZE
+                if bits == 8:
+                    signs, magnitudes = vload(xq, at, lanes=BYTES), vload(xa, at, lanes=BYTES)
+                    dots = _pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), bcast(const(1, "int16"), 16))
+                else:
+                    dots = (_pmaddwd(halves[0], vload(xq, at, lanes=16))
+                            + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16)))
+                scale = bcast(w_scale * load(xd, i * groups + g), LANES)
+                slot = (r * most + i) * LANES
+                T.buffer_store(acc, vload(acc, slot, lanes=LANES) + to_f32(dots, LANES) * scale,
+                               vstore_index(slot, lanes=LANES))
+            _each(batch, apply)
 
 
 def _widen_nibbles(nibbles, upper: bool):
