@@ -19,6 +19,13 @@ and scales are applied as [A,A,A,A,B,B,B,B]. The group minimum (q4_1) or the -8 
 multiplies the group's exact float activation sum (a quarter of it in each of its 4 lanes).
 q8: one group per load, natural order.
 
+Batches (calls of 2 to ``gemm_from - 1`` rows: a decode step of several sequences, a prefill of
+a few tokens): int4 and q5_0 unpack each span of a weight row once into registers and apply it to
+every activation row in a loop (their accumulators in L1), so a batch of m costs one unpacking plus
+m dot products instead of m of both; q8 needs no unpacking and runs the one-row body per row over
+a block of weights that stays in L1. A row's arithmetic is the same in every case, so its result
+does not depend on the batch it came in.
+
 The error against float activations is at most half a rounding step of each activation,
 max|x_g| / (2**bits - 2) * sum|W_g| per group.
 """
@@ -75,56 +82,74 @@ def decoder(bits: int, batch_rows: int | None = None):
         k, groups = layout.k, layout.groups
         int4 = layout.fmt.bits != 8
         xq = T.decl_buffer((m * k,), f"int{bits}")  # rounded activations (int4: in nibble order)
-        # int4: [scale A x4, scale B x4] per span, one vector load; int8: one scale per group
-        xd = T.decl_buffer((m * groups * (LANES // 2 if int4 else 1),), "float32")
+        # int4: [scale A x4, scale B x4] per span; int8: the group's scale x8 (one vector load each)
+        xd = T.decl_buffer((m * groups * (LANES // 2 if int4 else LANES),), "float32")
         xs = T.decl_buffer((m * groups * LANES // 2,), "float32") if int4 else None  # paired quarter group sums
         xa = T.decl_buffer((m * k,), "int8") if (bits, layout.fmt.bits) == (8, 8) else None  # |xq|
         _quantize_activations(layout, bits, x, m, xq, xd, xs, xa)
         with T.If(m == 1):
             with T.Then():
-                _batch(layout, bits, weights, y, tiling.rows, 1, xq, xd, xs, xa)
+                _batch(layout, bits, weights, y, tiling.rows, None, xq, xd, xs, xa)
             with T.Else():
-                rows = batch_rows or BATCH_ROWS
-                while layout.n % rows:
-                    rows //= 2
-                _batch(layout, bits, weights, y, rows, (m, tiling.gemm_from - 1), xq, xd, xs, xa)
+                if int4:  # unpacking dominates: once per block for all rows
+                    rows = batch_rows or BATCH_ROWS
+                    while layout.n % rows:
+                        rows //= 2
+                    _batch(layout, bits, weights, y, rows, (m, tiling.gemm_from - 1), xq, xd, xs, xa)
+                else:  # bytes need no unpacking: the m=1 body per row, the block's weights from L1
+                    _batch(layout, bits, weights, y, tiling.rows, m, xq, xd, xs, xa)
 
     return decode
 
 
-# Weight rows per task when a call has several activation rows (their unpacked weights stay in
-# registers during the loop over the activation rows). Chosen by measurement (docs/performance.md).
+# Weight rows per task when an int4 call has several activation rows (a row's unpacked weights
+# stay in registers during the loop over the activation rows). Measured: 4 and 2 alike, 1 slower.
 BATCH_ROWS = 4
 
 
 def _batch(layout, bits, weights, y, rows: int, batch, xq, xd, xs, xa) -> None:
-    """``y = x @ W.T`` with ``rows`` weight rows per task. ``batch`` is 1 (one activation row,
-    unrolled, accumulators in registers) or ``(m, most)``: a loop over m <= most rows."""
-    most = 1 if batch == 1 else batch[1]
-    with T.parallel(0, layout.n // rows) as block:
-        acc = T.decl_buffer((rows * most * LANES,), "float32")  # acc[(r * most + i) * LANES]
-        _each(batch, lambda i: [T.buffer_store(acc, bcast(const(0.0), LANES),
-                                               vstore_index((r * most + i) * LANES, lanes=LANES))
-                                for r in range(rows)])
-        if layout.fmt.bits != 8:
-            _int4_rows(layout, bits, weights, acc, block * rows, rows, batch, xq, xd, xs)
-        else:
-            _int8_rows(layout, bits, weights, acc, block * rows, rows, batch, xq, xd, xa)
+    """``y = x @ W.T`` with ``rows`` weight rows per task, for the activation rows ``batch``:
 
-        def store(i):
-            for r in range(rows):
-                at = (r * most + i) * LANES
-                T.buffer_store(y, tree_sum([load(acc, at + lane) for lane in range(LANES)]), [i, block * rows + r])
-        _each(batch, store)
+    - ``None``: row 0 alone, the accumulators in registers;
+    - ``m``: rows 0..m-1 one after the other, each like row 0 alone (the block's weights stay in L1);
+    - ``(m, most)``: rows 0..m-1 (m <= most) in a loop inside each block of weights, their
+      accumulators in a stack array (L1).
+    """
+    with T.parallel(0, layout.n // rows) as block:
+        if batch is None or isinstance(batch, tuple):
+            _block(layout, bits, weights, y, block * rows, rows, [0] if batch is None else batch, xq, xd, xs, xa)
+        else:
+            with T.serial(0, batch) as i:
+                _block(layout, bits, weights, y, block * rows, rows, [i], xq, xd, xs, xa)
+
+
+def _block(layout, bits, weights, y, first_row, rows: int, batch, xq, xd, xs, xa) -> None:
+    most = len(batch) if isinstance(batch, list) else batch[1]
+    acc = T.decl_buffer((rows * most * LANES,), "float32")  # acc[(r * most + slot) * LANES]
+    _each(batch, lambda slot, i: [T.buffer_store(acc, bcast(const(0.0), LANES),
+                                                 vstore_index((r * most + slot) * LANES, lanes=LANES))
+                                  for r in range(rows)])
+    if layout.fmt.bits != 8:
+        _int4_rows(layout, bits, weights, acc, first_row, rows, batch, xq, xd, xs)
+    else:
+        _int8_rows(layout, bits, weights, acc, first_row, rows, batch, xq, xd, xa)
+
+    def store(slot, i):
+        for r in range(rows):
+            at = (r * most + slot) * LANES
+            T.buffer_store(y, tree_sum([load(acc, at + lane) for lane in range(LANES)]), [i, first_row + r])
+    _each(batch, store)
 
 
 def _each(batch, body) -> None:
-    """``body(i)`` for each activation row: once with i = 0, or in a loop over m rows."""
-    if batch == 1:
-        body(0)
+    """``body(slot, i)`` for each activation row i: unrolled over a list of rows (slot = its
+    position), or a loop over ``(m, most)`` rows (slot = i)."""
+    if isinstance(batch, list):
+        for slot, i in enumerate(batch):
+            body(slot, i)
     else:
         with T.serial(0, batch[0]) as i:
-            body(i)
+            body(i, i)
 
 
 def _even_slot(bits: int, half, vector: int):
@@ -156,7 +181,7 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
                 T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES) * const(0.25), half),
                                vstore_index((i * groups + g) * half, lanes=half))
             else:
-                T.buffer_store(xd, peak / top, [i * groups + g])
+                T.buffer_store(xd, bcast(peak / top, LANES), vstore_index((i * groups + g) * LANES, lanes=LANES))
             for w, a in enumerate(v):
                 q = tirx.Cast(f"int{bits}x{LANES}", tirx.round(a * bcast(inv, LANES)))
                 if int4:  # int4 and q5_0: in nibble order
@@ -173,7 +198,7 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
 def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, batch, xq, xd, xs) -> None:
     """Each span of ``rows`` weight rows unpacked once, applied to every activation row."""
     k, groups = layout.k, layout.groups
-    most = 1 if batch == 1 else batch[1]
+    most = len(batch) if isinstance(batch, list) else batch[1]
     nibble_mask = bcast(const(0x0F0F0F0F, "uint32"), LANES)
     with T.serial(0, k // SPAN) as span:
         for r in range(rows):
@@ -200,7 +225,7 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
             minimum = T.bind(_pair(layout.group_minimum(weights, row, span * 2),
                                    layout.group_minimum(weights, row, span * 2 + 1))) if layout.fmt.asymmetric else None
 
-            def apply(i, r=r, unpacked=unpacked, scale=scale, minimum=minimum):
+            def apply(slot, i, r=r, unpacked=unpacked, scale=scale, minimum=minimum):
                 at = i * k + span * SPAN
                 if bits == 8:
                     evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
@@ -215,15 +240,15 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
                     term = dots * (scale * x_scale) + minimum * x_sum
                 else:  # W = scale*(q - 8), or (q - 16) for q5_0
                     term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
-                slot = (r * most + i) * LANES
-                T.buffer_store(acc, vload(acc, slot, lanes=LANES) + term, vstore_index(slot, lanes=LANES))
+                at = (r * most + slot) * LANES
+                T.buffer_store(acc, vload(acc, at, lanes=LANES) + term, vstore_index(at, lanes=LANES))
             _each(batch, apply)
 
 
 def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, batch, xq, xd, xa) -> None:
     """Each group of ``rows`` weight rows loaded once, applied to every activation row."""
     k, groups = layout.k, layout.groups
-    most = 1 if batch == 1 else batch[1]
+    most = len(batch) if isinstance(batch, list) else batch[1]
     with T.serial(0, groups) as g:
         for r in range(rows):
             row = first_row + r
@@ -232,9 +257,9 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
             if bits == 16:
                 halves = [T.bind(tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))))
                           for h in range(2)]
-            w_scale = T.bind(layout.group_scale(weights, row, g))
+            w_scale = T.bind(bcast(layout.group_scale(weights, row, g), LANES))
 
-            def apply(i, r=r, w=w, w_scale=w_scale, halves=halves if bits == 16 else None):
+            def apply(slot, i, r=r, w=w, w_scale=w_scale, halves=halves if bits == 16 else None):
                 at = i * k + g * GROUP_SIZE
                 if bits == 8:
                     signs, magnitudes = vload(xq, at, lanes=BYTES), vload(xa, at, lanes=BYTES)
@@ -242,10 +267,10 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
                 else:
                     dots = (_pmaddwd(halves[0], vload(xq, at, lanes=16))
                             + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16)))
-                scale = bcast(w_scale * load(xd, i * groups + g), LANES)
-                slot = (r * most + i) * LANES
-                T.buffer_store(acc, vload(acc, slot, lanes=LANES) + to_f32(dots, LANES) * scale,
-                               vstore_index(slot, lanes=LANES))
+                scale = w_scale * vload(xd, (i * groups + g) * LANES, lanes=LANES)
+                at = (r * most + slot) * LANES
+                T.buffer_store(acc, vload(acc, at, lanes=LANES) + to_f32(dots, LANES) * scale,
+                               vstore_index(at, lanes=LANES))
             _each(batch, apply)
 
 
