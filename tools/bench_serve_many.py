@@ -16,6 +16,7 @@ The host's load average is printed with the figures: on a shared machine they mo
 
     .venv/bin/python tools/bench_serve_many.py --threads 2
     .venv/bin/python tools/bench_serve_many.py --threads 2 --llama-server /path/to/llama-server
+    .venv/bin/python tools/bench_serve_many.py --threads 2 --reps 2 --throughput-only   # part 1 only
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--latency-only", action="store_true", help="only part 3 (inter-token latency)")
+    parser.add_argument("--throughput-only", action="store_true", help="only part 1 (aggregate tok/s)")
     parser.add_argument("--llama-server", help="a llama-server binary to compare with (same GGUF, same threads)")
     args = parser.parse_args()
 
@@ -178,7 +180,8 @@ def main() -> None:
 
     if not args.latency_only:
         throughput_and_ttft(args, package, model)
-    latency(args, package, model)
+    if not args.throughput_only:
+        latency(args, package, model)
 
 
 def throughput_and_ttft(args, package: Path, model: str) -> None:
@@ -202,6 +205,8 @@ def throughput_and_ttft(args, package: Path, model: str) -> None:
                                          for (who, m), v in rows.items() if m == n) + f"   (load {load()})")
         single = statistics.median(rows[("edge-os", 1)])
         print(f"edge-os N=4 / N=1: {statistics.median(rows[('edge-os', 4)]) / single:.2f}x")
+        if args.throughput_only:
+            return
 
         cold, cached = [], []
         for rep in range(args.reps):

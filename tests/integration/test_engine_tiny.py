@@ -122,6 +122,38 @@ def test_batched_decode_equals_one_by_one(exact_engine):
         np.testing.assert_allclose(batched[i], full[-1], atol=1e-4)
 
 
+def test_int16_batches_of_every_size_decode_like_single_streams(engine):
+    """Batches of 8 down to 1 sequences (one fewer each step, so every batch size of the decode
+    kernels runs) give each sequence the logits, and so the greedy tokens, it gets alone."""
+    rng = np.random.default_rng(5)
+    prompts = [list(rng.integers(3, 259, n)) for n in (3, 9, 17, 4, 30, 12, 7, 21)]
+    runner = engine.runner
+
+    def greedy(ids: list[int], batched: bool) -> list[list[np.ndarray]]:
+        logits = [[] for _ in prompts]
+        tokens = []
+        for seq, p in zip(ids, prompts, strict=True):
+            runner.add_sequence(seq)
+            tokens.append(int(runner.prefill(seq, p).argmax()))
+        for step in range(len(prompts)):
+            live = list(range(len(prompts) - step))
+            groups = [live] if batched else [[i] for i in live]
+            for group in groups:
+                out = runner.decode([ids[i] for i in group], [tokens[i] for i in group])
+                for i, row in zip(group, out, strict=True):
+                    logits[i].append(row)
+                    tokens[i] = int(row.argmax())
+        for seq in ids:
+            runner.remove_sequence(seq)
+        return logits
+
+    together = greedy(list(range(400, 408)), batched=True)
+    alone = greedy(list(range(500, 508)), batched=False)
+    for a, b in zip(together, alone, strict=True):
+        np.testing.assert_allclose(np.stack(a), np.stack(b), atol=1e-5)
+        assert [int(r.argmax()) for r in a] == [int(r.argmax()) for r in b]
+
+
 def run(engine, **kwargs):
     events = list(engine.generate(GenerationRequest(**kwargs)))
     final = events[-1]

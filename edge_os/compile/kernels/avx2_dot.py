@@ -22,6 +22,13 @@ and scales are applied as [A,A,A,A,B,B,B,B]. The group minimum (q4_1, q4_k, q5_1
 in each of its 4 lanes).
 q8 (and q8_m, with a minimum): one group per load, natural order.
 
+Batches (calls of 2 to ``gemm_from - 1`` rows: a decode step of several sequences, a prefill of
+a few tokens): 4-, 5- and 6-bit formats unpack each span of a weight row once into registers and apply it to
+every activation row in a loop (their accumulators in L1), so a batch of m costs one unpacking plus
+m dot products instead of m of both; q8 needs no unpacking and runs the one-row body per row over
+a block of weights that stays in L1. A row's arithmetic is the same in every case, so its result
+does not depend on the batch it came in.
+
 The error against float activations is at most half a rounding step of each activation,
 max|x_g| / (2**bits - 2) * sum|W_g| per group.
 """
@@ -61,33 +68,93 @@ def supports(layout: WeightLayout) -> bool:
     return layout.fmt.bits == 8
 
 
-def decoder(bits: int):
-    """The decode path (arguments of ``matmul_fp32.decode_fp32``) for ``bits``-bit activations."""
+def decoder(bits: int, batch_rows: int | None = None):
+    """The decode path (arguments of ``matmul_fp32.decode_fp32``) for ``bits``-bit activations.
+
+    One activation row (single-stream decode) runs ``tiling.rows`` weight rows per task with
+    their accumulators in registers. Several rows (batched decode, prefill of a few tokens) run
+    ``batch_rows`` weight rows per task (default ``BATCH_ROWS``): each block of weights is loaded
+    and unpacked once into registers, and a loop over the activation rows applies it to each of
+    them, their accumulators in a small stack array (L1). Every row goes through the same
+    arithmetic in both, so a row's result does not depend on the batch it came in.
+    """
     if bits not in (8, 16):
         raise ValueError(f"activations of {bits} bits")
 
     def decode(layout: WeightLayout, tiling, x, weights, y, m) -> None:
         k, groups = layout.k, layout.groups
+        int4 = layout.fmt.bits != 8
         xq = T.decl_buffer((m * k,), f"int{bits}")  # rounded activations (int4: in nibble order)
-        xd = T.decl_buffer((m * groups,), "float32")  # their scale per group
-        xs = T.decl_buffer((m * groups,), "float32")  # int4: a quarter of each group's float sum
+        # int4: [scale A x4, scale B x4] per span; int8: the group's scale x8 (one vector load each)
+        xd = T.decl_buffer((m * groups * (LANES // 2 if int4 else LANES),), "float32")
+        # int4: paired quarter group sums; q8_m: an eighth of the group's sum x8
+        xs = (T.decl_buffer((m * groups * LANES // 2,), "float32") if int4
+              else T.decl_buffer((m * groups * LANES,), "float32") if layout.fmt.asymmetric else None)
         xa = T.decl_buffer((m * k,), "int8") if (bits, layout.fmt.bits) == (8, 8) else None  # |xq|
         _quantize_activations(layout, bits, x, m, xq, xd, xs, xa)
-        rows = tiling.rows
-        with T.parallel(0, layout.n // rows) as block:
-            acc = T.decl_buffer((rows * LANES,), "float32")
-            with T.serial(0, m) as i:
-                for r in range(rows):
-                    T.buffer_store(acc, bcast(const(0.0), LANES), vstore_index(r * LANES, lanes=LANES))
-                if layout.fmt.bits != 8:
-                    _int4_rows(layout, bits, weights, acc, block * rows, rows, i, xq, xd, xs)
-                else:
-                    _int8_rows(layout, bits, weights, acc, block * rows, rows, i, xq, xd, xs, xa)
-                for r in range(rows):
-                    total = tree_sum([load(acc, r * LANES + lane) for lane in range(LANES)])
-                    T.buffer_store(y, total, [i, block * rows + r])
+        with T.If(m == 1):
+            with T.Then():
+                _batch(layout, bits, weights, y, tiling.rows, None, xq, xd, xs, xa)
+            with T.Else():
+                if int4:  # unpacking dominates: once per block for all rows
+                    rows = batch_rows or BATCH_ROWS
+                    while layout.n % rows:
+                        rows //= 2
+                    _batch(layout, bits, weights, y, rows, (m, tiling.gemm_from - 1), xq, xd, xs, xa)
+                else:  # bytes need no unpacking: the m=1 body per row, the block's weights from L1
+                    _batch(layout, bits, weights, y, tiling.rows, m, xq, xd, xs, xa)
 
     return decode
+
+
+# Weight rows per task when an int4 call has several activation rows (a row's unpacked weights
+# stay in registers during the loop over the activation rows). Measured: 4 and 2 alike, 1 slower.
+BATCH_ROWS = 4
+
+
+def _batch(layout, bits, weights, y, rows: int, batch, xq, xd, xs, xa) -> None:
+    """``y = x @ W.T`` with ``rows`` weight rows per task, for the activation rows ``batch``:
+
+    - ``None``: row 0 alone, the accumulators in registers;
+    - ``m``: rows 0..m-1 one after the other, each like row 0 alone (the block's weights stay in L1);
+    - ``(m, most)``: rows 0..m-1 (m <= most) in a loop inside each block of weights, their
+      accumulators in a stack array (L1).
+    """
+    with T.parallel(0, layout.n // rows) as block:
+        if batch is None or isinstance(batch, tuple):
+            _block(layout, bits, weights, y, block * rows, rows, [0] if batch is None else batch, xq, xd, xs, xa)
+        else:
+            with T.serial(0, batch) as i:
+                _block(layout, bits, weights, y, block * rows, rows, [i], xq, xd, xs, xa)
+
+
+def _block(layout, bits, weights, y, first_row, rows: int, batch, xq, xd, xs, xa) -> None:
+    most = len(batch) if isinstance(batch, list) else batch[1]
+    acc = T.decl_buffer((rows * most * LANES,), "float32")  # acc[(r * most + slot) * LANES]
+    _each(batch, lambda slot, i: [T.buffer_store(acc, bcast(const(0.0), LANES),
+                                                 vstore_index((r * most + slot) * LANES, lanes=LANES))
+                                  for r in range(rows)])
+    if layout.fmt.bits != 8:
+        _int4_rows(layout, bits, weights, acc, first_row, rows, batch, xq, xd, xs)
+    else:
+        _int8_rows(layout, bits, weights, acc, first_row, rows, batch, xq, xd, xs, xa)
+
+    def store(slot, i):
+        for r in range(rows):
+            at = (r * most + slot) * LANES
+            T.buffer_store(y, tree_sum([load(acc, at + lane) for lane in range(LANES)]), [i, first_row + r])
+    _each(batch, store)
+
+
+def _each(batch, body) -> None:
+    """``body(slot, i)`` for each activation row i: unrolled over a list of rows (slot = its
+    position), or a loop over ``(m, most)`` rows (slot = i)."""
+    if isinstance(batch, list):
+        for slot, i in enumerate(batch):
+            body(slot, i)
+    else:
+        with T.serial(0, batch[0]) as i:
+            body(i, i)
 
 
 def _even_slot(bits: int, half, vector: int):
@@ -106,17 +173,26 @@ def _even_slot(bits: int, half, vector: int):
 
 def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa) -> None:
     k, groups = layout.k, layout.groups
+    int4 = layout.fmt.bits != 8
     top = const(float(2 ** (bits - 1) - 1))
+    half = LANES // 2
     with T.serial(0, m) as i:
         with T.serial(0, groups) as g:
             v = [vload(x, i, g * GROUP_SIZE + w * LANES, lanes=LANES) for w in range(GROUP_SIZE // LANES)]
             peak = lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), LANES)
             inv = tirx.Select(peak > const(0.0), top / peak, const(0.0))
-            T.buffer_store(xd, peak / top, [i * groups + g])
-            T.buffer_store(xs, lane_sum(tree_sum(v), LANES) * const(0.25), [i * groups + g])
+            if int4:  # lanes 0-3 of the span's vector for group A, 4-7 for B
+                T.buffer_store(xd, bcast(peak / top, half), vstore_index((i * groups + g) * half, lanes=half))
+                T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES) * const(0.25), half),
+                               vstore_index((i * groups + g) * half, lanes=half))
+            else:
+                T.buffer_store(xd, bcast(peak / top, LANES), vstore_index((i * groups + g) * LANES, lanes=LANES))
+                if xs is not None:  # q8_m: its minimum times the group's sum, an eighth in each lane
+                    T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES) * const(0.125), LANES),
+                                   vstore_index((i * groups + g) * LANES, lanes=LANES))
             for w, a in enumerate(v):
                 q = tirx.Cast(f"int{bits}x{LANES}", tirx.round(a * bcast(inv, LANES)))
-                if layout.fmt.bits != 8:  # 4-, 5- and 6-bit values: in nibble order
+                if int4:  # 4-, 5- and 6-bit values: in nibble order
                     base = i * k + (g // 2) * SPAN + _even_slot(bits, g % 2, w)
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + GROUP_SIZE, lanes=4))
@@ -127,14 +203,13 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
                         T.buffer_store(xa, tirx.Cast(f"int8x{LANES}", tirx.abs(q)), vstore_index(at, lanes=LANES))
 
 
-def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, i, xq, xd, xs) -> None:
+def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, batch, xq, xd, xs) -> None:
+    """Each span of ``rows`` weight rows unpacked once, applied to every activation row."""
     k, groups = layout.k, layout.groups
+    most = len(batch) if isinstance(batch, list) else batch[1]
     nibble_mask = bcast(const(0x0F0F0F0F, "uint32"), LANES)
+    q6_k = layout.fmt.name == "q6_k"
     with T.serial(0, k // SPAN) as span:
-        at = i * k + span * SPAN
-        g = i * groups + span * 2
-        x_scale = _pair(load(xd, g), load(xd, g + 1))
-        x_sum = _pair(load(xs, g), load(xs, g + 1))
         for r in range(rows):
             row = first_row + r
             _prefetch_ahead(layout, weights, row, span * LANES, span * 2)
@@ -143,58 +218,80 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
             high = tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), LANES)), nibble_mask)
             if layout.fmt.bits == 5:  # OR in the fifth bits: evens' of both groups, then odds'
                 a = load(layout.buffer(weights, "qhigh"), row, span * 2)
-                b = load(layout.buffer(weights, "qhigh"), row, span * 2 + 1)
+                c = load(layout.buffer(weights, "qhigh"), row, span * 2 + 1)
                 half = const(0xFFFF, "uint32")
                 low = tirx.bitwise_or(low, _bit_bytes(tirx.bitwise_or(tirx.bitwise_and(a, half),
-                                                                      tirx.shift_left(b, const(16, "uint32")))))
+                                                                      tirx.shift_left(c, const(16, "uint32")))))
                 high = tirx.bitwise_or(high, _bit_bytes(tirx.bitwise_or(
-                    tirx.shift_right(a, const(16, "uint32")), tirx.bitwise_and(b, const(0xFFFF0000, "uint32")))))
-            if layout.fmt.name == "q6_k":
+                    tirx.shift_right(a, const(16, "uint32")), tirx.bitwise_and(c, const(0xFFFF0000, "uint32")))))
+            # Bound once: the loop over activation rows reuses them from registers.
+            if q6_k:
                 low, high = _q6_k_highs(layout, weights, row, span, low, high)
-                dots = _q6_k_dots(layout, bits, weights, row, span, low, high, xq, at)
+                unpacked = [T.bind(v) for v in _q6_k_unpacked(layout, bits, weights, row, span, low, high)]
             elif bits == 8:
-                evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
-                pairs = (_pmaddubsw(tirx.reinterpret("int8x32", low), evens)
-                         + _pmaddubsw(tirx.reinterpret("int8x32", high), odds))
-                dots = _pmaddwd(pairs, bcast(const(1, "int16"), 16))
+                unpacked = [T.bind(tirx.reinterpret("int8x32", v)) for v in (low, high)]
             else:
-                widened = [_widen_nibbles(v, upper) for v in (low, high) for upper in (False, True)]
-                dots = tree_sum([_pmaddwd(w, vload(xq, at + 16 * j, lanes=16)) for j, w in enumerate(widened)])
-            dots = to_f32(dots, LANES)
-            scale = layout.pair_scales(weights, row, span * 2)
-            if layout.fmt.name == "q6_k":  # W = d * (sc * (q - 32)), the bracket in the integer dots
-                term = dots * (scale * x_scale)
-            elif layout.fmt.asymmetric:  # W = scale*q + minimum
-                minimum = layout.pair_minimums(weights, row, span * 2)
-                term = dots * (scale * x_scale) + minimum * x_sum
-            else:  # W = scale*(q - 8), or (q - 16) for q5_0
-                term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
-            old = vload(acc, r * LANES, lanes=LANES)
-            T.buffer_store(acc, old + term, vstore_index(r * LANES, lanes=LANES))
+                unpacked = [T.bind(_widen_nibbles(v, upper)) for v in (low, high) for upper in (False, True)]
+            scale = T.bind(layout.pair_scales(weights, row, span * 2))
+            minimum = (T.bind(layout.pair_minimums(weights, row, span * 2))
+                       if layout.fmt.asymmetric and not q6_k else None)
+
+            def apply(slot, i, r=r, unpacked=unpacked, scale=scale, minimum=minimum):
+                at = i * k + span * SPAN
+                if bits == 8:
+                    evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
+                    pairs = _pmaddubsw(unpacked[0], evens) + _pmaddubsw(unpacked[1], odds)
+                    if q6_k:  # less the same products of 32, then times the sub-block scales
+                        thirty_two = bcast(const(32, "int8"), BYTES)
+                        offsets = _pmaddubsw(thirty_two, evens) + _pmaddubsw(thirty_two, odds)
+                        dots = _pmaddwd(pairs - offsets, unpacked[2])
+                    else:
+                        dots = _pmaddwd(pairs, bcast(const(1, "int16"), 16))
+                else:
+                    dots = tree_sum([_pmaddwd(w, vload(xq, at + 16 * n, lanes=16)) for n, w in enumerate(unpacked)])
+                dots = to_f32(dots, LANES)
+                pair = (i * groups + span * 2) * (LANES // 2)
+                x_scale, x_sum = vload(xd, pair, lanes=LANES), vload(xs, pair, lanes=LANES)
+                if q6_k:  # W = d * (sc * (q - 32)), the bracket in the integer dots
+                    term = dots * (scale * x_scale)
+                elif layout.fmt.asymmetric:  # W = scale*q + minimum
+                    term = dots * (scale * x_scale) + minimum * x_sum
+                else:  # W = scale*(q - 8), or (q - 16) for q5_0
+                    term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
+                at = (r * most + slot) * LANES
+                T.buffer_store(acc, vload(acc, at, lanes=LANES) + term, vstore_index(at, lanes=LANES))
+            _each(batch, apply)
 
 
-def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, i, xq, xd, xs, xa) -> None:
+def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, batch, xq, xd, xs, xa) -> None:
+    """Each group of ``rows`` weight rows loaded once, applied to every activation row."""
     k, groups = layout.k, layout.groups
+    most = len(batch) if isinstance(batch, list) else batch[1]
     with T.serial(0, groups) as g:
-        at = i * k + g * GROUP_SIZE
-        x_scale = load(xd, i * groups + g)
         for r in range(rows):
             row = first_row + r
             _prefetch_ahead(layout, weights, row, g * GROUP_SIZE, g)
-            w = vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES)
-            if bits == 8:
-                signs, magnitudes = vload(xq, at, lanes=BYTES), vload(xa, at, lanes=BYTES)
-                dots = _pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), bcast(const(1, "int16"), 16))
-            else:
-                halves = [tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))) for h in range(2)]
-                dots = _pmaddwd(halves[0], vload(xq, at, lanes=16)) + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16))
-            scale = bcast(layout.group_scale(weights, row, g) * x_scale, LANES)
-            term = to_f32(dots, LANES) * scale
-            if layout.fmt.asymmetric:  # q8_m: + minimum * the group's sum, an eighth of it in each lane
-                eighth = layout.group_minimum(weights, row, g) * load(xs, i * groups + g) * const(0.5)
-                term = term + bcast(eighth, LANES)
-            old = vload(acc, r * LANES, lanes=LANES)
-            T.buffer_store(acc, old + term, vstore_index(r * LANES, lanes=LANES))
+            w = T.bind(vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES))
+            if bits == 16:
+                halves = [T.bind(tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))))
+                          for h in range(2)]
+            w_scale = T.bind(bcast(layout.group_scale(weights, row, g), LANES))
+            w_min = T.bind(bcast(layout.group_minimum(weights, row, g), LANES)) if layout.fmt.asymmetric else None
+
+            def apply(slot, i, r=r, w=w, w_scale=w_scale, w_min=w_min, halves=halves if bits == 16 else None):
+                at = i * k + g * GROUP_SIZE
+                if bits == 8:
+                    signs, magnitudes = vload(xq, at, lanes=BYTES), vload(xa, at, lanes=BYTES)
+                    dots = _pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), bcast(const(1, "int16"), 16))
+                else:
+                    dots = (_pmaddwd(halves[0], vload(xq, at, lanes=16))
+                            + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16)))
+                term = to_f32(dots, LANES) * (w_scale * vload(xd, (i * groups + g) * LANES, lanes=LANES))
+                if w_min is not None:  # q8_m: + minimum * the group's sum, an eighth of it in each lane
+                    term = term + w_min * vload(xs, (i * groups + g) * LANES, lanes=LANES)
+                at = (r * most + slot) * LANES
+                T.buffer_store(acc, vload(acc, at, lanes=LANES) + term, vstore_index(at, lanes=LANES))
+            _each(batch, apply)
 
 
 def _q6_k_highs(layout: WeightLayout, weights, row, span, low, high):
@@ -216,30 +313,26 @@ def _q6_k_highs(layout: WeightLayout, weights, row, span, low, high):
     return low, high
 
 
-def _q6_k_dots(layout: WeightLayout, bits: int, weights, row, span, low, high, xq, at):
-    """int32x8 of a span's ``sum sc * (q - 32) * x``: group A in lanes 0-3, B in 4-7.
+def _q6_k_unpacked(layout: WeightLayout, bits: int, weights, row, span, low, high) -> list:
+    """q6_k's span made ready for the activations, once per weight row.
 
     The span has 4 sub-blocks of 16 values, each with its int8 scale ``sc``, applied in integers.
-    int8: ``vpmaddubsw`` of the unsigned 6-bit values, less the same of 32 (the pair sums of
-    ``(q - 32) * x`` fit int16: |.| <= 4 * 32 * 127), then ``vpmaddwd`` by ``sc``: int16 lane j
-    holds elements 4j..4j+3, sub-block j // 4. int16: the widened values less 32, times ``sc``
-    (|.| <= 32 * 128) with ``vpmullw``, then ``vpmaddwd`` (|sum| <= 8 * 4096 * 32767 < 2**31).
+    int8: the unsigned 6-bit bytes (low, high) and ``sc`` per int16 lane for the ``vpmaddwd`` that
+    follows ``vpmaddubsw`` of the values less the same of 32 (the pair sums of ``(q - 32) * x`` fit
+    int16: |.| <= 4 * 32 * 127); int16 lane j of those pairs holds elements 4j..4j+3, sub-block
+    j // 4. int16: the widened values less 32, times ``sc`` (|.| <= 32 * 128, ``vpmullw``), ready for
+    ``vpmaddwd`` (|sum| <= 8 * 4096 * 32767 < 2**31).
     """
     sc = tirx.Cast("int16x4", vload(layout.buffer(weights, "sc"), row, span * 4, lanes=4))
     if bits == 8:
-        evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
-        thirty_two = bcast(const(32, "int8"), BYTES)
-        pairs = (_pmaddubsw(tirx.reinterpret("int8x32", low), evens)
-                 + _pmaddubsw(tirx.reinterpret("int8x32", high), odds))
-        offsets = _pmaddubsw(thirty_two, evens) + _pmaddubsw(thirty_two, odds)
-        return _pmaddwd(pairs - offsets, tirx.Shuffle([sc] * 4, [j // 4 for j in range(16)]))
-    dots = []
-    for j, (v, upper) in enumerate((v, upper) for v in (low, high) for upper in (False, True)):
+        return [tirx.reinterpret("int8x32", low), tirx.reinterpret("int8x32", high),
+                tirx.Shuffle([sc] * 4, [j // 4 for j in range(16)])]
+    out = []
+    for v, upper in ((v, upper) for v in (low, high) for upper in (False, True)):
         # int16 lane l of the widened bytes is element 2 * byte (+1): sub-block (2 if l >= 8) + upper
         sub_scales = tirx.Shuffle([sc] * 4, [(2 if lane >= 8 else 0) + int(upper) for lane in range(16)])
-        centred = _widen_nibbles(v, upper) - bcast(const(32, "int16"), 16)
-        dots.append(_pmaddwd(centred * sub_scales, vload(xq, at + 16 * j, lanes=16)))
-    return tree_sum(dots)
+        out.append((_widen_nibbles(v, upper) - bcast(const(32, "int16"), 16)) * sub_scales)
+    return out
 
 
 def _widen_nibbles(nibbles, upper: bool):

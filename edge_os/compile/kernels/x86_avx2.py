@@ -3,10 +3,13 @@
 Prefill uses the FP32 path of ``matmul_fp32``; decode the integer dot products of ``avx2_dot``
 with the activations rounded to int16 or int8 (``activations``), or FP32 when asked for.
 16 vector registers: the decode path keeps 4 row accumulators and 4 shared activation vectors
-live; the prefill micro-kernel 6 x 2 accumulators, 2 weight vectors and a broadcast.
+live; the prefill micro-kernel 6 x 2 accumulators, 2 weight vectors and a broadcast. The integer
+decode path takes up to 8 rows (``ROUNDED_TILING``), the FP32 one up to 7.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import tvm
 
@@ -22,6 +25,10 @@ from edge_os.compile.kernels.matmul_fp32 import (
 from edge_os.compile.kernels.weights import WeightLayout
 
 TILING = MatmulTiling(rows=4, tile_rows=16, tile_tokens=6, gemm_from=8)
+# The integer decode path takes calls of up to 8 rows (a decode step of the engine's default 8
+# sequences): it unpacks each weight block once for all rows, where the FP32 matrix product
+# dequantizes its tiles element by element (measured 5-60x slower at 8 rows, docs/performance.md).
+ROUNDED_TILING = dataclasses.replace(TILING, gemm_from=9)
 ACTIVATION_BITS = {"int16": 16, "int8": 8}
 
 
@@ -38,8 +45,8 @@ def build(info: dict, target: tvm.target.Target):
     bits = ACTIVATION_BITS.get(info.get("activations", "float32"))
     if bits is None or not avx2_dot.supports(layout):
         return build_matmul(layout, TILING)
-    func = build_matmul(layout, TILING, avx2_dot.decoder(bits))
-    return func.with_attrs({ROUNDED_ROWS_ATTR: TILING.gemm_from, ROUNDED_BITS_ATTR: bits})
+    func = build_matmul(layout, ROUNDED_TILING, avx2_dot.decoder(bits))
+    return func.with_attrs({ROUNDED_ROWS_ATTR: ROUNDED_TILING.gemm_from, ROUNDED_BITS_ATTR: bits})
 
 
 register(applies, build)

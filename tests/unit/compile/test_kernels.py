@@ -1,7 +1,8 @@
 """Fast kernels against the numpy oracle (``edge_os.quantize.reference``), on tiny shapes.
 
 Every kernel family that accepts this machine's CPU is checked for every weight format and scale
-dtype, for one activation row (decode), three (batched decode) and 64 (the prefill path).
+dtype, for one activation row (decode), every batch of 2 to 9 rows (batched decode, whose
+integer kernels unpack each block of weights once for all rows) and 64 (the prefill path).
 """
 
 from __future__ import annotations
@@ -65,13 +66,35 @@ def test_matmul_matches_the_numpy_oracle(fmt, scale_dtype, activations):
     for family, builder in _host_builders():
         kernel, rounded_rows, bits = _build(builder, fmt, scale_dtype, activations)
         assert bits in ({0} if activations == "float32" else {0, int(activations[3:])})
-        for m in (1, 3, 64):
+        for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 64):
             x = rng.standard_normal((m, K)).astype(np.float32)
             y = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
             kernel(tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in weight.arrays.values()], y)
             expected = x.astype(np.float64) @ dense.T
             bound = _bound(x, dense, bits if m < rounded_rows else 0)
             assert np.all(np.abs(y.numpy() - expected) <= bound), f"{family} {fmt} m={m}"
+
+
+@pytest.mark.parametrize("activations", ["int16", "int8"])
+@pytest.mark.parametrize("fmt", ["q4", "q4_1", "q4_k", "q5_0", "q5_1", "q5_k", "q6_k", "q8", "q8_m"])
+def test_each_row_of_a_batch_gets_the_result_it_gets_alone(fmt, activations):
+    """The batched decode kernels change which rows share a weight block, not a row's arithmetic:
+    so a batch's greedy tokens are those of its streams run one at a time."""
+    rng = np.random.default_rng(11)
+    weight = _weight(fmt, "float16", rng)
+    arrays = [tvm.runtime.tensor(a) for a in weight.arrays.values()]
+    for family, builder in _host_builders():
+        kernel, rounded_rows, _ = _build(builder, fmt, "float16", activations)
+        x = rng.standard_normal((max(rounded_rows - 1, 0), K)).astype(np.float32)
+        alone = []
+        for row in x:
+            y = tvm.runtime.tensor(np.zeros((1, N), np.float32))
+            kernel(tvm.runtime.tensor(row[None]), *arrays, y)
+            alone.append(y.numpy()[0])
+        for m in range(2, len(x) + 1):
+            y = tvm.runtime.tensor(np.zeros((m, N), np.float32))
+            kernel(tvm.runtime.tensor(x[:m]), *arrays, y)
+            np.testing.assert_array_equal(y.numpy(), np.stack(alone[:m]), err_msg=f"{family} {fmt} m={m}")
 
 
 def test_the_pipeline_swaps_tagged_kernels_for_fast_ones():
