@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/sse_stream.py
 
 PROMPT = "Write a long story about a gardener who grows basil on a windowsill."
 
@@ -43,20 +44,12 @@ def direct(engine, max_tokens: int, constraint=None) -> tuple[float, float]:
 
 
 def over_http(url: str, model: str, max_tokens: int) -> tuple[float, float, int]:
-    import httpx
+    from sse_stream import stream_chat
 
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "temperature": 0,
-            "max_tokens": max_tokens, "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
-    started, stamps, tokens = time.perf_counter(), [], 0
-    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=600) as r:
-        for line in r.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                stamps.append(time.perf_counter())
+            "max_tokens": max_tokens, "ignore_eos": True, "stream_options": {"include_usage": True}}
+    started, stamps = time.perf_counter(), []
+    tokens = stream_chat(url, body, stamps, timeout=600)
     # Chunks carry text deltas; a token that completes no character adds none, so rate by tokens.
     return stamps[0] - started, (tokens - 1) / (stamps[-1] - stamps[0]), tokens
 

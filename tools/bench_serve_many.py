@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/sse_stream.py
 
 QUESTION = "Write a long story about a gardener who grows basil on a windowsill."
 SYSTEM = ("You are the assistant of a smart home hub number {n}. You answer questions about the sensors, the "
@@ -42,22 +43,11 @@ SYSTEM = ("You are the assistant of a smart home hub number {n}. You answer ques
 
 def stream(url: str, model: str, messages: list[dict], max_tokens: int, stamps: list[float]) -> int:
     """Send one streamed chat request; appends the time of every content chunk; returns tokens."""
-    import httpx
+    from sse_stream import stream_chat
 
     body = {"model": model, "messages": messages, "temperature": 0, "max_tokens": max_tokens, "ignore_eos": True,
-            "stream": True, "stream_options": {"include_usage": True}}
-    tokens = 0
-    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=900) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            if chunk.get("choices") and chunk["choices"][0].get("delta", {}).get("content"):
-                stamps.append(time.perf_counter())
-    return tokens
+            "stream_options": {"include_usage": True}}
+    return stream_chat(url, body, stamps)
 
 
 def concurrent(url: str, model: str, n: int, max_tokens: int) -> float:

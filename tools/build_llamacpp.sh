@@ -12,6 +12,9 @@
 #       llama.cpp source (the sdist's vendor/llama.cpp), built in DIR (default
 #       ~/.cache/edge-os/llama.cpp-VERSION), never in this tree; prints the directory of the binaries.
 #       tools/perplexity_table.py uses them.
+#   bash tools/build_llamacpp.sh --server [DIR]  # llama.cpp's llama-server (continuous batching) from the
+#       same sdist source, built in DIR (default ~/.cache/edge-os/llama-server-VERSION); prints the path
+#       of the binary. tools/bench_serve_many.py --llama-server PATH compares against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -20,18 +23,34 @@ FLAGS=""
 if [[ "${LLAMACPP_NO_AMX:-0}" == "1" ]]; then
     FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 fi
+# Download and unpack the sdist (its vendor/llama.cpp is the llama.cpp source) into $1 once.
+unpack_sdist() {
+    mkdir -p "$1"
+    if [[ ! -d "$1/llama_cpp_python-$VERSION" ]]; then
+        "$VENV/bin/pip" download --no-deps --no-binary :all: "llama-cpp-python==${VERSION}" -d "$1"
+        tar -xzf "$1/llama_cpp_python-$VERSION.tar.gz" -C "$1"
+    fi
+}
+# Configure a static native CPU build of the vendored llama.cpp in $1/build; $2 is ON to build the server.
+configure() {
+    cmake -S "$1/llama_cpp_python-$VERSION/vendor/llama.cpp" -B "$1/build" -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
+        -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER="$2" \
+        -DBUILD_SHARED_LIBS=OFF -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS="${FLAGS}" -DCMAKE_CXX_FLAGS="${FLAGS}" >/dev/null
+}
 if [[ "${1:-}" == "--tools" ]]; then
     DIR=${2:-$HOME/.cache/edge-os/llama.cpp-$VERSION}
-    mkdir -p "$DIR"
-    if [[ ! -d "$DIR/llama_cpp_python-$VERSION" ]]; then
-        "$VENV/bin/pip" download --no-deps --no-binary :all: "llama-cpp-python==${VERSION}" -d "$DIR"
-        tar -xzf "$DIR/llama_cpp_python-$VERSION.tar.gz" -C "$DIR"
-    fi
-    cmake -S "$DIR/llama_cpp_python-$VERSION/vendor/llama.cpp" -B "$DIR/build" -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
-        -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
-        -DBUILD_SHARED_LIBS=OFF -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS="${FLAGS}" -DCMAKE_CXX_FLAGS="${FLAGS}" >/dev/null
+    unpack_sdist "$DIR"
+    configure "$DIR" OFF
     nice cmake --build "$DIR/build" -j "${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" --target llama-quantize llama-perplexity
     echo "$DIR/build/bin"
+    exit 0
+fi
+if [[ "${1:-}" == "--server" ]]; then
+    DIR=${2:-$HOME/.cache/edge-os/llama-server-$VERSION}
+    unpack_sdist "$DIR"
+    configure "$DIR" ON
+    nice cmake --build "$DIR/build" -j "${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" --target llama-server
+    echo "$DIR/build/bin/llama-server"
     exit 0
 fi
 export CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=ON -DGGML_BLAS=OFF -DLLAMA_CURL=OFF \
