@@ -21,7 +21,7 @@ from edge_os.mqtt import telemetry
 from edge_os.mqtt.agent_door import AgentDoor
 from edge_os.mqtt.config import BridgeConfig
 from edge_os.mqtt.connection import Connection, Handlers, Inbound, NotConnected, Will
-from edge_os.mqtt.durable import Durable
+from edge_os.mqtt.durable import Durable, outlived
 from edge_os.mqtt.fallback import CloudFallback
 from edge_os.mqtt.homeassistant import Discovery
 from edge_os.mqtt.outbox import Kind
@@ -132,11 +132,7 @@ class MqttBridge:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        late = []
-        if self._housekeeper is not None:
-            self._housekeeper.join(timeout)
-            late += [self._housekeeper] if self._housekeeper.is_alive() else []
-        late += self._server.stop(timeout)
+        late = outlived([self._housekeeper], timeout) + self._server.stop(timeout)
         if self._agent is not None:
             late += self._agent.stop(timeout)
         if self._mcu is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_os.mqtt.config import WorkerConfig
 from edge_os.mqtt.connection import Connection, Handlers
-from edge_os.mqtt.durable import Durable
+from edge_os.mqtt.durable import Durable, outlived
 from edge_os.mqtt.server import Limits, RequestServer
 from edge_os.mqtt.topics import cloud_request_topic
 from edge_os.scheduler.api import SchedulerAPI
@@ -67,11 +67,7 @@ class CloudWorker:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        late = []
-        if self._housekeeper is not None:
-            self._housekeeper.join(timeout)
-            late += [self._housekeeper] if self._housekeeper.is_alive() else []
-        late += self._server.stop(timeout)
+        late = outlived([self._housekeeper], timeout) + self._server.stop(timeout)
         self._connection.stop()
         self._durable.close_after(late)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,3 +60,12 @@ class Durable:
             log.info("the late MQTT thread(s) ended; state file %s closed", path)
 
         threading.Thread(target=close_when_done, name="mqtt-late-close", daemon=True).start()
+
+
+def outlived(threads: list[threading.Thread | None], timeout: float) -> list[threading.Thread]:
+    """Join ``threads`` within ``timeout`` seconds in all; the ones still running after it."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return [thread for thread in threads if thread is not None and thread.is_alive()]

@@ -20,6 +20,7 @@ from edge_os.mqtt import schema
 from edge_os.mqtt.answers import Answers
 from edge_os.mqtt.connection import Inbound
 from edge_os.mqtt.dedup import RequestLog, RequestRecord, State, request_key
+from edge_os.mqtt.durable import outlived
 from edge_os.mqtt.schema import MqttRequest, RequestRejected
 from edge_os.mqtt.topics import publish_topic_problem
 from edge_os.runtime.request import Finished, FinishReason, InferenceRequest, InferenceResult, Refused, TextDelta
@@ -103,10 +104,7 @@ class RequestServer:
                 handle.cancel()
         for _ in self._workers:
             self._queue.put(None)
-        deadline = time.monotonic() + timeout
-        for worker in self._workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        return [worker for worker in self._workers if worker.is_alive()]
+        return outlived(self._workers, timeout)
 
     # -- intake (network thread) --------------------------------------------------------------
 

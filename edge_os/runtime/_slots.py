@@ -9,6 +9,7 @@ from __future__ import annotations
 from edge_os.errors import InputError
 from edge_os.runtime._sequence import Sequence
 from edge_os.runtime.kv_pool import PAGE_TOKENS
+from edge_os.runtime.prefix_cache import common_prefix
 from edge_os.runtime.request import GenerationRequest
 from edge_os.runtime.sampler import Sampler
 from edge_os.runtime.text_stream import TextStream
@@ -36,7 +37,7 @@ class Slots:
         stream = TextStream(self.tokenizer, request.stop)
         mask = self.grammars.mask(request.constraint) if request.constraint is not None else None
         if reuse is not None:
-            common = _common_prefix(reuse.cached_ids, prompt_ids[:-1])
+            common = common_prefix(reuse.cached_ids, prompt_ids[:-1])
             self.runner.truncate(reuse.seq_id, len(reuse.cached_ids) - common)
             return Sequence(reuse.seq_id, request, prompt_ids, sampler, stream, cached_ids=reuse.cached_ids[:common],
                             mask=mask)
@@ -99,11 +100,3 @@ class Slots:
             seq.seq_id = None
             seq.finished = True
 
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):  # up to the shorter one
-        if x != y:
-            break
-        n += 1
-    return n

@@ -53,7 +53,7 @@ class PrefixCache:
         most recently used; None when none shares enough."""
         best: Match | None = None
         for seq_id, tokens in self._entries.items():
-            shared = _common_prefix(tokens, prompt)
+            shared = common_prefix(tokens, prompt)
             if shared >= self.min_tokens and (best is None or shared > best.tokens):
                 best = Match(seq_id, shared)
         if best is not None:
@@ -83,7 +83,8 @@ class PrefixCache:
         return {"sequences": len(self), "tokens": self.tokens, "hits": self.hits, "hit_tokens": self.hit_tokens}
 
 
-def _common_prefix(a, b) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
     n = 0
     for x, y in zip(a, b, strict=False):  # up to the shorter one
         if x != y:
