@@ -56,17 +56,14 @@ def test_disconnect_cancels_the_request_and_frees_its_pages(tmp_path, slow_packa
             assert r.status_code == 200
             lines = r.iter_lines()
             first_chunk(lines)
-            assert svc.status()["running"] == 1
+            wait_until(lambda: svc.status()["running"] == 1, 30, "the request running")
             first_chunk(lines)  # still streaming
-            left = time.monotonic()
+        # The server says it cancelled the request (it did not run to its 2,000 tokens) ...
         svc.wait_log(r"went away after \d+ chunks; cancelled")
-        status = wait_until(lambda: (s := svc.status())["running"] == 0 and s, 10, "idle")
-        took = time.monotonic() - left
+        # ... and gave back its KV pages.
+        status = wait_until(lambda: (s := svc.status())["running"] == 0 and s, 30, "idle")
         model = status["models"][0]
         assert model["active"] == 0 and model["kv_reserved_tokens"] == 0
-        # It was cancelled, not finished: 2,000 tokens would take far longer than the wait.
-        assert took < 5
-        assert status["tok_s"] * 10 < 2000
     finally:
         assert svc.stop() == 0
 

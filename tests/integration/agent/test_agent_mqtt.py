@@ -47,7 +47,7 @@ def start_agent(mosquitto: Mosquitto, device: Device, audit: AuditLog,
         bridge.stop()
 
 
-def message(requester: Requester, correlation: bytes, kind: str, timeout: float = 20) -> dict:
+def message(requester: Requester, correlation: bytes, kind: str, timeout: float = 60) -> dict:
     return wait_until(lambda: next(iter(requester.answers(correlation, kind)), None), timeout,
                       what=f"a {kind} message for {correlation!r}")
 
