@@ -24,6 +24,7 @@ from edge_os.models.registry import get_architecture
 from edge_os.package.checks import is_plain_relative
 from edge_os.package.manifest import Manifest
 from tests.gguf_craft import ARR, BOOL, F32, I32, STR, U32, U64, gguf_bytes, tiny_metadata, tiny_tensors
+from tests.manifests import BASE_MANIFEST
 
 # A few examples in the normal suite; the fuzz profile's count when it is selected.
 EXAMPLES = settings.default.max_examples if settings.default.max_examples > 1000 else 20
@@ -118,21 +119,6 @@ def test_gguf_reader_with_changed_metadata(changes):
     _read_gguf(gguf_bytes(tiny_metadata(**changes), tiny_tensors()))
 
 
-BASE_MANIFEST = {
-    "schema_version": 1, "name": "tiny", "architecture": "llama",
-    "config": {"num_hidden_layers": 2, "hidden_size": 64},
-    "quantization": {"scheme": "q4f32", "scale_dtype": "float32", "decode_activations": "int16", "tensors": {}},
-    "target": {"name": "host", "arch": "x86_64", "tvm_target": {"kind": "llvm"}, "cpu_features": ["avx2"]},
-    "tvm_version": "0.27", "runtime_version": "0.1.0", "library": "model.so",
-    "tokenizer": {"file": "tokenizer.json", "bos_token_id": None, "add_bos_token": False},
-    "chat_template": None, "stop_token_ids": [2], "context_length": 512,
-    "memory": {"weight_bytes": 1024, "kv_bytes_per_token": 512, "workspace_bytes": 4096},
-    "params": [{"name": "w", "shape": [4, 8], "dtype": "float32", "shard": "weights/shard-00000.bin",
-                "offset": 0, "nbytes": 128}],
-    "files": {name: {"sha256": "0" * 64, "size": 1}
-              for name in ("model.so", "tokenizer.json", "weights/shard-00000.bin")},
-    "source": {"file": "tiny.gguf"}, "limits": {"prefill_chunk": 256, "max_batch": 8}, "kv_dtype": "float16",
-}
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
