@@ -58,6 +58,7 @@ class McuDoor:
         self._published: dict[str, bytes] = {}  # retained topic -> payload published this connection
         self._stale: set[str] = set()
         self._caps = None
+        self._configs: dict[str, bytes] = {}  # discovery config topic -> payload, for self._caps
         self._streams: dict[str, Any] = {}  # sensor name -> firmware_bridge.Subscription
         self._readings: dict[str, float] = {}  # sensor -> its latest value, not yet necessarily published
         self._sent_at: dict[str, float] = {}  # state topic -> when last published
@@ -116,11 +117,12 @@ class McuDoor:
     def sync(self) -> None:
         """Publish what changed: configs (and removals), link availability, readings, states."""
         caps = self._caps_now()
-        if caps is not self._caps:
+        if caps is not self._caps:  # configs follow the capabilities (the policy is fixed): built once per change
             self._caps = caps
             self._follow_sensors(caps)
-        configs = {topic: json.dumps(config, sort_keys=True).encode()
-                   for topic, config in self.entities.configs(caps, self._policy).items()}
+            self._configs = {topic: json.dumps(config, sort_keys=True).encode()
+                             for topic, config in self.entities.configs(caps, self._policy).items()}
+        configs = self._configs
         with self._lock:
             gone = (set(self._published) | self._stale) - set(configs)
             gone = {t for t in gone if t.endswith("/config")}
