@@ -6,9 +6,8 @@ A mixin of ``Engine`` (``edge_os.runtime.engine``), which holds the state its me
 
 from __future__ import annotations
 
-import re
-
 from edge_os.errors import InputError
+from edge_os.runtime.control_tokens import ControlTokens
 from edge_os.runtime.request import GenerationRequest
 
 
@@ -32,7 +31,7 @@ class Prompts:
         messages = _messages(request)
         text = self.template.render(messages)
         ids: list[int] = []
-        for piece, literal in _split_literal(text, [m["content"] for m in messages], self._special_re):
+        for piece, literal in _split_literal(text, [m["content"] for m in messages], self._control_tokens):
             self.tokenizer.encode_special_tokens = literal
             try:
                 ids += self.tokenizer.encode(piece, add_special_tokens=False).ids
@@ -52,22 +51,22 @@ def _messages(request: GenerationRequest) -> list[dict]:
     return [{"role": "user", "content": request.prompt}]
 
 
-def _split_literal(text: str, contents: list[str], special: re.Pattern | None) -> list[tuple[str, bool]]:
+def _split_literal(text: str, contents: list[str], control: ControlTokens) -> list[tuple[str, bool]]:
     """``text`` cut into ``(piece, literal)``: control-token strings that come from a message's
     content are literal (tokenized as text); everything else is tokenized as usual."""
-    if special is None or not any(special.search(c) for c in contents):
+    if not control or not any(control.first(c) for c in contents):
         return [(text, False)]
     literal_spans = []
     cursor = 0
     for content in contents:
         at = text.find(content, cursor) if content else -1
         if at < 0:
-            if special.search(content):
-                token = special.search(content).group(0)
+            token = control.first(content)
+            if token is not None:
                 raise InputError(f"a message contains the model's control token {token!r} and its chat template "
                                  "changes the message, so it cannot be kept as text; remove the token")
             continue
-        literal_spans += [(at + m.start(), at + m.end()) for m in special.finditer(content)]
+        literal_spans += [(at + start, at + end) for start, end in control.spans(content)]
         cursor = at + len(content)
     pieces, last = [], 0
     for start, end in literal_spans:

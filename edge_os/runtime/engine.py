@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from edge_os.runtime._sequence import Sequence
 from edge_os.runtime._slots import Slots
 from edge_os.runtime._stepping import Stepping
 from edge_os.runtime.chat_template import ChatTemplate
+from edge_os.runtime.control_tokens import ControlTokens
 from edge_os.runtime.grammar import Grammars
 from edge_os.runtime.heap import release_free_heap
 from edge_os.runtime.kv_pool import cache_tokens, serving_context
@@ -62,9 +62,8 @@ class Engine(Prompts, Slots, Stepping, Generation):
         eos = manifest.stop_token_ids[0] if manifest.stop_token_ids else None
         self.template = ChatTemplate(manifest.chat_template, self._token_text(bos_id), self._token_text(eos))
         self.stop_ids = set(manifest.stop_token_ids)
-        specials = sorted((t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special),
-                          key=len, reverse=True)
-        self._special_re = re.compile("|".join(map(re.escape, specials))) if specials else None
+        self._control_tokens = ControlTokens(t.content for t in tokenizer.get_added_tokens_decoder().values()
+                                             if t.special)
         self._ids = itertools.count()
         vocab_size = int(manifest.config.get("vocab_size") or tokenizer.get_vocab_size(with_added_tokens=True))
         self.grammars = Grammars(tokenizer, vocab_size, sorted(self.stop_ids))
