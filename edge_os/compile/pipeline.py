@@ -13,7 +13,7 @@ from tvm import relax
 from tvm.s_tir import dlight as dl
 
 import edge_os.compile.kernels.library  # noqa: F401  (registers the kernel families)
-from edge_os.compile.fast_math import fast_silu
+from edge_os.compile.fast_math import fast_activations
 from edge_os.compile.kernels import select_kernels
 from edge_os.compile.schedule import schedule_cpu_functions
 
@@ -32,7 +32,7 @@ def build_pipeline(tvm_target: tvm.target.Target, activations: str = "float32"):
             mod = relax.backend.DispatchSortScan()(mod)
             mod = select_kernels(mod, tvm_target, activations)
             if tvm_target.kind.name == "llvm":
-                mod = fast_silu(mod)
+                mod = fast_activations(mod)
             # 2. legalize and fuse the small operators into few kernels (chains of reshapes first
             # collapse: each one left is a VM instruction per layer and step)
             mod = tvm.transform.Sequential([
