@@ -21,7 +21,7 @@ class EnvVar:
 
 ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_HOME", "~/.cache/edge-os", "cache for packed models (the default model is packed here once)"),
-    EnvVar("EDGE_OS_THREADS", "the cores other work leaves idle",
+    EnvVar("EDGE_OS_THREADS", "the cores other work leaves idle (serve: followed while it runs)",
            "threads the engine uses when --threads is not given"),
     EnvVar("EDGE_OS_PREFILL_CHUNK", "64",
            "prompt tokens prefilled per engine step beside the running streams (0: whole prompts at once)"),
@@ -46,6 +46,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
 class Settings:
     home: Path
     threads: int
+    threads_given: bool  # EDGE_OS_THREADS is set (else ``threads`` is ``default_threads()``)
     prefill_chunk: int
     log_level: str
     target: str
@@ -71,6 +72,7 @@ def settings() -> Settings:
     return Settings(
         home=home,
         threads=max(1, threads),
+        threads_given=threads_text.strip().isdigit(),
         prefill_chunk=int(chunk_text) if chunk_text.strip().isdigit() else 64,
         log_level=env.get("EDGE_OS_LOG_LEVEL", "INFO").upper(),
         target=env.get("EDGE_OS_TARGET", "host"),
@@ -89,13 +91,18 @@ def settings() -> Settings:
 def default_threads() -> int:
     """The cores this process may use, less those other work keeps busy (the 1-minute load
     average, rounded): a thread pool that waits at every kernel for a worker the OS has
-    descheduled runs slower than a smaller pool, so with one busy neighbour on 2 cores, 1 thread."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    descheduled runs slower than a smaller pool, so with one busy neighbour on 2 cores, 1 thread.
+    ``serve`` keeps following the neighbours while it runs (``edge_os.scheduler.cpu_share``)."""
     try:
         busy = round(os.getloadavg()[0])
     except OSError:  # no load average on this system
         busy = 0
-    return max(1, cores - busy)
+    return max(1, usable_cores() - busy)
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def env_help() -> str:

@@ -39,7 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--keep-alive", metavar="SECONDS", help="how long an idle model stays loaded (inf: forever)")
     p.add_argument("--pin", nargs="+", default=[], metavar="NAME", help="load these models now and never unload them")
     p.add_argument("--preload", nargs="+", default=[], metavar="NAME", help="load these models now")
-    p.add_argument("--threads", type=positive_int, help="engine threads at full speed (default: EDGE_OS_THREADS)")
+    p.add_argument("--threads", type=positive_int,
+                   help="engine threads, exactly (default: EDGE_OS_THREADS, else the cores other programs leave idle, "
+                        "followed while serving)")
     p.add_argument("--context", type=positive_int, metavar="TOKENS", help="context window each model is served with")
     p.add_argument("--socket", type=Path, help="Unix socket for `edge-os ps` (default: EDGE_OS_SOCKET)")
     p.add_argument("--pipeline", type=Path, metavar="FILE",

@@ -29,6 +29,8 @@ class ModelTable:
         if self._power_probe is not None:
             self._power = self._power_probe.read()
         self._throttle = self._governor.update(self._thermal, self._power)
+        if self._cpu_probe is not None:
+            self._throttle = self._throttle.strictest(self._cpu_share.update(self._cpu_probe.read()))
         for name in pressure_victims(self._memory_state(), self._views()):
             self._unload(name, "other programs need the memory")
 

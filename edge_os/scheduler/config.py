@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from edge_os.config import Settings
+from edge_os.config import Settings, usable_cores
 from edge_os.errors import InputError
 from edge_os.scheduler.governor import GovernorConfig, PowerConfig
 from edge_os.scheduler.sizes import parse_size
@@ -20,6 +20,7 @@ class SchedulerConfig:
     reserve_fraction: float = 0.05  # of MemTotal kept free for the rest of the device (pooled only)
     max_queue: int = 64  # waiting requests; more are refused with queue_full
     threads: int = 1  # engine threads at full speed; the governor lowers it for new loads
+    share_cpu: bool = False  # engines run on the cores other programs leave (edge_os.scheduler.cpu_share)
     template_allowance_tokens: int = 256  # chat-template tokens reserved beyond the prompt's bytes
     probe_interval_s: float = 0.5  # how often the probes are read
     governor: GovernorConfig = field(default_factory=GovernorConfig)
@@ -59,12 +60,15 @@ def config_for_target(
     """The scheduler configuration for ``target``; ``budget`` (e.g. ``2G``) overrides the
     target's memory fraction, and so does ``EDGE_OS_MEMORY_BUDGET``."""
     budget_text = budget or settings.memory_budget
+    # Neither --threads nor EDGE_OS_THREADS: every core, less those other programs keep busy, while serving.
+    share_cpu = threads is None and not settings.threads_given
     return SchedulerConfig(
         budget_bytes=parse_size(budget_text, "memory budget") if budget_text else None,
         memory_fraction=target.budgets.memory_fraction,
         pooled_memory=target.unified_memory or not target.is_gpu,
         max_queue=parse_max_queue(settings.max_queue),
-        threads=threads or settings.threads,
+        threads=threads or (usable_cores() if share_cpu else settings.threads),
+        share_cpu=share_cpu,
         governor=GovernorConfig(
             setpoint_c=target.budgets.thermal_setpoint_c, hysteresis_c=target.budgets.thermal_hysteresis_c
         ),

@@ -34,11 +34,12 @@ from edge_os.scheduler._stepping import Stepping
 from edge_os.scheduler._table import Job, LoadedModel
 from edge_os.scheduler.catalog import Catalog, ModelEntry
 from edge_os.scheduler.config import SchedulerConfig
+from edge_os.scheduler.cpu_share import CpuShare
 from edge_os.scheduler.governor import Governor, Throttle
 from edge_os.scheduler.handle import Handle
 from edge_os.scheduler.periodic import PeriodicSpec, PeriodicTask
 from edge_os.scheduler.policy import keep_alive_expired
-from edge_os.scheduler.probes import MemoryProbe, PowerProbe, PowerReading, ThermalProbe, ThermalReading
+from edge_os.scheduler.probes import CpuProbe, MemoryProbe, PowerProbe, PowerReading, ThermalProbe, ThermalReading
 from edge_os.scheduler.sizes import format_size
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,15 @@ class Scheduler(Admission, ModelTable, Stepping, Endings, PeriodicRuns, Publishi
         power_probe: PowerProbe | None = None,
         clock: Callable[[], float] = time.monotonic,
         periodic: tuple[PeriodicSpec, ...] = (),
+        cpu_probe: CpuProbe | None = None,
     ):
         self.catalog = catalog
         self.config = config
         self._memory_probe = memory_probe
         self._thermal_probe = thermal_probe
         self._power_probe = power_probe
+        self._cpu_probe = cpu_probe  # None: engines keep config.threads whatever else runs
+        self._cpu_share = CpuShare(config.threads)
         self._clock = clock
         self._memory = memory_probe.read()
         self.budget = config.budget_bytes or int(config.memory_fraction * self._memory.total_bytes)

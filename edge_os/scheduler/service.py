@@ -21,7 +21,7 @@ from edge_os.scheduler.catalog import Catalog, ModelEntry, package_entry
 from edge_os.scheduler.config import config_for_target, parse_keep_alive
 from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.periodic import PeriodicSpec
-from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
+from edge_os.scheduler.probes import CpuProbe, MemoryProbe, PowerProbe, ThermalProbe
 from edge_os.scheduler.sizes import format_size
 from edge_os.scheduler.status_socket import StatusServer
 from edge_os.signals import wait_for_signal
@@ -96,6 +96,7 @@ def build_scheduler(options: ServeOptions) -> Scheduler:
         ThermalProbe(options.thermal_root, target.thermal_zones),
         PowerProbe(options.power_root),
         periodic=periodic,
+        cpu_probe=CpuProbe() if config.share_cpu else None,
     )
 
 

@@ -68,7 +68,8 @@ def harness(tmp_path):
     """
 
     def make(models, budget=4 * G, mem_total=16 * G, mem_available=12 * G, keep_alive_s=300.0,
-             pinned=(), preload=(), allocate=False, context_length=2048, fail_load=(), pool=(0, None), **config):
+             pinned=(), preload=(), allocate=False, context_length=2048, fail_load=(), pool=(0, None),
+             cpu_probe=None, **config):
         device = SimulatedDevice(tmp_path, mem_total=mem_total, mem_available=mem_available)
         clock = SimClock()
         h = Harness(scheduler=None, clock=clock, device=device)
@@ -110,6 +111,7 @@ def harness(tmp_path):
             ThermalProbe(device.thermal_dir),
             PowerProbe(device.power_dir),
             clock=clock,
+            cpu_probe=cpu_probe,
         )
         return h
 
