@@ -47,6 +47,7 @@ class AuditLog:
         self.head_path = self.path.with_name(self.path.name + ".head")
         self.max_entries = max_entries
         self.retention_days = retention_days
+        self.unreadable_lines = 0  # lines the last ``entries()`` skipped
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -88,17 +89,21 @@ class AuditLog:
         return entry
 
     def entries(self) -> list[dict[str, Any]]:
-        """Every entry, oldest first (lines that are not JSON objects are skipped; ``verify`` names them)."""
+        """Every entry, oldest first. Lines that are not JSON objects are skipped and counted in
+        ``unreadable_lines``; ``verify`` names them."""
         out = []
+        self.unreadable_lines = 0
         if not self.path.exists():
             return out
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
-                continue
+                entry = None
             if isinstance(entry, dict):
                 out.append(entry)
+            else:
+                self.unreadable_lines += 1
         return out
 
     def runs(self) -> list[dict[str, Any]]:

@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         dropped = AuditLog(path, max_entries=args.max_entries, retention_days=args.retention_days).prune()
         print(f"dropped {dropped} entries")
         return 0
+    log = AuditLog(path)
     if args.audit_command == "runs":
-        for summary in AuditLog(path).runs():
+        for summary in log.runs():
             if args.json:
                 print(json.dumps(summary, ensure_ascii=False))
                 continue
@@ -78,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
             who = f"{summary['via']}:{summary['requester']}" if summary["requester"] else summary["via"]
             print(terminal_safe(f"{summary['run']:12} {when} {summary['status'] or 'unfinished':10} {who:24} "
                                 f"{json.dumps(summary['goal'], ensure_ascii=False)}"))
+        _warn_unreadable(log)
         return 0
-    entries = AuditLog(path).entries()
+    entries = log.entries()
     if args.run:
         entries = [e for e in entries if e.get("run") == args.run]
     if args.last:
@@ -92,4 +94,14 @@ def run(args: argparse.Namespace) -> int:
         data = json.dumps(entry.get("data"), ensure_ascii=False, separators=(",", ":"))
         print(terminal_safe(f"{entry.get('seq'):>6} {when} {entry.get('run') or '-':12} "
                             f"{entry.get('kind'):12} {data}"))
+    _warn_unreadable(log)
     return 0
+
+
+def _warn_unreadable(log) -> None:
+    """One line on stderr when lines of the log were skipped: the listing is not the whole log."""
+    import sys
+
+    if log.unreadable_lines:
+        print(f"edge-os: warning: {log.unreadable_lines} line(s) of {log.path} are not audit entries and were "
+              "skipped; `edge-os audit verify` names them", file=sys.stderr)

@@ -114,3 +114,14 @@ def test_the_show_command(tmp_path: Path) -> None:
     assert len(text.stdout.splitlines()) == 3 and '"actuator":"fan"' in text.stdout
     missing = run_edge_os("audit", "show", "--audit", str(tmp_path / "nope.jsonl"))
     assert_one_line_error(missing, "there is no audit log at")
+
+
+@pytest.mark.parametrize("command", ["show", "runs"])
+def test_listings_say_when_they_skipped_damaged_lines(tmp_path: Path, command: str) -> None:
+    log = filled(tmp_path / "audit.jsonl", 3)
+    assert "warning" not in run_edge_os("audit", command, "--audit", str(log.path)).stderr
+    rewrite(log.path, lambda lines: lines[:1] + ["{half an entr", "[1, 2]"] + lines[1:])
+    listed = run_edge_os("audit", command, "--audit", str(log.path))
+    assert listed.returncode == 0
+    assert "2 line(s)" in listed.stderr and "edge-os audit verify" in listed.stderr
+    assert log.entries() and log.unreadable_lines == 2
