@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tvm_ffi
 
 from edge_os.errors import TargetError
+from edge_os.runtime.ffi import tvm_ffi
 from edge_os.runtime.kv_pool import PAGE_TOKENS
 from edge_os.runtime.tvm_runtime import ensure_loaded, shape, to_numpy, to_tensor
 

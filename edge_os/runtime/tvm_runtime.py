@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import tvm_ffi
 
 from edge_os.package.reader import ALIGNMENT, aligned_empty
+from edge_os.runtime.ffi import tvm_ffi
 
 _PROBE = "vm.builtin.kv_state_add_sequence"  # registered once a TVM library is loaded
 
