@@ -55,12 +55,15 @@ def build_pipeline(tvm_target: tvm.target.Target, activations: str = "float32"):
                                               dl.gpu.Fallback())(mod)
             # 4. lower to the VM. No KillAfterLastUse: storage is planned statically (the same few
             # buffers for any number of layers), and its ~1100 kill instructions per decode step
-            # were a third of the VM's work.
+            # were a third of the VM's work. CallTIRRewrite binds each kernel's result to its
+            # output buffer (``lv = alloc``); canonicalized away, that is not a register copy
+            # instruction per kernel and step.
             mod = tvm.transform.Sequential([
                 relax.transform.RewriteDataflowReshape(),
                 relax.transform.ToNonDataflow(),
                 relax.transform.RemovePurityChecking(),
                 relax.transform.CallTIRRewrite(),
+                relax.transform.CanonicalizeBindings(),
                 relax.transform.StaticPlanBlockMemory(),
                 relax.transform.LowerAllocTensor(),
                 relax.transform.LowerRuntimeBuiltin(),
