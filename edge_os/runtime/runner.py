@@ -1,8 +1,9 @@
 """Runs a compiled model: TVM VM, parameters, paged KV cache, one forward at a time.
 
 This is the only module that talks to TVM at run time. Token ids go in, float32 logits come out.
-Every forward is bracketed by ``begin_forward``/``end_forward`` on the KV cache, and prompts
-longer than the prefill chunk are fed in chunks.
+Every forward is bracketed by ``begin_forward``/``end_forward`` on the KV cache, prompts
+longer than the prefill chunk are fed in chunks, and ``forward`` appends to several sequences in
+one call (decode tokens and a prompt's chunk together).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class ModelRunner:
         self._embed = self.vm["embed"]
         self._prefill = self.vm["prefill"]
         self._prefill_all = self.vm["prefill_all"]
+        self._prefill_ragged = self.vm["prefill_ragged"]
         self._decode = self.vm["decode"]
         self.kv = self.vm["create_paged_kv_cache"](
             shape([cache.max_batch_size]), shape([cache.max_total_tokens]),
@@ -154,6 +156,22 @@ class ModelRunner:
         if all_logits:
             return np.concatenate(outputs, axis=0)
         return outputs[-1][-1]
+
+    def forward(self, seq_ids: list[int], token_ids: list[list[int]]) -> np.ndarray:
+        """Append to several sequences at once, in one call: ``token_ids[i]`` (one or more) to
+        ``seq_ids[i]`` (a running stream's decode token beside a new prompt's chunk). Logits of
+        each sequence's last token ``(len(seq_ids), vocab)``; all the tokens must fit in one
+        prefill chunk."""
+        lengths = [len(ids) for ids in token_ids]
+        flat = [t for ids in token_ids for t in ids]
+        if len(flat) > self.cache_shape.prefill_chunk:
+            raise ValueError(f"{len(flat)} tokens in one forward; the cache takes {self.cache_shape.prefill_chunk}")
+        hidden = self._embed_ids(flat).reshape(1, len(flat), -1)
+        last = self._to_device(np.cumsum(lengths, dtype=np.int32) - 1)
+        self._begin(self.kv, shape(seq_ids), shape(lengths))
+        logits, _ = self._prefill_ragged(self._to_device(hidden), last, self.kv, self.params)
+        self._end(self.kv)
+        return self._to_host(logits)[0]
 
     def decode(self, seq_ids: list[int], token_ids: list[int]) -> np.ndarray:
         """One token for each sequence, batched: logits ``(batch, vocab)``."""
