@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tvm_ffi
 
-from edge_os.errors import TargetError
+from edge_os.errors import PackageError, TargetError
 from edge_os.runtime.kv_pool import PAGE_TOKENS
 from edge_os.runtime.tvm_runtime import ensure_loaded, shape, to_numpy, to_tensor
 
@@ -73,7 +73,11 @@ class ModelRunner:
         self._embed = self.vm["embed"]
         self._prefill = self.vm["prefill"]
         self._prefill_all = self.vm["prefill_all"]
-        self._prefill_ragged = self.vm["prefill_ragged"]
+        try:
+            self._prefill_ragged = self.vm["prefill_ragged"]
+        except AttributeError:
+            raise PackageError("the package was made by an older edge-os (its library has no prefill_ragged, "
+                               "the call that decodes and prefills together); re-pack it") from None
         self._decode = self.vm["decode"]
         self.kv = self.vm["create_paged_kv_cache"](
             shape([cache.max_batch_size]), shape([cache.max_total_tokens]),
@@ -165,7 +169,8 @@ class ModelRunner:
         lengths = [len(ids) for ids in token_ids]
         flat = [t for ids in token_ids for t in ids]
         if len(flat) > self.cache_shape.prefill_chunk:
-            raise ValueError(f"{len(flat)} tokens in one forward; the cache takes {self.cache_shape.prefill_chunk}")
+            raise ValueError(f"{len(flat)} tokens in one forward but the cache takes {self.cache_shape.prefill_chunk} "
+                             "at once; carry fewer prompt tokens per call")
         hidden = self._embed_ids(flat).reshape(1, len(flat), -1)
         last = self._to_device(np.cumsum(lengths, dtype=np.int32) - 1)
         self._begin(self.kv, shape(seq_ids), shape(lengths))
