@@ -18,10 +18,10 @@ from edge_os.runtime.request import Event, Finished, FinishReason, TextDelta, Ti
 log = logging.getLogger("edge_os.runtime.engine")  # one logger for the engine, as before the split
 
 
-# The most rows a step's call carries while streams run: matmuls of up to 8 rows take the decode
-# kernels (``edge_os.compile.kernels``: x86 AVX2's rounded path, ``ROUNDED_TILING``), which cost
-# about the same per row as prefill's matrix-matrix kernels but no more, so such a step costs about
-# what its rows do and a stream's inter-token time stays near a plain decode step's.
+# The rows a step's call fills while streams run (their decode tokens, then prompt tokens): matmuls
+# of up to 8 rows take the integer decode kernels (``edge_os.compile.kernels.x86_avx2``,
+# ``ROUNDED_TILING``), where an 8-row step costs ~1.7x a 4-row one; a separate prefill call of 16
+# tokens on the FP32 matrix-matrix path cost ~6 decode steps (docs/performance.md, issue #15).
 MIXED_ROWS = 8
 
 
