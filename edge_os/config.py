@@ -24,7 +24,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("EDGE_OS_THREADS", "the cores other work leaves idle (serve: followed while it runs)",
            "threads the engine uses when --threads is not given"),
     EnvVar("EDGE_OS_PREFILL_CHUNK", "64",
-           "prompt tokens prefilled per engine step beside the running streams (0: whole prompts at once)"),
+           "most prompt tokens an engine step carries beside the running streams; it carries what "
+           "fills 8 rows (0: whole prompts at once, the streams waiting)"),
     EnvVar("EDGE_OS_LOG_LEVEL", "INFO", "log level: DEBUG, INFO, WARNING, ERROR"),
     EnvVar("EDGE_OS_TARGET", "host", "target descriptor used by `pack` when --target is not given"),
     EnvVar("EDGE_OS_MEMORY_BUDGET", "target's memory_fraction of MemTotal", "scheduler memory budget, e.g. 2G or 512M"),

@@ -10,7 +10,8 @@
    before (its KV pages come from the prefix cache), against the same kind of request cold (a
    system prompt never seen).
 3. p50/p99 inter-token latency of 4 running streams while a ~1,500-token prompt arrives, with
-   whole-prompt prefill (EDGE_OS_PREFILL_CHUNK=0) and with chunked prefill (the default chunk).
+   whole-prompt prefill (EDGE_OS_PREFILL_CHUNK=0) and with the prompt fed a few tokens per decode
+   step (the default).
 
 The host's load average is printed with the figures: on a shared machine they move with it.
 
@@ -220,7 +221,7 @@ def latency(args, package: Path, model: str) -> None:
             p50, p99, longest, long_ttft = itl_with_long_prompt(edge_url, model, args.tokens)
         finally:
             stop(edge)
-        what = "whole-prompt prefill" if chunk == 0 else "chunked prefill"
+        what = "whole-prompt prefill" if chunk == 0 else "prompt in the decode steps"
         print(f"4 streams + a 1,500-token prompt, {what}: inter-token p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms "
               f"(p99/p50 {p99 / p50:.1f}), longest {longest * 1e3:.0f} ms; the long prompt's TTFT {long_ttft:.2f} s"
               f"   (load {load()})")

@@ -72,6 +72,7 @@ def export_model(model_class, config, formats_by_name: dict[str, str], scale_dty
     mod, named_params = model.export_tvm(spec=model.get_default_spec())
     mod = mod.with_attr(MODEL_ATTR, model_facts(config))
     bounds = {"embed": {"seq_len": limits.prefill_chunk}, "prefill": {"seq_len": limits.prefill_chunk},
+              "prefill_ragged": {"seq_len": limits.prefill_chunk, "num_logits": limits.max_batch},
               "prefill_all": {"seq_len": limits.prefill_chunk}, "decode": {"batch_size": limits.max_batch}}
     for name, bound in bounds.items():
         mod[name] = mod[name].with_attr("tir_var_upper_bound", bound)

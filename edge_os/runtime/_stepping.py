@@ -1,5 +1,5 @@
-"""One engine step: prefill new sequences (a chunk at a time beside running streams), decode one
-token for every running sequence in one batch, sample, and decide whether each goes on.
+"""One engine step: decode one token for every running sequence in one batch, with the next chunk
+of new prompts in the same call, sample, and decide whether each goes on.
 
 A mixin of ``Engine`` (``edge_os.runtime.engine``), which holds the state its methods use.
 """
@@ -18,16 +18,25 @@ from edge_os.runtime.request import Event, Finished, FinishReason, TextDelta, Ti
 log = logging.getLogger("edge_os.runtime.engine")  # one logger for the engine, as before the split
 
 
+# The rows a step's call fills while streams run (their decode tokens, then prompt tokens): matmuls
+# of up to 8 rows take the integer decode kernels (``edge_os.compile.kernels.x86_avx2``,
+# ``ROUNDED_TILING``), where an 8-row step costs ~1.7x a 4-row one; a separate prefill call of 16
+# tokens on the FP32 matrix-matrix path cost ~6 decode steps (docs/performance.md, issue #15).
+MIXED_ROWS = 8
+
+
 class Stepping:
     """Advances sequences together, one token per step."""
 
     def step(self, sequences: list[Sequence]) -> dict[Sequence, list[Event]]:
-        """Prefill new sequences (in the order given), then decode one token for all running ones
-        in one batch. While some are running, a step prefills about as many prompt tokens as one
-        of their decode steps costs (``_chunk_budget``: a page at least, ``prefill_chunk`` at most),
-        so a long prompt takes several steps and the running streams keep their pace; its first
-        token comes with the step that prefills its last chunk. With none running, new prompts
-        are prefilled whole (nobody waits for them)."""
+        """Decode one token for every running sequence in one batch. New sequences (in the order
+        given) ride in the same call while some are running: each step carries the running
+        streams' decode tokens and the next chunk of the new prompts, as many prompt tokens as
+        fill ``MIXED_ROWS`` rows (one at least, ``prefill_chunk`` at most), so a long prompt takes
+        many short steps and the running streams keep their pace; its first token comes with the
+        step that carries its last chunk. With none running, ``prefill_chunk`` 0, or a package
+        packed before mixed steps (no ``prefill_ragged``), new prompts are prefilled whole first,
+        in calls of their own."""
         events: dict[Sequence, list[Event]] = {s: [] for s in sequences}
         running, new = [], []
         for seq in sequences:
@@ -37,50 +46,63 @@ class Stepping:
                 self._finish(seq, FinishReason.DEADLINE, events[seq])
             else:
                 (new if seq.pending is None else running).append(seq)
-        budget = self._chunk_budget() if running and self.prefill_chunk else None
-        for seq in new:
-            if budget is None or budget > 0:
-                budget = self._prefill(seq, events[seq], budget)
+        if not (running and self.prefill_chunk and self.runner.mixes_prompts):
+            for seq in new:
+                self._prefill(seq, events[seq])
+            new = []
         if running:
-            self._make_room(PAGE_TOKENS * len(running))  # at most a new page each
-            started = time.perf_counter()
-            logits = self.runner.decode([s.seq_id for s in running], [s.pending for s in running])
-            elapsed = time.perf_counter() - started
-            self._decode_step_s = _average(self._decode_step_s, elapsed)
-            for row, seq in enumerate(running):
-                seq.cached_ids.append(seq.pending)
-                seq.decode_s += elapsed
-                self._accept(seq, logits[row], events[seq])
+            self._forward(running, self._chunks(new, len(running)), events)
         return events
 
-    def _chunk_budget(self) -> int:
-        """Prompt tokens to prefill beside the running streams in this step: about what one of
-        their decode steps costs (so their inter-token time at most doubles), in whole pages,
-        at least a page and at most ``prefill_chunk``."""
-        if not (self._decode_step_s and self._prefill_tok_s):
-            return self.prefill_chunk
-        paced = int(self._decode_step_s * self._prefill_tok_s) // PAGE_TOKENS * PAGE_TOKENS
-        return max(PAGE_TOKENS, min(self.prefill_chunk, paced))
+    def _chunks(self, new: list[Sequence], rows: int) -> list[tuple[Sequence, list[int]]]:
+        """The prompt tokens to carry beside ``rows`` decode tokens: the next ones of each new
+        sequence in turn, up to what fills ``MIXED_ROWS`` rows (one at least, ``prefill_chunk`` at
+        most)."""
+        budget = max(1, min(self.prefill_chunk, MIXED_ROWS - rows))
+        chunks = []
+        for seq in new:
+            if budget <= 0:
+                break
+            ids = seq.prompt_ids[len(seq.cached_ids):][:budget]
+            budget -= len(ids)
+            chunks.append((seq, ids))
+        return chunks
 
-    def _prefill(self, seq: Sequence, out: list[Event], budget: int | None) -> int | None:
-        """Prefill the next ``budget`` prompt tokens of ``seq`` (all: None); returns what is left."""
-        new_ids = seq.prompt_ids[len(seq.cached_ids):]
-        if budget is not None:
-            new_ids = new_ids[:budget]
-            budget -= len(new_ids)
-        self._make_room(len(new_ids) + PAGE_TOKENS)
+    def _forward(self, running: list[Sequence], chunks: list[tuple[Sequence, list[int]]],
+                 out: dict[Sequence, list[Event]]) -> None:
+        """One call: a decode token for each running sequence and a prompt chunk for each new one."""
+        self._make_room(PAGE_TOKENS * len(running) + sum(len(ids) + PAGE_TOKENS for _, ids in chunks))
         started = time.perf_counter()
-        logits = self.runner.prefill(seq.seq_id, new_ids)
-        took = time.perf_counter() - started
-        seq.prefill_s += took
-        if len(new_ids) >= PAGE_TOKENS and took > 0:
-            self._prefill_tok_s = _average(self._prefill_tok_s, len(new_ids) / took)
-        seq.prefilled_tokens += len(new_ids)
-        seq.cached_ids.extend(new_ids)
+        if chunks:
+            logits = self.runner.forward([s.seq_id for s in running] + [s.seq_id for s, _ in chunks],
+                                         [[s.pending] for s in running] + [ids for _, ids in chunks])
+        else:
+            logits = self.runner.decode([s.seq_id for s in running], [s.pending for s in running])
+        elapsed = time.perf_counter() - started
+        for row, seq in enumerate(running):
+            seq.cached_ids.append(seq.pending)
+            seq.decode_s += elapsed
+            self._accept(seq, logits[row], out[seq])
+        for row, (seq, ids) in enumerate(chunks, start=len(running)):
+            seq.prefill_s += elapsed  # the steps that carried its prompt
+            self._prefilled(seq, ids, logits[row], out[seq])
+
+    def _prefill(self, seq: Sequence, out: list[Event]) -> None:
+        """Prefill the rest of ``seq``'s prompt in a call of its own, and sample its first token."""
+        ids = seq.prompt_ids[len(seq.cached_ids):]
+        self._make_room(len(ids) + PAGE_TOKENS)
+        started = time.perf_counter()
+        logits = self.runner.prefill(seq.seq_id, ids)
+        seq.prefill_s += time.perf_counter() - started
+        self._prefilled(seq, ids, logits, out)
+
+    def _prefilled(self, seq: Sequence, ids: list[int], logits: np.ndarray, out: list[Event]) -> None:
+        """Book ``ids`` as cached; when the prompt is complete, sample its first token from ``logits``."""
+        seq.prefilled_tokens += len(ids)
+        seq.cached_ids.extend(ids)
         if len(seq.cached_ids) == len(seq.prompt_ids):
             self._accept(seq, logits, out)
             seq.first_token_at = time.perf_counter()
-        return budget
 
     def _accept(self, seq: Sequence, logits: np.ndarray, out: list[Event]) -> None:
         """Sample the next token and decide whether the sequence goes on."""
@@ -120,7 +142,3 @@ class Stepping:
         out.append(Finished(seq.stream.text, tuple(seq.generated), reason,
                             Usage(len(seq.prompt_ids), len(seq.generated)), timings))
 
-
-def _average(previous: float, value: float, weight: float = 0.2) -> float:
-    """Exponential moving average (the first value stands alone)."""
-    return value if not previous else previous + weight * (value - previous)

@@ -2,7 +2,7 @@
 
 ``Engine.load(path)`` verifies the package and loads it. ``generate(request)`` streams events for
 one request; ``start``/``step``/``release`` let the scheduler advance several sequences together
-(running ones decode in one batch while new prompts are prefilled a chunk per step, so a long
+(running ones decode in one batch that also carries the next few tokens of new prompts, so a long
 prompt does not stall the streams already running). ``complete`` and ``chat`` are the simplest
 use; ``chat_session()`` opens a conversation that keeps its KV cache between turns, so each turn
 only prefills what is new.
@@ -71,12 +71,11 @@ class Engine(Prompts, Slots, Stepping, Generation):
         # Released sequences kept for the prompts that start like them (None: freed at once).
         self.prefix_cache = PrefixCache() if prefix_cache else None
         self._live: set[int] = set()  # ids of the sequences of requests not yet released
-        self._decode_step_s = 0.0  # recent seconds per decode step (moving average)
-        self._prefill_tok_s = 0.0  # recent prefill tokens per second (moving average)
 
     @property
     def prefill_chunk(self) -> int:
-        """Prompt tokens prefilled per step over all new sequences (the compiled chunk at most)."""
+        """The most prompt tokens a step carries beside running streams, over all new sequences
+        (the compiled chunk at most; ``MIXED_ROWS`` in ``_stepping`` sets how many it usually carries)."""
         return self._prefill_chunk
 
     @prefill_chunk.setter
@@ -92,7 +91,7 @@ class Engine(Prompts, Slots, Stepping, Generation):
     def load(cls, package_dir: str | Path, threads: int | None = None, context_tokens: int | None = None,
              max_batch: int = 8, verify: bool = True, prefill_chunk: int | None = None) -> Engine:
         """Verify and load a package. ``context_tokens`` sizes the KV cache shared by all sequences;
-        ``prefill_chunk`` is the prompt tokens prefilled per step (``EDGE_OS_PREFILL_CHUNK``)."""
+        ``prefill_chunk`` caps the prompt tokens a step carries (``EDGE_OS_PREFILL_CHUNK``)."""
         package_dir = Path(package_dir)
         started = time.perf_counter()
         manifest = open_package(package_dir, verify=verify)

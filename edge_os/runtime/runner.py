@@ -1,12 +1,14 @@
 """Runs a compiled model: TVM VM, parameters, paged KV cache, one forward at a time.
 
 This is the only module that talks to TVM at run time. Token ids go in, float32 logits come out.
-Every forward is bracketed by ``begin_forward``/``end_forward`` on the KV cache, and prompts
-longer than the prefill chunk are fed in chunks.
+Every forward is bracketed by ``begin_forward``/``end_forward`` on the KV cache, prompts
+longer than the prefill chunk are fed in chunks, and ``forward`` appends to several sequences in
+one call (decode tokens and a prompt's chunk together).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from edge_os.errors import TargetError
 from edge_os.runtime.ffi import tvm_ffi
 from edge_os.runtime.kv_pool import PAGE_TOKENS
 from edge_os.runtime.tvm_runtime import ensure_loaded, shape, to_numpy, to_tensor
+
+log = logging.getLogger(__name__)
 
 _POOLED_ALLOCATOR = 2  # the VM's pooled allocator
 _BIG_CORES = 1  # TVM's thread-pool affinity mode "big cores" (all cores on a uniform CPU)
@@ -72,6 +76,12 @@ class ModelRunner:
         self._embed = self.vm["embed"]
         self._prefill = self.vm["prefill"]
         self._prefill_all = self.vm["prefill_all"]
+        try:
+            self._prefill_ragged = self.vm["prefill_ragged"]
+        except AttributeError:  # packed before mixed steps: it runs, new prompts are prefilled whole
+            self._prefill_ragged = None
+            log.warning("%s has no prefill_ragged (packed by an older edge-os): a new prompt is prefilled "
+                        "whole while other streams wait; re-pack it to prefill prompts beside them", library)
         self._decode = self.vm["decode"]
         self.kv = self.vm["create_paged_kv_cache"](
             shape([cache.max_batch_size]), shape([cache.max_total_tokens]),
@@ -154,6 +164,28 @@ class ModelRunner:
         if all_logits:
             return np.concatenate(outputs, axis=0)
         return outputs[-1][-1]
+
+    @property
+    def mixes_prompts(self) -> bool:
+        """Whether ``forward`` can carry decode tokens and prompt chunks in one call."""
+        return self._prefill_ragged is not None
+
+    def forward(self, seq_ids: list[int], token_ids: list[list[int]]) -> np.ndarray:
+        """Append to several sequences at once, in one call: ``token_ids[i]`` (one or more) to
+        ``seq_ids[i]`` (a running stream's decode token beside a new prompt's chunk). Logits of
+        each sequence's last token ``(len(seq_ids), vocab)``; all the tokens must fit in one
+        prefill chunk."""
+        lengths = [len(ids) for ids in token_ids]
+        flat = [t for ids in token_ids for t in ids]
+        if len(flat) > self.cache_shape.prefill_chunk:
+            raise ValueError(f"{len(flat)} tokens in one forward but the cache takes {self.cache_shape.prefill_chunk} "
+                             "at once; carry fewer prompt tokens per call")
+        hidden = self._embed_ids(flat).reshape(1, len(flat), -1)
+        last = self._to_device(np.cumsum(lengths, dtype=np.int32) - 1)
+        self._begin(self.kv, shape(seq_ids), shape(lengths))
+        logits, _ = self._prefill_ragged(self._to_device(hidden), last, self.kv, self.params)
+        self._end(self.kv)
+        return self._to_host(logits)[0]
 
     def decode(self, seq_ids: list[int], token_ids: list[int]) -> np.ndarray:
         """One token for each sequence, batched: logits ``(batch, vocab)``."""

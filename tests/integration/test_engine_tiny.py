@@ -154,6 +154,84 @@ def test_int16_batches_of_every_size_decode_like_single_streams(engine):
         assert [int(r.argmax()) for r in a] == [int(r.argmax()) for r in b]
 
 
+def alone(runner, seq_id: int, ids: list[int]) -> np.ndarray:
+    """Logits of every token of ``ids`` from one plain prefill of a sequence of its own."""
+    runner.add_sequence(seq_id)
+    try:
+        return runner.prefill(seq_id, ids, all_logits=True)
+    finally:
+        runner.remove_sequence(seq_id)
+
+
+def test_one_call_of_decode_tokens_and_prompt_chunks_equals_separate_calls(exact_engine):
+    """Several sequences of different lengths in one forward (TVM's prefill attention over a ragged
+    batch): three decode tokens, then two prompts' chunks continued in a second call, each
+    sequence's last logits as its own prefill gives them."""
+    runner = exact_engine.runner
+    rng = np.random.default_rng(7)
+    prompts = [list(rng.integers(3, 259, n)) for n in (5, 17, 33)]
+    news = [list(rng.integers(3, 259, n)) for n in (40, 10)]
+    fed = [list(p) for p in prompts] + [[] for _ in news]
+    ids = list(range(600, 605))
+    for seq, p in zip(ids, prompts, strict=False):
+        runner.add_sequence(seq)
+        runner.prefill(seq, p)
+    for seq in ids[3:]:
+        runner.add_sequence(seq)
+    try:
+        for cuts in ((12, 6), (14, 8), (40, 10)):  # 21 rows, 7 (the decode kernels), 35
+            tokens = [[int(t)] for t in rng.integers(3, 259, 3)]
+            pieces = [new[len(f):cut] for new, f, cut in zip(news, fed[3:], cuts, strict=True)]
+            live = [i for i in range(5) if i < 3 or pieces[i - 3]]
+            batch = tokens + pieces
+            got = runner.forward([ids[i] for i in live], [batch[i] for i in live])
+            for row, i in enumerate(live):
+                fed[i] += batch[i]
+                np.testing.assert_allclose(got[row], alone(runner, 700 + i, fed[i])[-1], atol=1e-4)
+    finally:
+        for seq in ids:
+            runner.remove_sequence(seq)
+
+
+def test_int16_streams_decoded_beside_a_prompt_keep_their_tokens(engine):
+    """Four greedy streams decoded in steps that also carry a 30-token prompt, four tokens a step
+    (eight rows: the integer decode kernels), against each decoded alone: the same tokens, logits
+    within the int16 rounding. The prompt's tokens are rounded like decode tokens there, so its
+    logits stay within that rounding of a plain (float32) prefill."""
+    runner = engine.runner
+    rng = np.random.default_rng(8)
+    prompts = [list(rng.integers(3, 259, n)) for n in (3, 9, 17, 30)]
+    prompt = list(rng.integers(3, 259, 30))
+
+    def streams(first_id: int, mixed: bool) -> tuple[list[list[np.ndarray]], np.ndarray | None]:
+        ids = list(range(first_id, first_id + 4))
+        tokens, logits, last = [], [[] for _ in ids], None
+        for seq, p in zip(ids, prompts, strict=True):
+            runner.add_sequence(seq)
+            tokens.append(int(runner.prefill(seq, p).argmax()))
+        if mixed:
+            runner.add_sequence(first_id + 4)
+        for start in range(0, len(prompt), 4):
+            if mixed:
+                out = runner.forward(ids + [first_id + 4], [[t] for t in tokens] + [prompt[start:start + 4]])
+                last = out[-1]
+            else:
+                out = np.concatenate([runner.decode([seq], [t]) for seq, t in zip(ids, tokens, strict=True)])
+            for i in range(4):
+                logits[i].append(out[i])
+                tokens[i] = int(out[i].argmax())
+        for seq in ids + ([first_id + 4] if mixed else []):
+            runner.remove_sequence(seq)
+        return logits, last
+
+    together, last = streams(800, mixed=True)
+    separate, _ = streams(810, mixed=False)
+    for a, b in zip(together, separate, strict=True):
+        np.testing.assert_allclose(np.stack(a), np.stack(b), atol=2e-3)
+        assert [int(r.argmax()) for r in a] == [int(r.argmax()) for r in b]
+    np.testing.assert_allclose(last, alone(runner, 820, prompt)[-1], atol=2e-3)
+
+
 def run(engine, **kwargs):
     events = list(engine.generate(GenerationRequest(**kwargs)))
     final = events[-1]

@@ -89,6 +89,35 @@ def test_prefill_and_decode_past_the_window_match_numpy(tiny_gemma3):
     assert np.abs(unwindowed[WINDOW + 8:] - want[WINDOW + 8:]).max() > 100 * 2e-4 * np.abs(want).max()
 
 
+def test_decode_beside_prompt_chunks_past_the_window_matches_numpy(tiny_gemma3):
+    """A stream past the window decodes in the same calls that carry another prompt in chunks of 7
+    (the sliding-window layers of both sequences in one ragged batch), each as numpy has it alone."""
+    from edge_os.runtime.engine import Engine
+
+    package, config, weights = tiny_gemma3
+    runner = Engine.load(package, context_tokens=256).runner
+    rng = np.random.default_rng(2)
+    stream, prompt = list(rng.integers(3, 259, size=60)), list(rng.integers(3, 259, size=70))
+    runner.add_sequence(1)
+    runner.add_sequence(2)
+    got_stream, got_prompt = [], []
+    try:
+        runner.prefill(1, stream[:WINDOW + 8])
+        for step, start in enumerate(range(0, len(prompt), 7)):
+            out = runner.forward([1, 2], [[stream[WINDOW + 8 + step]], prompt[start:start + 7]])
+            got_stream.append(out[0])
+            got_prompt.append(out[1])
+    finally:
+        runner.remove_sequence(1)
+        runner.remove_sequence(2)
+    steps = len(got_stream)
+    want_stream = reference(config, weights, stream[:WINDOW + 8 + steps])[WINDOW + 8:]
+    want_prompt = reference(config, weights, prompt)[6::7]
+    scale = 2e-4 * max(np.abs(want_stream).max(), np.abs(want_prompt).max())
+    np.testing.assert_allclose(np.stack(got_stream), want_stream, atol=scale)
+    np.testing.assert_allclose(np.stack(got_prompt), want_prompt, atol=scale)
+
+
 def test_manifest_keeps_gemma_settings_and_template(tiny_gemma3):
     from edge_os.package.reader import open_package
 

@@ -1,4 +1,4 @@
-"""Serving many requests on one engine: chunked prefill beside decode, the prefix cache across
+"""Serving many requests on one engine: prompt chunks in the decode steps, the prefix cache across
 requests, and the thread count following the governor. Tiny packed models with a float32 KV cache,
 so the greedy tokens of every path can be compared exactly."""
 
@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from edge_os.runtime._stepping import MIXED_ROWS
 from edge_os.runtime.engine import Engine
 from edge_os.runtime.request import Finished, GenerationRequest, SamplingParams, TextDelta
 
@@ -53,10 +54,25 @@ def test_chunked_prefill_gives_the_tokens_of_a_whole_prefill(engine):
     engine.prefill_chunk = 0
     whole, steps, prompt = beside_a_stream(engine, request)
     assert steps == 1
-    for chunk in (16, 48):
+    for chunk in (3, 48):  # 3 a step (the setting), 7 (what fills MIXED_ROWS beside the stream)
         engine.prefill_chunk = chunk
         tokens, steps, _ = beside_a_stream(engine, request)
-        assert tokens == whole and steps >= -(-prompt // chunk), chunk
+        assert tokens == whole and steps == -(-prompt // min(chunk, MIXED_ROWS - 1)), chunk
+
+
+def test_a_package_packed_before_mixed_steps_prefills_a_prompt_whole_beside_a_stream(engine):
+    # such a library has no prefill_ragged; the runner then has none, as here
+    request = GenerationRequest(prompt=LONG, raw=True, sampling=GREEDY, max_tokens=12, ignore_eos=True)
+    engine.prefill_chunk = 0
+    whole, _, _ = beside_a_stream(engine, request)
+    engine.prefill_chunk = 48
+    ragged, engine.runner._prefill_ragged = engine.runner._prefill_ragged, None
+    try:
+        assert not engine.runner.mixes_prompts
+        tokens, steps, _ = beside_a_stream(engine, request)
+    finally:
+        engine.runner._prefill_ragged = ragged
+    assert steps == 1 and tokens == whole
 
 
 def test_alone_a_prompt_is_prefilled_whole(engine):
@@ -68,7 +84,7 @@ def test_alone_a_prompt_is_prefilled_whole(engine):
     assert seq.kv_tokens == len(seq.prompt_ids) and any(isinstance(e, TextDelta) for e in events)
 
 
-def test_a_long_prompt_is_prefilled_a_chunk_per_step_while_a_stream_keeps_decoding(engine):
+def test_a_long_prompt_rides_in_the_decode_steps_of_a_running_stream(engine):
     engine.prefill_chunk = 32
     engine.clear_prefix_cache()  # the whole prompt is prefilled here
     request = GenerationRequest(prompt="hi", raw=True, sampling=GREEDY, max_tokens=40, ignore_eos=True)
@@ -82,12 +98,12 @@ def test_a_long_prompt_is_prefilled_a_chunk_per_step_while_a_stream_keeps_decodi
             events = engine.step([newcomer, running])
             steps += 1
             # The running stream gets its token in every step of the newcomer's prefill, and each
-            # step prefills a page to a chunk of the prompt.
+            # step carries as many prompt tokens as fill MIXED_ROWS rows beside its decode token.
             assert [e for e in events[running] if isinstance(e, TextDelta) and e.token_ids]
             grew, held = newcomer.kv_tokens - held, newcomer.kv_tokens
-            assert 16 <= grew <= 32 or held == prompt
+            assert grew == MIXED_ROWS - 1 or held == prompt
             assert bool(events[newcomer]) == (held == prompt)
-        assert steps >= -(-prompt // 32)
+        assert steps == -(-prompt // (MIXED_ROWS - 1))
     finally:
         engine.release(newcomer)
         engine.release(running)

@@ -128,7 +128,8 @@ class Gemma3Model(nn.Module):
 
 
 class Gemma3ForCausalLM(LlamaForCausalLM):
-    """Llama's entry points (embed, prefill, prefill_all, decode, create_paged_kv_cache) over Gemma 3."""
+    """Llama's entry points (embed, prefill, prefill_ragged, prefill_all, decode, create_paged_kv_cache)
+    over Gemma 3."""
 
     def __init__(self, config: Gemma3Config, kv_cache_factory: KVCacheFactory):
         self.config = config

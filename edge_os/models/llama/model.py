@@ -109,6 +109,13 @@ class LlamaForCausalLM(nn.Module):
         hidden = self.model(embeds, cache)
         return self._logits(_last_token(hidden)), cache
 
+    def prefill_ragged(self, embeds: nn.Tensor, logit_positions: nn.Tensor, cache: PagedKVCache):
+        """The new tokens of several sequences in one flat stream ``(1, tokens, hidden)``, each
+        sequence's tokens together and in the order and lengths given to ``begin_forward`` (a
+        decode token is a length of 1) -> logits at ``logit_positions`` ``(n,) int32``, ``(1, n, vocab)``."""
+        hidden = self.model(embeds, cache)
+        return self._logits(op.take(hidden, logit_positions, axis=1)), cache
+
     def prefill_all(self, embeds: nn.Tensor, cache: PagedKVCache):
         """Like ``prefill`` but logits of every position ``(1, seq, vocab)`` (perplexity)."""
         return self._logits(self.model(embeds, cache)), cache
@@ -130,6 +137,8 @@ class LlamaForCausalLM(nn.Module):
         return nn.spec.ModuleSpec.from_raw({
             "embed": {"input_ids": nn.spec.Tensor(["seq_len"], "int32"), "$": packed},
             "prefill": {"embeds": nn.spec.Tensor([1, "seq_len", hidden], "float32"), "cache": cache, "$": packed},
+            "prefill_ragged": {"embeds": nn.spec.Tensor([1, "seq_len", hidden], "float32"),
+                               "logit_positions": nn.spec.Tensor(["num_logits"], "int32"), "cache": cache, "$": packed},
             "prefill_all": {"embeds": nn.spec.Tensor([1, "seq_len", hidden], "float32"), "cache": cache, "$": packed},
             "decode": {"embeds": nn.spec.Tensor(["batch_size", 1, hidden], "float32"), "cache": cache, "$": packed},
             "create_paged_kv_cache": {

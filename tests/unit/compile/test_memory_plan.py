@@ -24,7 +24,7 @@ def _storage_shapes(limits: CompileLimits) -> dict[str, list[str]]:
     mod, _ = export_model(LlamaForCausalLM, config, {}, "float32", HOST, limits)
     lowered = build_pipeline(HOST)(mod)
     shapes = {}
-    for name in ("prefill", "decode"):  # embed has no intermediates
+    for name in ("prefill", "prefill_ragged", "decode"):  # embed has no intermediates
         text = lowered[name].script()
         # The size argument of every storage allocation: a literal, or a shape computed per call.
         shapes[name] = [size for size in re.findall(r"R\.vm\.alloc_storage\((\S+?),", text)]
