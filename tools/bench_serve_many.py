@@ -121,7 +121,8 @@ def start_llama_server(binary: str, gguf: Path, threads: int, slots: int) -> tup
         [binary, "-m", str(gguf), "-t", str(threads), "-tb", str(threads), "-np", str(slots), "-cb",
          "-c", str(2048 * slots), "--host", "127.0.0.1", "--port", str(port)],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    _wait_for(proc, None, lambda line: "server is listening" in line or "all slots are idle" in line)
+    # "server is listening" (older llama-server), "listening on http://..." (the 0.3.36 sdist's)
+    _wait_for(proc, None, lambda line: "listening on http" in line or "server is listening" in line)
     return proc, f"http://127.0.0.1:{port}"
 
 
