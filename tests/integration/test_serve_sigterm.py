@@ -48,8 +48,13 @@ def test_sigterm_stops_serve_during_hanging_renders_and_the_rendering_request_is
             wait_until(lambda: "loaded hostile" in log_path.read_text(), 120, what="serve loading the model")
             for correlation in correlations[1:]:  # they wait in the scheduler while the first renders
                 requester.ask({"prompt": "hi", "max_tokens": 4}, correlation, topic="edge-os/kitchen/req")
-            # Its error answer means the scheduler is on to the next ones: each renders until its bound.
             assert requester.final(b"first", timeout=60)["code"] == "invalid_request"
+            # The queued ones reached the scheduler while the first rendered; the loop starts them one
+            # after the other in one pass, each rendering until its bound. The first answer can come
+            # before that pass begins (the loop reads its probes first), the second only from inside
+            # it: once one of them is answered, the next is rendering.
+            wait_until(lambda: any(requester.answers(c) for c in correlations[1:]), 60,
+                       what="a queued request answered")
             proc.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
             code = proc.wait(60)
