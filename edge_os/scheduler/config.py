@@ -61,7 +61,8 @@ def config_for_target(
     target's memory fraction, and so does ``EDGE_OS_MEMORY_BUDGET``."""
     budget_text = budget or settings.memory_budget
     # Neither --threads nor EDGE_OS_THREADS: every core, less those other programs keep busy, while serving.
-    share_cpu = threads is None and not settings.threads_given
+    # (on one core there is nothing to share: no probe)
+    share_cpu = threads is None and not settings.threads_given and usable_cores() > 1
     return SchedulerConfig(
         budget_bytes=parse_size(budget_text, "memory budget") if budget_text else None,
         memory_fraction=target.budgets.memory_fraction,
