@@ -126,3 +126,21 @@ def test_every_quantized_format_decodes_with_integer_activations_on_avx2_and_neo
         for activations, bits in (("int16", 16), ("int8", 8)):
             info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": "float32", "activations": activations}
             assert int(family.build(info, target).attrs[ROUNDED_BITS_ATTR]) == bits, (family.__name__, activations)
+
+
+@pytest.mark.parametrize("activations", ["int16", "int8"])
+def test_the_largest_q6_k_products_do_not_overflow_the_integer_sums(activations):
+    """q6_k's largest weight, |(q - 32) * sc| = 32 * 128, times full-scale int16 activations, over a
+    group of 32: 2**32, twice what int32 holds. Every block at that extreme, every activation 1.0."""
+    block = np.zeros(210, np.uint8)  # q = 0 everywhere: q - 32 = -32
+    block[192:208] = np.full(16, -128, np.int8).view(np.uint8)  # sub-block scales
+    block[208:210] = np.array([1.0], np.float16).view(np.uint8)  # d
+    weight = reference.from_gguf_blocks(np.tile(block, (N, K // 256)), "Q6_K", N, K)
+    dense = weight.dequantize().astype(np.float64)
+    assert np.all(dense == 4096.0)
+    x = np.ones((1, K), np.float32)
+    for family, builder in _host_builders():
+        kernel, _, _ = _build(builder, "q6_k", "float16", activations)
+        y = tvm.runtime.tensor(np.zeros((1, N), np.float32))
+        kernel(tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in weight.arrays.values()], y)
+        np.testing.assert_allclose(y.numpy(), x @ dense.T, rtol=1e-5, err_msg=family)
