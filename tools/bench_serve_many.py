@@ -7,8 +7,9 @@
    with ``--llama-server``, continuous batching, ``-np 8`` slots) on the same GGUF with the same
    threads. The two servers take turns at each N.
 2. Time to first token of a request whose ~400-token system prompt another request used just
-   before (its KV pages come from the prefix cache), against the same kind of request cold (a
-   system prompt never seen).
+   before (its KV pages come from the prefix cache; the question is another, so the request is not
+   a whole-prompt repeat, which would be answered from the kept logits alone), against the same
+   kind of request cold (a system prompt never seen).
 3. p50/p99 inter-token latency of 4 running streams while a ~1,500-token prompt arrives, with
    whole-prompt prefill (EDGE_OS_PREFILL_CHUNK=0) and with the prompt fed a few tokens per decode
    step (the default).
@@ -68,10 +69,10 @@ def concurrent(url: str, model: str, n: int, max_tokens: int) -> float:
     return sum(results) / (max(s[-1] for s in stamps) - started)
 
 
-def ttft(url: str, model: str, system: str) -> float:
+def ttft(url: str, model: str, system: str, question: str = QUESTION) -> float:
     stamps: list[float] = []
     started = time.perf_counter()
-    stream(url, model, [{"role": "system", "content": system}, {"role": "user", "content": QUESTION}], 4, stamps)
+    stream(url, model, [{"role": "system", "content": system}, {"role": "user", "content": question}], 4, stamps)
     return stamps[0] - started
 
 
@@ -204,7 +205,7 @@ def throughput_and_ttft(args, package: Path, model: str) -> None:
         for rep in range(args.reps):
             system = SYSTEM.format(n=rep) * 7  # about 415 tokens, new to the server
             cold.append(ttft(edge_url, model, system))
-            cached.append(ttft(edge_url, model, system))  # the same system prompt: from the prefix cache
+            cached.append(ttft(edge_url, model, system, "Is the kitchen light on?"))  # system prompt cached
         c, w = statistics.median(cold), statistics.median(cached)
         print(f"TTFT with a ~400-token system prompt: cold {c * 1e3:.0f} ms, cached {w * 1e3:.0f} ms "
               f"({w / c:.0%} of cold)   (load {load()})")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from edge_os.runtime.grammar import TokenMask
 from edge_os.runtime.request import GenerationRequest
 from edge_os.runtime.sampler import Sampler
@@ -24,6 +26,7 @@ class Sequence:
     generated: list[int] = field(default_factory=list)
     pending: int | None = None  # sampled, not yet fed to the model
     mask: TokenMask | None = None  # the output grammar's state, for constrained requests
+    prompt_logits: np.ndarray | None = None  # after the prompt's last token: from the prefix cache, or its prefill
     finished: bool = False
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float = 0.0

@@ -44,6 +44,9 @@ class Stepping:
                 continue
             if seq.request.deadline is not None and time.monotonic() > seq.request.deadline:
                 self._finish(seq, FinishReason.DEADLINE, events[seq])
+            elif seq.pending is None and len(seq.cached_ids) == len(seq.prompt_ids):
+                # The prefix cache held the whole prompt and the logits after it: no call at all.
+                self._prefilled(seq, [], seq.prompt_logits, events[seq])
             else:
                 (new if seq.pending is None else running).append(seq)
         if not (running and self.prefill_chunk and self.runner.mixes_prompts):
@@ -101,6 +104,8 @@ class Stepping:
         seq.prefilled_tokens += len(ids)
         seq.cached_ids.extend(ids)
         if len(seq.cached_ids) == len(seq.prompt_ids):
+            if ids:  # computed now, not taken from the prefix cache: a copy to keep with the prompt
+                seq.prompt_logits = np.array(logits, dtype=np.float32)
             self._accept(seq, logits, out)
             seq.first_token_at = time.perf_counter()
 

@@ -166,6 +166,25 @@ def test_batched_requests_forked_from_one_prefix_decode_like_cold_ones(engine):
     assert [finals[s] for s in seqs] == cold
 
 
+def test_a_repeated_prompt_starts_from_its_first_runs_state(engine):
+    """The same prompt again is not prefilled at all: the kept sequence and the logits after the
+    prompt give its first token, and a seed gives the first run's sampled text, token for token."""
+    engine.prefill_chunk = 64
+    engine.clear_prefix_cache()
+    hot = SamplingParams(temperature=1.5, top_k=0, top_p=1.0, seed=7)
+    request = GenerationRequest(prompt=LONG, raw=True, sampling=hot, max_tokens=40, ignore_eos=True)
+    first = [e for e in engine.generate(request) if isinstance(e, Finished)][0]
+    hits = engine.prefix_cache.hits
+    tokens_of(engine, LONG[:100] + "something else")  # meanwhile another request forks from its first part
+    assert engine.prefix_cache.hits == hits + 1
+    seq = engine.start(request)
+    assert seq.kv_tokens == len(seq.prompt_ids) and seq.prompt_logits is not None
+    again = [e for e in engine.run(seq) if isinstance(e, Finished)][0]
+    engine.release(seq)
+    assert seq.prefilled_tokens == 0
+    assert again.token_ids == first.token_ids
+
+
 def test_kept_prefixes_give_way_to_running_sequences(tiny_package_factory):
     """A pool filled with kept prefixes still serves a request that needs all of it."""
     engine = Engine.load(tiny_package_factory("q4f32", kv_dtype="float32"), threads=2, context_tokens=192,
