@@ -16,11 +16,14 @@ int4 (q4, q4_1, q4_k), 5-bit (q5_0, q5_1, q5_k: the fifth bits ORed into the nib
 see ``_q6_k_dots``):
 a 32-byte load holds 64 values (two groups, A then B), low nibbles the even
 elements and high nibbles the odd ones; the prologue stores each 64-span of activations in the
-order the widened nibbles come out, so the int32 result holds group A in lanes 0-3 and B in 4-7
-and scales are applied as [A,A,A,A,B,B,B,B]. The group minimum (q4_1, q4_k, q5_1, q5_k) or the
--8 / -16 zero point (q4 / q5_0) multiplies the group's exact float activation sum (a quarter of it
-in each of its 4 lanes).
-q8 (and q8_m, with a minimum): one group per load, natural order.
+order the widened nibbles come out, so the int32 result holds group A in lanes 0-3 and B in 4-7.
+A task owns 4 weight rows; two rounds of ``vphaddd`` sum the 4 rows' results into one vector
+[r0 A, r1 A, r2 A, r3 A, r0 B, .., r3 B], so one conversion to float and one scaling serve 4 rows
+(each row used to convert and scale its own 8 lanes; one-row int4 matmuls are 12-15% faster for
+it on Zen 1, docs/performance.md). The group minimum (q4_1, q4_k, q5_1, q5_k) or the -8 / -16
+zero point (q4 / q5_0) multiplies the group's exact float activation sum.
+q8 (and q8_m, with a minimum): one group per load, natural order; the 4 rows are summed the same
+way, row r's total then in lanes r and 4 + r.
 
 Batches (calls of 2 to ``gemm_from - 1`` rows: a decode step of several sequences, a prefill of
 a few tokens): 4-, 5- and 6-bit formats unpack each span of a weight row once into registers and apply it to
@@ -68,20 +71,21 @@ def supports(layout: WeightLayout) -> bool:
     return layout.fmt.bits == 8
 
 
-def decoder(bits: int, batch_rows: int | None = None):
+def decoder(bits: int):
     """The decode path (arguments of ``matmul_fp32.decode_fp32``) for ``bits``-bit activations.
 
-    One activation row (single-stream decode) runs ``tiling.rows`` weight rows per task with
-    their accumulators in registers. Several rows (batched decode, prefill of a few tokens) run
-    ``batch_rows`` weight rows per task (default ``BATCH_ROWS``): each block of weights is loaded
-    and unpacked once into registers, and a loop over the activation rows applies it to each of
-    them, their accumulators in a small stack array (L1). Every row goes through the same
-    arithmetic in both, so a row's result does not depend on the batch it came in.
+    Each task owns ``ROWS`` weight rows. One activation row (single-stream decode) keeps its
+    accumulator in registers. Several rows (batched decode, prefill of a few tokens): each block of
+    weights is loaded and unpacked once into registers, and a loop over the activation rows applies
+    it to each of them, their accumulators in a small stack array (L1). Every row goes through the
+    same arithmetic in both, so a row's result does not depend on the batch it came in.
     """
     if bits not in (8, 16):
         raise ValueError(f"activations of {bits} bits")
 
     def decode(layout: WeightLayout, tiling, x, weights, y, m) -> None:
+        if tiling.rows != ROWS:
+            raise ValueError(f"the integer decode path runs {ROWS} weight rows per task, not {tiling.rows}")
         k, groups = layout.k, layout.groups
         int4 = layout.fmt.bits != 8
         xq = T.decl_buffer((m * k,), f"int{bits}")  # rounded activations (int4: in nibble order)
@@ -94,55 +98,51 @@ def decoder(bits: int, batch_rows: int | None = None):
         _quantize_activations(layout, bits, x, m, xq, xd, xs, xa)
         with T.If(m == 1):
             with T.Then():
-                _batch(layout, bits, weights, y, tiling.rows, None, xq, xd, xs, xa)
+                _batch(layout, bits, weights, y, None, xq, xd, xs, xa)
             with T.Else():
                 if int4:  # unpacking dominates: once per block for all rows
-                    rows = batch_rows or BATCH_ROWS
-                    while layout.n % rows:
-                        rows //= 2
-                    _batch(layout, bits, weights, y, rows, (m, tiling.gemm_from - 1), xq, xd, xs, xa)
+                    _batch(layout, bits, weights, y, (m, tiling.gemm_from - 1), xq, xd, xs, xa)
                 else:  # bytes need no unpacking: the m=1 body per row, the block's weights from L1
-                    _batch(layout, bits, weights, y, tiling.rows, m, xq, xd, xs, xa)
+                    _batch(layout, bits, weights, y, m, xq, xd, xs, xa)
 
     return decode
 
 
-# Weight rows per task when an int4 call has several activation rows (a row's unpacked weights
-# stay in registers during the loop over the activation rows). Measured: 4 and 2 alike, 1 slower.
-BATCH_ROWS = 4
+# Weight rows per task: ``_combine`` sums 4 rows' dot products into one vector. (With several
+# activation rows, a row's unpacked weights stay in registers during the loop over them; measured
+# before the combined sums: 4 and 2 rows alike, 1 slower.)
+ROWS = 4
 
 
-def _batch(layout, bits, weights, y, rows: int, batch, xq, xd, xs, xa) -> None:
-    """``y = x @ W.T`` with ``rows`` weight rows per task, for the activation rows ``batch``:
+def _batch(layout, bits, weights, y, batch, xq, xd, xs, xa) -> None:
+    """``y = x @ W.T`` with ``ROWS`` weight rows per task, for the activation rows ``batch``:
 
     - ``None``: row 0 alone, the accumulators in registers;
     - ``m``: rows 0..m-1 one after the other, each like row 0 alone (the block's weights stay in L1);
     - ``(m, most)``: rows 0..m-1 (m <= most) in a loop inside each block of weights, their
       accumulators in a stack array (L1).
     """
-    with T.parallel(0, layout.n // rows) as block:
+    with T.parallel(0, layout.n // ROWS) as block:
         if batch is None or isinstance(batch, tuple):
-            _block(layout, bits, weights, y, block * rows, rows, [0] if batch is None else batch, xq, xd, xs, xa)
+            _block(layout, bits, weights, y, block * ROWS, [0] if batch is None else batch, xq, xd, xs, xa)
         else:
             with T.serial(0, batch) as i:
-                _block(layout, bits, weights, y, block * rows, rows, [i], xq, xd, xs, xa)
+                _block(layout, bits, weights, y, block * ROWS, [i], xq, xd, xs, xa)
 
 
-def _block(layout, bits, weights, y, first_row, rows: int, batch, xq, xd, xs, xa) -> None:
+def _block(layout, bits, weights, y, first_row, batch, xq, xd, xs, xa) -> None:
     most = len(batch) if isinstance(batch, list) else batch[1]
-    acc = T.decl_buffer((rows * most * LANES,), "float32")  # acc[(r * most + slot) * LANES]
-    _each(batch, lambda slot, i: [T.buffer_store(acc, bcast(const(0.0), LANES),
-                                                 vstore_index((r * most + slot) * LANES, lanes=LANES))
-                                  for r in range(rows)])
+    # acc[slot * LANES]: the 4 weight rows' sums for activation row ``slot``, row r's in lanes r and 4 + r
+    acc = T.decl_buffer((most * LANES,), "float32")
+    _each(batch, lambda slot, i: T.buffer_store(acc, bcast(const(0.0), LANES), vstore_index(slot * LANES, lanes=LANES)))
     if layout.fmt.bits != 8:
-        _int4_rows(layout, bits, weights, acc, first_row, rows, batch, xq, xd, xs)
+        _int4_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs)
     else:
-        _int8_rows(layout, bits, weights, acc, first_row, rows, batch, xq, xd, xs, xa)
+        _int8_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs, xa)
 
     def store(slot, i):
-        for r in range(rows):
-            at = (r * most + slot) * LANES
-            T.buffer_store(y, tree_sum([load(acc, at + lane) for lane in range(LANES)]), [i, first_row + r])
+        for r in range(ROWS):
+            T.buffer_store(y, load(acc, slot * LANES + r) + load(acc, slot * LANES + ROWS + r), [i, first_row + r])
     _each(batch, store)
 
 
@@ -203,14 +203,21 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
                         T.buffer_store(xa, tirx.Cast(f"int8x{LANES}", tirx.abs(q)), vstore_index(at, lanes=LANES))
 
 
-def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, batch, xq, xd, xs) -> None:
-    """Each span of ``rows`` weight rows unpacked once, applied to every activation row."""
+def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs) -> None:
+    """Each span of the ``ROWS`` (4) weight rows unpacked once, applied to every activation row.
+
+    A row's integer dots of the span (int32x8: group A's in lanes 0-3, B's in 4-7) go to ``dots``;
+    then, per activation row, ``_combine`` sums the 4 rows' lanes into one vector
+    [r0 A, r1 A, r2 A, r3 A, r0 B, ... r3 B], and one conversion and scaling serves the 4 rows, where
+    each row used to convert and scale its own 8 lanes."""
     k, groups = layout.k, layout.groups
     most = len(batch) if isinstance(batch, list) else batch[1]
     nibble_mask = bcast(const(0x0F0F0F0F, "uint32"), LANES)
     q6_k = layout.fmt.name == "q6_k"
+    dots = T.decl_buffer((ROWS * most * LANES,), "int32")  # dots[(r * most + slot) * LANES]
     with T.serial(0, k // SPAN) as span:
-        for r in range(rows):
+        scales, minimums = [], []
+        for r in range(ROWS):
             row = first_row + r
             _prefetch_ahead(layout, weights, row, span * LANES, span * 2)
             words = vload(weights[0], row, span * LANES, lanes=LANES)  # 64 nibbles
@@ -232,11 +239,12 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
                 unpacked = [T.bind(tirx.reinterpret("int8x32", v)) for v in (low, high)]
             else:
                 unpacked = [T.bind(_widen_nibbles(v, upper)) for v in (low, high) for upper in (False, True)]
-            scale = T.bind(layout.pair_scales(weights, row, span * 2))
-            minimum = (T.bind(layout.pair_minimums(weights, row, span * 2))
-                       if layout.fmt.asymmetric and not q6_k else None)
 
-            def apply(slot, i, r=r, unpacked=unpacked, scale=scale, minimum=minimum):
+            scales.append(layout.pair_scales(weights, row, span * 2))
+            if layout.fmt.asymmetric and not q6_k:
+                minimums.append(layout.pair_minimums(weights, row, span * 2))
+
+            def row_dots(slot, i, r=r, unpacked=unpacked):
                 at = i * k + span * SPAN
                 if bits == 8:
                     evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
@@ -244,54 +252,70 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: i
                     if q6_k:  # less the same products of 32, then times the sub-block scales
                         thirty_two = bcast(const(32, "int8"), BYTES)
                         offsets = _pmaddubsw(thirty_two, evens) + _pmaddubsw(thirty_two, odds)
-                        dots = _pmaddwd(pairs - offsets, unpacked[2])
+                        value = _pmaddwd(pairs - offsets, unpacked[2])
                     else:
-                        dots = _pmaddwd(pairs, bcast(const(1, "int16"), 16))
+                        value = _pmaddwd(pairs, bcast(const(1, "int16"), 16))
                 else:
-                    dots = tree_sum([_pmaddwd(w, vload(xq, at + 16 * n, lanes=16)) for n, w in enumerate(unpacked)])
-                dots = to_f32(dots, LANES)
-                pair = (i * groups + span * 2) * (LANES // 2)
-                x_scale, x_sum = vload(xd, pair, lanes=LANES), vload(xs, pair, lanes=LANES)
-                if q6_k:  # W = d * (sc * (q - 32)), the bracket in the integer dots
-                    term = dots * (scale * x_scale)
-                elif layout.fmt.asymmetric:  # W = scale*q + minimum
-                    term = dots * (scale * x_scale) + minimum * x_sum
-                else:  # W = scale*(q - 8), or (q - 16) for q5_0
-                    term = (dots * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
-                at = (r * most + slot) * LANES
-                T.buffer_store(acc, vload(acc, at, lanes=LANES) + term, vstore_index(at, lanes=LANES))
-            _each(batch, apply)
+                    value = tree_sum([_pmaddwd(w, vload(xq, at + 16 * n, lanes=16)) for n, w in enumerate(unpacked)])
+                T.buffer_store(dots, value, vstore_index((r * most + slot) * LANES, lanes=LANES))
+            _each(batch, row_dots)
+        scale, minimum = _bind_by_row(scales, minimums)
+
+        def apply(slot, i):
+            summed = _summed(dots, most, slot, in_float=q6_k and bits == 16)
+            pair = (i * groups + span * 2) * (LANES // 2)
+            # xs holds a quarter of each group's sum (one per lane it used to scale); now a lane
+            # holds the whole group: times 4, exact in float.
+            x_scale, x_sum = vload(xd, pair, lanes=LANES), vload(xs, pair, lanes=LANES) * bcast(const(4.0), LANES)
+            if q6_k:  # W = d * (sc * (q - 32)), the bracket in the integer dots
+                term = summed * (scale * x_scale)
+            elif layout.fmt.asymmetric:  # W = scale*q + minimum
+                term = summed * (scale * x_scale) + minimum * x_sum
+            else:  # W = scale*(q - 8), or (q - 16) for q5_0
+                term = (summed * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
+            T.buffer_store(acc, vload(acc, slot * LANES, lanes=LANES) + term, vstore_index(slot * LANES, lanes=LANES))
+        _each(batch, apply)
 
 
-def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, rows: int, batch, xq, xd, xs, xa) -> None:
-    """Each group of ``rows`` weight rows loaded once, applied to every activation row."""
+def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, xa) -> None:
+    """Each group of the ``ROWS`` (4) weight rows loaded once, applied to every activation row; the 4
+    rows' dots share one conversion and scaling as in ``_int4_rows`` (here a row's sum is split
+    over lanes r and 4 + r)."""
     k, groups = layout.k, layout.groups
     most = len(batch) if isinstance(batch, list) else batch[1]
+    dots = T.decl_buffer((ROWS * most * LANES,), "int32")  # dots[(r * most + slot) * LANES]
     with T.serial(0, groups) as g:
-        for r in range(rows):
+        scales, minimums = [], []
+        for r in range(ROWS):
             row = first_row + r
             _prefetch_ahead(layout, weights, row, g * GROUP_SIZE, g)
             w = T.bind(vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES))
             if bits == 16:
                 halves = [T.bind(tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))))
                           for h in range(2)]
-            w_scale = T.bind(bcast(layout.group_scale(weights, row, g), LANES))
-            w_min = T.bind(bcast(layout.group_minimum(weights, row, g), LANES)) if layout.fmt.asymmetric else None
+            scales.append(bcast(layout.group_scale(weights, row, g), LANES))
+            if layout.fmt.asymmetric:
+                minimums.append(bcast(layout.group_minimum(weights, row, g), LANES))
 
-            def apply(slot, i, r=r, w=w, w_scale=w_scale, w_min=w_min, halves=halves if bits == 16 else None):
+            def row_dots(slot, i, r=r, w=w, halves=halves if bits == 16 else None):
                 at = i * k + g * GROUP_SIZE
                 if bits == 8:
                     signs, magnitudes = vload(xq, at, lanes=BYTES), vload(xa, at, lanes=BYTES)
-                    dots = _pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), bcast(const(1, "int16"), 16))
+                    value = _pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), bcast(const(1, "int16"), 16))
                 else:
-                    dots = (_pmaddwd(halves[0], vload(xq, at, lanes=16))
-                            + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16)))
-                term = to_f32(dots, LANES) * (w_scale * vload(xd, (i * groups + g) * LANES, lanes=LANES))
-                if w_min is not None:  # q8_m: + minimum * the group's sum, an eighth of it in each lane
-                    term = term + w_min * vload(xs, (i * groups + g) * LANES, lanes=LANES)
-                at = (r * most + slot) * LANES
-                T.buffer_store(acc, vload(acc, at, lanes=LANES) + term, vstore_index(at, lanes=LANES))
-            _each(batch, apply)
+                    value = (_pmaddwd(halves[0], vload(xq, at, lanes=16))
+                             + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16)))
+                T.buffer_store(dots, value, vstore_index((r * most + slot) * LANES, lanes=LANES))
+            _each(batch, row_dots)
+        w_scale, w_min = _bind_by_row(scales, minimums)
+
+        def apply(slot, i):
+            summed = _summed(dots, most, slot, in_float=False)
+            term = summed * (w_scale * vload(xd, (i * groups + g) * LANES, lanes=LANES))
+            if w_min is not None:  # q8_m: + minimum * the group's sum; xs holds an eighth, a lane here half
+                term = term + w_min * (vload(xs, (i * groups + g) * LANES, lanes=LANES) * bcast(const(4.0), LANES))
+            T.buffer_store(acc, vload(acc, slot * LANES, lanes=LANES) + term, vstore_index(slot * LANES, lanes=LANES))
+        _each(batch, apply)
 
 
 def _q6_k_highs(layout: WeightLayout, weights, row, span, low, high):
@@ -371,9 +395,33 @@ def _psignb(values, signs):
     return tirx.call_llvm_pure_intrin("int8x32", "llvm.x86.avx2.psign.b", values, signs)
 
 
-def _pair(a, b):
-    """[a, a, a, a, b, b, b, b]: one scale per group for the lanes that group's sums occupy."""
-    return tirx.Shuffle([bcast(a, 4), bcast(b, 4)], list(range(LANES)))
+def _combine(per_row, dtype: str = "int32x8", intrinsic: str = "llvm.x86.avx2.phadd.d"):
+    """[A, A, A, A, B, B, B, B] partial sums of 4 rows -> [r0 A, r1 A, r2 A, r3 A, r0 B .. r3 B]
+    (``vphaddd`` / ``vhaddps`` add neighbouring lanes within each 128-bit half)."""
+    def hadd(a, b):
+        return tirx.call_llvm_pure_intrin(dtype, intrinsic, a, b)
+    return hadd(hadd(per_row[0], per_row[1]), hadd(per_row[2], per_row[3]))
+
+
+def _summed(dots, most: int, slot, in_float: bool) -> tirx.PrimExpr:
+    """The 4 rows' dots of activation row ``slot`` (``dots[(r * most + slot) * LANES]``) combined, as
+    float. ``in_float``: converted first and summed in float, where a group's integer sum can pass
+    int32 (q6_k with int16 activations: 32 * 4096 * 32767 = 2**32; a lane's 8 products fit)."""
+    per_row = [vload(dots, (r * most + slot) * LANES, lanes=LANES) for r in range(ROWS)]
+    if in_float:
+        return _combine([to_f32(v, LANES) for v in per_row], "float32x8", "llvm.x86.avx.hadd.ps.256")
+    return to_f32(_combine(per_row), LANES)
+
+
+def _bind_by_row(scales, minimums):
+    """The 4 rows' scales (and minimums, if any) in the lanes of ``_combine``, bound once."""
+    return T.bind(_by_row(scales)), (T.bind(_by_row(minimums)) if minimums else None)
+
+
+def _by_row(per_row):
+    """float32x8 [a, a, a, a, b, b, b, b] of 4 rows -> [r0 a, r1 a, r2 a, r3 a, r0 b .. r3 b], the
+    lanes of ``_combine`` (a broadcast per row gives [r0, r1, r2, r3, r0, r1, r2, r3])."""
+    return tirx.Shuffle(per_row, [0, 8, 16, 24, 4, 12, 20, 28])
 
 
 def _prefetch_ahead(layout: WeightLayout, weights, row, column, group) -> None:
