@@ -109,6 +109,12 @@ class AgentDoor:
 
         if not _answerable(msg):
             return
+        if msg.retained:  # replayed at every connection: a stale goal must never drive an actuator
+            self._send(msg.response_topic, schema.error(
+                "retained_request", "an agent request must not be retained (the broker replays it at every "
+                "connection); publish it with retain off, and clear this one with an empty retained payload"),
+                msg.correlation)
+            return
         if not msg.correlation:
             self._send(msg.response_topic, schema.error(
                 "missing_correlation_data", "set MQTT v5 correlation data: it identifies the agent request"), None)

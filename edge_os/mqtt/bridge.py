@@ -181,7 +181,7 @@ class MqttBridge:
 
     def _dispatch(self, msg: Inbound) -> None:
         if self._mcu is not None and self._mcu.handles(msg.topic):
-            self._mcu.received(msg.topic, msg.payload)
+            self._mcu.received(msg.topic, msg.payload, msg.retained)
         elif self._discovery is not None and self._discovery.handles(msg.topic):
             self._discovery.received(msg.topic, msg.payload)
             self._next_discovery = 0.0

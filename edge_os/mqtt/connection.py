@@ -51,6 +51,7 @@ class Inbound:
     correlation: bytes | None
     expiry_s: int | None  # remaining message expiry interval, as forwarded by the broker
     redelivered: bool  # the broker's DUP flag
+    retained: bool  # replayed from the broker's store on subscribing, not sent just now
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,7 @@ class Connection:
             correlation=getattr(props, "CorrelationData", None),
             expiry_s=getattr(props, "MessageExpiryInterval", None),
             redelivered=bool(msg.dup),
+            retained=bool(msg.retain),
         )
         try:
             self._handlers.message(inbound)

@@ -85,8 +85,10 @@ class McuDoor:
         config = len(parts) == 5 and parts[0] == self.prefix and parts[2] == self.entities.node and parts[4] == "config"
         return config or (topic.startswith(f"{mcu_root(self.device_id)}/actuator/") and topic.endswith("/set"))
 
-    def received(self, topic: str, payload: bytes) -> None:
-        """A config retained at the broker, or a command (network thread: quick)."""
+    def received(self, topic: str, payload: bytes, retained: bool) -> None:
+        """A config retained at the broker, or a command (network thread: quick). A retained command
+        is refused: the broker replays it at every connection, so it would actuate again after
+        each restart or network loss."""
         if topic.endswith("/config"):
             with self._lock:
                 if payload and topic not in self._published:
@@ -97,6 +99,12 @@ class McuDoor:
         if actuator is None:
             self._error("unknown_actuator", f"{topic} is no actuator's command topic now; nothing was actuated",
                         payload=payload)
+            return
+        if retained:
+            if payload:  # an empty one is what clears a retained command: nothing to say
+                self._error("retained_command", f"{actuator}: a retained command replays at every connection; "
+                            "publish commands with retain off (and clear this one with an empty retained payload); "
+                            "nothing was actuated", actuator=actuator, payload=payload)
             return
         try:
             value = parse_command(payload)

@@ -175,6 +175,7 @@ class Requester:
         topic: str,
         expiry_s: int | None = None,
         response_topic: str | None = "",
+        retain: bool = False,
     ) -> None:
         props = Properties(PacketTypes.PUBLISH)
         if response_topic is not None:
@@ -187,7 +188,7 @@ class Requester:
         # Our lock is not held across publish(): paho's network thread holds its own lock while it
         # calls _on_publish, so holding ours here could deadlock. A PUBACK that beats us to the
         # mid is kept in _early_acks instead.
-        info = self.client.publish(topic, payload, qos=1, properties=props)
+        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
         with self._lock:
             if info.mid in self._early_acks:
                 self._early_acks.discard(info.mid)

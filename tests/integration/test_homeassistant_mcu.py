@@ -22,6 +22,7 @@ import pytest
 from edge_os.agent import AuditLog, Policy, from_device
 from edge_os.api.agent_runs import AgentRuns, RunRequest
 from edge_os.mqtt import BridgeConfig, BrokerConfig, MqttBridge
+from edge_os.mqtt.ha_entities import command_topic
 from firmware_bridge import Device
 from firmware_bridge.link import LinkConfig
 from tests.integration.agent.scripted_model import ScriptedModel, call
@@ -281,6 +282,21 @@ def test_a_garbage_command_gets_a_one_line_error_and_actuates_nothing(start, wat
     assert error["code"] == "invalid_command" and error["actuator"] == "fan"
     assert "\n" not in error["message"] and "nothing was actuated" in error["message"]
     assert sim.commands() == [] and audit.entries() == []
+
+
+def test_a_retained_command_is_refused_not_replayed_at_each_start(start, watcher, sim: Simulator, audit,
+                                                                   mosquitto: Mosquitto) -> None:
+    publisher = Commander(mosquitto.port)
+    try:  # someone published a command retained: the broker hands it to every new subscriber
+        publisher.client.publish(command_topic(DEVICE, "fan"), b"80", qos=1, retain=True).wait_for_publish(5)
+        start()
+        (error,) = wait_until(lambda: errors(watcher), 10, what="the refusal of the retained command")
+        assert (error["code"], error["actuator"], error["payload"]) == ("retained_command", "fan", "80")
+        assert "retain off" in error["message"] and "\n" not in error["message"]
+        assert sim.commands() == [] and entries(audit, "actuation") == []
+    finally:
+        publisher.client.publish(command_topic(DEVICE, "fan"), b"", qos=1, retain=True).wait_for_publish(5)
+        publisher.close()
 
 
 def test_stopping_cleanly_removes_the_entities_and_stale_ones_are_removed_at_start(start, watcher: Watcher,

@@ -102,6 +102,17 @@ def test_an_unanswered_confirmation_is_a_no(start_agent, requester: Requester, s
     assert sim.commands() == []
 
 
+def test_a_retained_agent_request_is_refused_not_run_at_each_start(start_agent, requester: Requester,
+                                                                    sim: Simulator, audit: AuditLog) -> None:
+    requester.ask({"goal": "Set the fan to 80"}, b"kept", topic=AGENT, retain=True)
+    wait_until(lambda: b"kept" in requester.acked, 10, what="the broker's ack of the retained request")
+    start_agent([call("set_fan", value=80), "The fan runs at 80."])
+    error = message(requester, b"kept", "error")
+    assert error["code"] == "retained_request" and "retain off" in error["message"]
+    assert audit.entries() == [] and sim.commands() == []  # no run, nothing on the wire
+    requester.client.publish(AGENT, b"", qos=1, retain=True).wait_for_publish(5)  # cleared
+
+
 @pytest.mark.parametrize("body, code", [
     (b"not json", "invalid_request"),
     ({"goal": ""}, "invalid_request"),
