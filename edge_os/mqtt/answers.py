@@ -80,7 +80,7 @@ class Answers:
         self._sender.notify()
 
     def unrecorded_error(self, response_topic: str, correlation: bytes | None, code: str, message: str) -> None:
-        """An error to a request that cannot be recorded (it has no correlation data)."""
+        """An error to a request that is not recorded (no correlation data, or retained: nothing runs)."""
         log.info("request on %s rejected with %s: %s", response_topic, code, message)
         self._outbox.put(Kind.ANSWER, response_topic, schema.error(code, message), correlation=correlation)
         self._sender.notify()

@@ -134,6 +134,21 @@ def test_a_repeated_request_is_answered_again_but_runs_once(start_bridge, reques
     assert bridge.stats()["requests"]["duplicates_suppressed"] == 1
 
 
+def test_a_retained_request_is_refused_not_replayed_at_each_start(start_bridge, requester: Requester):
+    """The broker hands a retained request to every new subscriber: after the dedup record is pruned
+    it would run again at each restart. It is refused and runs nothing; the bridge serves on."""
+    requester.ask({"prompt": "kept forever"}, b"kept", topic=REQ, retain=True)
+    wait_until(lambda: b"kept" in requester.acked, 10, what="the broker's ack of the retained request")
+    scheduler = EchoScheduler()
+    bridge = start_bridge(scheduler)
+    error = requester.final(b"kept")
+    assert (error["type"], error["code"]) == ("error", "retained_request")
+    assert "retain off" in error["message"] and "\n" not in error["message"]
+    requester.ask({"prompt": "live"}, b"live", topic=REQ)
+    assert requester.final(b"live")["text"] == expected_answer("live")
+    assert scheduler.prompts == ["live"] and bridge.stats()["requests"]["rejected"] == 1
+
+
 def test_scheduler_refusal_without_fallback_is_an_error(start_bridge, requester: Requester):
     scheduler = EchoScheduler(refuse=lambda r: Refused("too_hot", "SoC at 92 C", fallback=True))
     start_bridge(scheduler, cloud_fallback=False)
