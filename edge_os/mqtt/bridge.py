@@ -137,9 +137,10 @@ class MqttBridge:
             late += self._agent.stop(timeout)
         if self._mcu is not None:
             try:
-                self._mcu.stop()  # removes its entities: a clean stop
+                self._mcu.stop()  # its entities stay, unavailable
             except NotConnected:
-                log.warning("offline at stop: the microcontroller's Home Assistant entities stay (unavailable)")
+                log.warning("offline at stop: the microcontroller's link still shows online (the bridge's status "
+                            "goes offline by the broker's last will)")
         device = self.config.device_id
         self._connection.stop(farewell=(status_topic(device), telemetry.status(device, False)))
         self._durable.close_after(late)

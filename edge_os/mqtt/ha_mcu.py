@@ -7,8 +7,10 @@ command topics. A command goes through the agent's own ``ActuatorGate`` (policy,
 state), on a worker thread, never on the network thread. A refused, malformed or failed command is
 answered on ``edge-os/{device_id}/ha/mcu/error`` and actuates nothing; an actuator's state topic
 carries the value the device acknowledged (from whoever sent it: Home Assistant or an agent run).
-Configs this device left retained that match no sensor or actuator now, and all of them when serve
-stops cleanly, are replaced by empty retained payloads (Home Assistant removes those entities).
+Configs this device left retained that match no sensor or actuator now are replaced by empty
+retained payloads (Home Assistant removes those entities). A clean stop keeps every entity and marks
+the link offline: Home Assistant shows them unavailable and keeps what the user gave them (names,
+areas, history), as it does for any device that restarts.
 """
 
 from __future__ import annotations
@@ -154,7 +156,7 @@ class McuDoor:
             self._retain(actuator_state_topic(self.device_id, actuator), payload)
 
     def stop(self) -> None:
-        """Stop the streams and the command worker, and remove every entity (a clean stop)."""
+        """Stop the streams and the command worker; the entities stay, unavailable (a clean stop)."""
         from firmware_bridge import BridgeError
 
         self._policy_state.unwatch(self._state_changed)
@@ -166,10 +168,7 @@ class McuDoor:
                 stream.close()
             except BridgeError as exc:
                 log.warning("could not stop a sensor stream: %s", exc)
-        with self._lock:
-            configs = [t for t in self._published if t.endswith("/config")]
-        for topic in sorted(configs):
-            self._publish(topic, b"", True)
+        self._publish(link_topic(self.device_id), b"offline", True)
 
     # -- internals ----------------------------------------------------------------------------
 

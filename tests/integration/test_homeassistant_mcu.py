@@ -299,8 +299,10 @@ def test_a_retained_command_is_refused_not_replayed_at_each_start(start, watcher
         publisher.close()
 
 
-def test_stopping_cleanly_removes_the_entities_and_stale_ones_are_removed_at_start(start, watcher: Watcher,
-                                                                                   mosquitto: Mosquitto) -> None:
+def test_stopping_cleanly_keeps_the_entities_unavailable_and_stale_ones_are_removed_at_start(
+        start, watcher: Watcher, mosquitto: Mosquitto) -> None:
+    """Removing an entity makes Home Assistant forget what the user gave it (name, area): a restart
+    must only make it unavailable. Entities the device no longer has are removed."""
     stale = config_topic("switch", "gone")
     publisher = Commander(mosquitto.port)
     try:  # an actuator an earlier firmware had, left retained by an earlier run
@@ -311,15 +313,17 @@ def test_stopping_cleanly_removes_the_entities_and_stale_ones_are_removed_at_sta
     bridge, _ = start()
     wait_until(lambda: ENTITIES <= set(watcher.configs()), 10, what="the MCU's entities")
     wait_until(lambda: payload(watcher, stale) == b"", 10, what="the stale entity removed")
+    configs = {t: payload(watcher, t) for t in ENTITIES}
     bridge.stop()
-    wait_until(lambda: all(payload(watcher, t) == b"" for t in ENTITIES), 10, what="every entity removed")
     # A newcomer subscribes to the configs, then to the status: the broker hands over what it retains
     # for the first subscription before the second's, so once the status is in, the configs are too.
-    late = Watcher(mosquitto.port, f"{PREFIX}/#", f"edge-os/{DEVICE}/status")
+    late = Watcher(mosquitto.port, f"{PREFIX}/#", f"edge-os/{DEVICE}/ha/mcu/availability", f"edge-os/{DEVICE}/status")
     try:
         raw = wait_until(lambda: payload(late, f"edge-os/{DEVICE}/status"), 10, what="the retained status")
         assert json.loads(raw)["state"] == "offline"
-        assert not any(f"/{NODE}/" in t for t in late.last)  # no entity of the microcontroller is retained
+        assert payload(late, f"edge-os/{DEVICE}/ha/mcu/availability") == b"offline"
+        assert {t: payload(late, t) for t in ENTITIES} == configs  # every entity kept as it was announced
+        assert payload(late, stale) is None  # the stale one stays removed
     finally:
         late.close()
 
@@ -327,7 +331,8 @@ def test_stopping_cleanly_removes_the_entities_and_stale_ones_are_removed_at_sta
 def test_edge_os_serve_attaches_the_microcontroller_as_a_user_starts_it(tmp_path: Path, mosquitto: Mosquitto,
                                                                         sim: Simulator, tiny_package: Path) -> None:
     """`edge-os serve --mqtt URL --homeassistant --agent-port PTY --agent-policy FILE`: a command from
-    Home Assistant reaches the simulator and the audit log; SIGTERM (a clean stop) removes the entities."""
+    Home Assistant reaches the simulator and the audit log; after SIGTERM (a clean stop) the entities
+    stay, their link offline."""
     from tests.integration.test_cli_serve import start_serve, stop
 
     policy = tmp_path / "policy.toml"
@@ -353,7 +358,9 @@ def test_edge_os_serve_attaches_the_microcontroller_as_a_user_starts_it(tmp_path
         assert [(c["actuator"], c["value"]) for c in sim.commands()] == [("fan", 90)]
         kinds = [(e["kind"], e["data"]["value"], e["data"]["origin"]) for e in AuditLog(audit).entries()]
         assert kinds == [("actuation", 90, "homeassistant"), ("refusal", 130, "homeassistant")]
-        wait_until(lambda: payload(watcher, fan_topic) == b"", 10, what="the fan entity removed at the clean stop")
+        wait_until(lambda: payload(watcher, "edge-os/kitchen/ha/mcu/availability") == b"offline", 10,
+                   what="the link offline at the clean stop")
+        assert json.loads(payload(watcher, fan_topic))["command_topic"] == fan["command_topic"]  # kept
     finally:
         watcher.close()
 
