@@ -103,6 +103,7 @@ class SimulatedEngine:
         self.started: list[str] = []  # request ids in the order they were started
         self.closed = False
         self.threads = 1
+        self.prefix_cache = None
         self.thread_changes: list[int] = []  # every set_threads, in order
 
     def set_threads(self, threads: int) -> int:

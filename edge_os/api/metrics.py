@@ -136,13 +136,23 @@ class _SchedulerCollector:
         kv_pool = GaugeMetricFamily("edge_os_kv_cache_pool_tokens", "KV tokens a loaded model's pool holds",
                                     labels=["model"])
         loaded = GaugeMetricFamily("edge_os_model_loaded", "1 while the model is loaded", labels=["model"])
+        kept = GaugeMetricFamily("edge_os_prefix_cache_tokens", "Prompt tokens the prefix cache keeps",
+                                 labels=["model"])
+        hits = CounterMetricFamily("edge_os_prefix_cache_hits", "Requests that started from a kept prompt",
+                                   labels=["model"])
+        saved = CounterMetricFamily("edge_os_prefix_cache_hit_tokens", "Prompt tokens not prefilled thanks to "
+                                    "the prefix cache", labels=["model"])
         for row in s["models"]:
             loaded.add_metric([row["name"]], 1 if row["loaded"] else 0)
             if row["loaded"]:
                 resident.add_metric([row["name"]], row["resident_bytes"])
                 kv_used.add_metric([row["name"]], row["kv_reserved_tokens"])
                 kv_pool.add_metric([row["name"]], row["kv_pool_tokens"])
-        yield from (resident, kv_used, kv_pool, loaded)
+            if (cache := row.get("prefix_cache")) is not None:
+                kept.add_metric([row["name"]], cache["tokens"])
+                hits.add_metric([row["name"]], cache["hits"])
+                saved.add_metric([row["name"]], cache["hit_tokens"])
+        yield from (resident, kv_used, kv_pool, loaded, kept, hits, saved)
         yield CounterMetricFamily("edge_os_model_loads", "Models loaded since start", value=s["loads"])
         yield CounterMetricFamily("edge_os_evictions", "Models unloaded to make room", value=s["evictions"])
         gov = s["governor"]

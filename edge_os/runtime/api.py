@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from edge_os.package.memory import MemoryFigures
+from edge_os.runtime.prefix_cache import PrefixCache
 from edge_os.runtime.request import Event, GenerationRequest
 
 
@@ -24,6 +25,7 @@ class EngineAPI(Protocol):
     memory: MemoryFigures
     context_length: int
     threads: int  # threads its kernels really run on now
+    prefix_cache: PrefixCache | None  # prompts kept for requests that start the same way (LLM engines)
 
     def start(self, request: GenerationRequest) -> Sequence:
         """Tokenize and admit a request (raises ``InputError`` if the prompt does not fit)."""

@@ -18,6 +18,7 @@ class TFLiteEngine:
 
     kind = "tflite"
     context_length = 0
+    prefix_cache = None  # no prompts to keep
 
     def __init__(self, name: str, model: TFLiteModel, model_bytes: int, threads: int = 1):
         self.name = name

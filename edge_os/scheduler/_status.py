@@ -25,6 +25,9 @@ def model_rows(catalog: Catalog, models: dict[str, LoadedModel], now: float,
             row.update(resident_bytes=view.resident, kv_bytes=view.kv, active=view.active,
                        kv_reserved_tokens=loaded.reserved_tokens, kv_pool_tokens=entry.info.kv_pool_tokens,
                        threads=loaded.threads, idle_s=0.0 if view.active else now - view.last_used)
+            cache = loaded.engine.prefix_cache  # the loop's own thread steps the engine: safe to read here
+            if cache is not None:
+                row["prefix_cache"] = cache.status()
         rows.append(row)
     return rows
 

@@ -30,6 +30,10 @@ def format_status(status: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
+    for m in status["models"]:
+        if (cache := m.get("prefix_cache")) is not None:
+            lines.append(f"prefix cache: {m['name']}: {cache['sequences']} prompts kept ({cache['tokens']} tokens), "
+                         f"{cache['hits']} hits saved {cache['hit_tokens']} prompt tokens of prefill")
     for p in status.get("periodic", []):
         lines.append(f"periodic: {p['model']} every {p['period_ms']:g} ms: {p['runs']} runs, {p['misses']} missed "
                      f"deadlines ({p['miss_pct']:.2f}%), worst {p['worst_latency_ms']:.2f} ms, "

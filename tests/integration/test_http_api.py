@@ -177,6 +177,32 @@ def test_metrics_parse_and_count_requests_without_prompt_text(service, client, m
         k for k in labels if _is_number(k)}
 
 
+def test_prefix_cache_hits_show_in_metrics_and_ps(service, client, model_name):
+    """Two prompts sharing a 200-byte start (200 tokens with this byte-level tokenizer): the second
+    starts from the first one's kept KV pages, and /metrics and `edge-os ps` say so."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from edge_os.scheduler.report import format_status
+
+    def cache_samples() -> dict[str, float]:
+        text = httpx.get(service.url + "/metrics").text
+        return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name.startswith("edge_os_prefix_cache") and s.labels == {"model": model_name}}
+
+    before = cache_samples()
+    shared = "".join(chr(ord("a") + i % 26) for i in range(200))
+    for question in ("first question", "another one"):
+        client.completions.create(model=model_name, prompt=shared + question, max_tokens=2, temperature=0)
+    after = cache_samples()
+    assert after["edge_os_prefix_cache_hits_total"] - before["edge_os_prefix_cache_hits_total"] == 1
+    assert after["edge_os_prefix_cache_hit_tokens_total"] - before["edge_os_prefix_cache_hit_tokens_total"] >= 200
+    assert after["edge_os_prefix_cache_tokens"] >= 200
+    row = next(m for m in service.status()["models"] if m["name"] == model_name)
+    assert row["prefix_cache"]["hits"] == after["edge_os_prefix_cache_hits_total"]
+    line = next(line for line in format_status(service.status()).splitlines() if line.startswith("prefix cache:"))
+    assert f"{model_name}: " in line and f"{row['prefix_cache']['hits']} hits" in line
+
+
 OUTCOME_LABELS = {"stop", "length", "cancelled", "deadline", "client_gone", "error", "refused", "NORMAL", "SLOW_1",
                   "SLOW_2", "SLOW_3", "PAUSE_BACKGROUND", "FALLBACK", "REFUSE", "queue_full", "invalid_request",
                   "too_hot", "low_battery", "over_memory", "model_absent", "engine_error", "shutting_down",
