@@ -16,9 +16,10 @@ from edge_os.mqtt import Backoff, BridgeConfig, BrokerConfig, MqttBridge, MqttFr
 from edge_os.scheduler.service import ServeOptions, Service, build_scheduler
 from tests.integration.echo_scheduler import EchoScheduler
 from tests.integration.firmware_bridge.sim import Simulator, build, require_tool
-from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env
 from tests.integration.openai_stub import OpenAIStub
 from tests.simulated_sysfs import SimulatedDevice
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env
 from tests.integration.test_cli import assert_one_line_error, edge_os
+from tests.waiting import wait_until
 
 EDGE_OS = str(Path(sys.executable).parent / "edge-os")
 

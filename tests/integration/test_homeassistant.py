@@ -21,9 +21,10 @@ from edge_os.mqtt import BridgeConfig, BrokerConfig, MqttFrontDoor
 from edge_os.package.tflite import pack_tflite, read_manifest
 from edge_os.scheduler.service import ServeOptions, Service, build_scheduler
 from tests.integration.conftest import FAST_BACKOFF
-from tests.integration.mqtt_harness import Mosquitto, Requester, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester
 from tests.simulated_sysfs import SimulatedDevice
 from tests.tflite_models import keyword_spotting_model
+from tests.waiting import wait_until
 
 SENSOR_KEYS = {
     "availability", "availability_mode", "availability_template", "availability_topic", "default_entity_id",

@@ -29,8 +29,9 @@ from tests.integration.agent.scripted_model import ScriptedModel, call
 from tests.integration.conftest import FAST_BACKOFF
 from tests.integration.echo_scheduler import EchoScheduler
 from tests.integration.firmware_bridge.sim import Simulator
-from tests.integration.mqtt_harness import Mosquitto, wait_until
+from tests.integration.mqtt_harness import Mosquitto
 from tests.integration.test_homeassistant import AVAILABILITY_KEYS, DEVICE_KEYS, ORIGIN_KEYS, SENSOR_KEYS, Watcher
+from tests.waiting import wait_until
 
 COMMON_KEYS = {
     "availability", "availability_mode", "availability_template", "availability_topic", "default_entity_id",

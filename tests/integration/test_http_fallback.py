@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.http_service import HttpService
 from tests.integration.openai_stub import OpenAIStub, cloud_answer
-from tests.integration.test_http_refusals import name_of, wait_until
+from tests.integration.test_http_refusals import name_of
+from tests.waiting import wait_until
 
 SECRET = "Alice Smith (alice@example.com) asks: is the boiler safe above 80 C?"
 REDACTED = "[NAME] ([EMAIL]) asks: is the boiler safe above 80 C?"

@@ -7,13 +7,13 @@ running when the test acts on it.
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import openai
 import pytest
 
 from tests.integration.http_service import HttpService
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +37,6 @@ def first_chunk(lines) -> dict:
         if line.startswith("data: "):
             return json.loads(line[6:])
     raise AssertionError("the stream ended without a chunk")
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"not {what} within {timeout} s")
 
 
 def test_disconnect_cancels_the_request_and_frees_its_pages(tmp_path, slow_package):

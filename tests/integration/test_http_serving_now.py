@@ -23,9 +23,9 @@ from edge_os.scheduler.catalog import Catalog, package_entry
 from edge_os.scheduler.config import SchedulerConfig
 from edge_os.scheduler.loop import Scheduler
 from edge_os.scheduler.probes import MemoryProbe, PowerProbe, ThermalProbe
-from tests.integration.mqtt_harness import wait_until
 from tests.manifests import BASE_MANIFEST
 from tests.simulated_sysfs import SimulatedDevice
+from tests.waiting import wait_until
 
 pytest.importorskip("starlette")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from edge_os.errors import InputError
 from edge_os.runtime.request import Refused
 from tests.integration.echo_scheduler import EchoScheduler, expected_answer
-from tests.integration.mqtt_harness import Requester, wait_until
+from tests.integration.mqtt_harness import Requester
+from tests.waiting import wait_until
 
 REQ = "edge-os/dev1/req"
 

@@ -12,7 +12,8 @@ import time
 
 from edge_os.mqtt.dedup import request_key
 from tests.integration.echo_scheduler import EchoScheduler, expected_answer
-from tests.integration.mqtt_harness import Mosquitto, Requester, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester
+from tests.waiting import wait_until
 
 N_REQUESTS = 200
 N_KILLS = 5

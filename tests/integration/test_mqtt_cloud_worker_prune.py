@@ -12,7 +12,8 @@ from edge_os.mqtt.config import BrokerConfig, WorkerConfig
 from edge_os.mqtt.topics import cloud_request_topic
 from tests.integration.conftest import FAST_BACKOFF
 from tests.integration.echo_scheduler import EchoScheduler, expected_answer
-from tests.integration.mqtt_harness import Mosquitto, Requester, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester
+from tests.waiting import wait_until
 
 
 def _rows(path: Path) -> list[tuple]:

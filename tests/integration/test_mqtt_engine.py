@@ -13,7 +13,8 @@ from edge_os.runtime.engine import Engine
 from edge_os.runtime.request import Finished, GenerationRequest, Refused, SamplingParams
 from tests.integration.echo_scheduler import EchoScheduler
 from tests.integration.mqtt_cli import ask_with_mosquitto_clients
-from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env
+from tests.waiting import wait_until
 
 
 def test_cloud_worker_serves_a_package(

@@ -10,8 +10,9 @@ from pathlib import Path
 from edge_os.mqtt import RedactionConfig
 from edge_os.runtime.request import Refused
 from tests.integration.echo_scheduler import EchoScheduler, prompt_text
-from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env
 from tests.integration.openai_stub import OpenAIStub, cloud_answer
+from tests.waiting import wait_until
 
 SECRET_PROMPT = "Alice Smith (alice.smith@example.com, +1 415 555 0100) asks: is boiler 3 safe above 80 C?"
 REDACTED_PROMPT = "[NAME] ([EMAIL], [PHONE]) asks: is boiler 3 safe above 80 C?"

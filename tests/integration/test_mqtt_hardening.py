@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from edge_os.mqtt.topics import status_topic, telemetry_topic
-from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env
 from tests.integration.test_mqtt_service_crash import Service
+from tests.waiting import wait_until
 
 DEVICE = "hard1"
 BAD_TOPICS = ("x/#", "a/+/b", "$SYS/answers", "#")

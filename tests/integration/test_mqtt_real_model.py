@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.mqtt_cli import ask_with_mosquitto_clients
-from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,9 @@ from edge_os.mqtt import RedactionConfig
 from edge_os.runtime.engine import Engine
 from edge_os.runtime.request import Finished, GenerationRequest, SamplingParams
 from tests.integration.mqtt_cli import ask_with_mosquitto_clients
-from tests.integration.mqtt_harness import Mosquitto, Requester, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester
 from tests.integration.openai_stub import OpenAIStub, cloud_answer
+from tests.waiting import wait_until
 
 
 def greedy_text(package: Path, prompt: str, max_tokens: int) -> str:

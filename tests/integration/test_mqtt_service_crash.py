@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.echo_scheduler import expected_answer
-from tests.integration.mqtt_harness import Mosquitto, Requester, run_env, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester, run_env
+from tests.waiting import wait_until
 
 
 class Service:

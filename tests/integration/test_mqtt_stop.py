@@ -16,7 +16,8 @@ from pathlib import Path
 
 from edge_os.runtime.request import Finished, FinishReason, GenerationRequest, Timings, Usage
 from edge_os.scheduler.handle import Handle
-from tests.integration.mqtt_harness import Requester, wait_until
+from tests.integration.mqtt_harness import Requester
+from tests.waiting import wait_until
 
 REQ = "edge-os/dev1/req"
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from edge_os.package.tflite import load_model, pack_tflite
-from tests.integration.mqtt_harness import Requester, wait_until
+from tests.integration.mqtt_harness import Requester
 from tests.tflite_models import keyword_spotting_model
+from tests.waiting import wait_until
 
 TOPIC = "edge-os/real/req"
 

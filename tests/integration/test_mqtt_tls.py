@@ -10,7 +10,8 @@ import pytest
 from edge_os.mqtt import BridgeConfig, BrokerConfig, MqttBridge
 from edge_os.mqtt.config import Backoff
 from tests.integration.echo_scheduler import EchoScheduler, expected_answer
-from tests.integration.mqtt_harness import Mosquitto, Requester, free_port, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester, free_port
+from tests.waiting import wait_until
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -13,8 +13,9 @@ import time
 
 from edge_os.mqtt.dedup import request_key
 from edge_os.runtime.chat_template import RENDER_SECONDS
-from tests.integration.mqtt_harness import Requester, wait_until
+from tests.integration.mqtt_harness import Requester
 from tests.integration.test_cli_serve import start_serve
+from tests.waiting import wait_until
 
 # 10^12 iterations of loops the sandbox allows (each range is within its bound), with no output:
 # only the render time bound stops it.

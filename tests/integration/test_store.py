@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.mqtt_harness import wait_until
 from tests.integration.test_cli import EDGE_OS, assert_one_line_error
 from tests.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
 from tests.unit.cli.test_serve_ps import wait_for_output
+from tests.waiting import wait_until
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from edge_os.mqtt.bridge import MqttBridge
 from edge_os.mqtt.config import Backoff, BridgeConfig, BrokerConfig
 from firmware_bridge import Device
 from tests.integration.echo_scheduler import EchoScheduler
-from tests.integration.mqtt_harness import Mosquitto, Requester, wait_until
+from tests.integration.mqtt_harness import Mosquitto, Requester
+from tests.waiting import wait_until
 
 from ..firmware_bridge.sim import Simulator
 from .scripted_model import ScriptedModel, call

@@ -12,7 +12,7 @@ import pytest
 from tests.integration.deploy.helpers import EDGE_OS, edge_os, release, status
 from tests.integration.deploy.serve_root import ask, start_devices
 from tests.integration.deploy.test_flash_ssh import ssh_flash
-from tests.integration.mqtt_harness import wait_until
+from tests.waiting import wait_until
 
 
 @pytest.mark.slow

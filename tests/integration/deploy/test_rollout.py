@@ -11,7 +11,7 @@ import pytest
 from edge_os.deploy.publish import PackageServer
 from tests.integration.deploy.helpers import edge_os, one_error_line, release, status
 from tests.integration.deploy.serve_root import start_devices
-from tests.integration.mqtt_harness import wait_until
+from tests.waiting import wait_until
 
 DEVICES = 20
 WEAK = "dev07"  # a memory budget the running model cannot keep: its health check fails

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.integration.deploy.helpers import edge_os, one_error_line, release
 from tests.integration.deploy.serve_root import ask, start_devices
-from tests.integration.mqtt_harness import wait_until
+from tests.waiting import wait_until
 
 PROMPT = "Once upon a time"
 

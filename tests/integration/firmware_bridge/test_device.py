@@ -13,8 +13,9 @@ from firmware_bridge.errors import InputError
 from firmware_bridge.framing import Frame, FrameDecoder, encode_frame
 from firmware_bridge.link import LinkConfig
 from firmware_bridge.messages import COMMAND, MsgType
+from tests.waiting import wait_until
 
-from .sim import Simulator, wait_until
+from .sim import Simulator
 
 
 def test_handshake_reports_capabilities(sim: Simulator) -> None:
@@ -40,7 +41,7 @@ def test_reads_are_live_and_in_range(sim: Simulator) -> None:
             assert info.min <= reading.value <= info.max
         first = dev.read("temperature")
         # Sampled now, not cached: a later read carries a later time of the device's clock.
-        assert wait_until(lambda: dev.read("temperature").device_ms > first.device_ms, 2)
+        wait_until(lambda: dev.read("temperature").device_ms > first.device_ms, 2, what="a newer reading")
 
 
 def test_command_is_acked_and_has_its_effect(sim: Simulator) -> None:
@@ -71,7 +72,7 @@ def test_subscription_streams_at_the_period(sim: Simulator) -> None:
             reads += 1
             return dev.read("light").device_ms >= start + 100
 
-        assert wait_until(five_periods_passed, 5)
+        wait_until(five_periods_passed, 5, what="five stream periods")
         assert dev.stats.frames_ok == count + reads
 
 
@@ -177,6 +178,6 @@ def test_link_counts_retries_and_failures() -> None:
     with Link("loop://", LinkConfig(timeout=0.02, retries=4)) as link:
         with pytest.raises(NotAnswering):
             link.request(MsgType.PING, b"x")
-        assert wait_until(lambda: link.stats.frames_ok == 5, 1)  # each attempt echoed back intact
+        wait_until(lambda: link.stats.frames_ok == 5, 1, what="five intact frames")  # each attempt echoed back intact
         stats = link.stats
         assert (stats.retries, stats.failures, stats.crc_errors) == (4, 1, 0)

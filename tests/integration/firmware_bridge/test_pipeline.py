@@ -19,9 +19,9 @@ from edge_os.pipelines.runner import PipelineRunner
 from edge_os.scheduler.service import ServeOptions, Service, build_scheduler
 from tests.bounded_cli import assert_one_line_error, run_edge_os
 from tests.integration.conftest import FAST_BACKOFF
-from tests.integration.mqtt_harness import wait_until
 from tests.simulated_sysfs import SimulatedDevice
 from tests.tflite_models import sine_model
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")

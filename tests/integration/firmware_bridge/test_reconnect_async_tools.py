@@ -10,8 +10,9 @@ import pytest
 
 from firmware_bridge import AsyncDevice, Device, device_tools, discover
 from firmware_bridge.errors import InputError
+from tests.waiting import wait_until
 
-from .sim import Simulator, pty_pair, wait_until
+from .sim import Simulator, pty_pair
 
 
 def test_reconnects_and_resumes_the_stream(sim_binary: Path, tmp_path) -> None:
@@ -21,14 +22,14 @@ def test_reconnects_and_resumes_the_stream(sim_binary: Path, tmp_path) -> None:
     readings = []
     with Device.open(str(link)) as dev:
         dev.subscribe("light", 0.02, readings.append)
-        assert wait_until(lambda: len(readings) >= 3, 2)
+        wait_until(lambda: len(readings) >= 3, 2, what="three readings")
         first.stop()
-        assert wait_until(lambda: not dev.link.connected, 2)
+        wait_until(lambda: not dev.link.connected, 2, what="the link down")
         second = Simulator.start(sim_binary, tmp_path / "journal.jsonl", link=link)
         try:
-            assert wait_until(lambda: dev.link.connected, 5)
+            wait_until(lambda: dev.link.connected, 5, what="the link back")
             before = len(readings)
-            assert wait_until(lambda: len(readings) >= before + 3, 5), "stream did not resume"
+            wait_until(lambda: len(readings) >= before + 3, 5, what="the stream resumed")
             dev.command("relay", 1)  # requests work on the new session
             assert dev.stats.reconnects == 1
         finally:
