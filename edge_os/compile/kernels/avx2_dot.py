@@ -26,9 +26,10 @@ q8 (and q8_m, with a minimum): one group per load, natural order; the 4 rows are
 way, row r's total then in lanes r and 4 + r.
 
 Batches (calls of 2 to ``gemm_from - 1`` rows: a decode step of several sequences, a prefill of
-a few tokens): 4-, 5- and 6-bit formats unpack each span of a weight row once into registers and apply it to
-every activation row in a loop (their accumulators in L1), so a batch of m costs one unpacking plus
-m dot products instead of m of both; q8 needs no unpacking and runs the one-row body per row over
+a few tokens): 4-, 5- and 6-bit formats unpack each span of the 4 weight rows once into registers
+and apply them to every activation row in a loop (its activations loaded once for the 4 rows, their
+dots combined in registers, the accumulators in L1), so a batch of m costs one unpacking plus m dot
+products instead of m of both; q8 needs no unpacking and runs the one-row body per row over
 a block of weights that stays in L1. A row's arithmetic is the same in every case, so its result
 does not depend on the batch it came in.
 
@@ -206,17 +207,15 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
 def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs) -> None:
     """Each span of the ``ROWS`` (4) weight rows unpacked once, applied to every activation row.
 
-    A row's integer dots of the span (int32x8: group A's in lanes 0-3, B's in 4-7) go to ``dots``;
-    then, per activation row, ``_combine`` sums the 4 rows' lanes into one vector
-    [r0 A, r1 A, r2 A, r3 A, r0 B, ... r3 B], and one conversion and scaling serves the 4 rows, where
-    each row used to convert and scale its own 8 lanes."""
+    The 4 rows' unpacked values are bound first; then, per activation row, its activations are
+    loaded once, each weight row's integer dots of the span (int32x8: group A's in lanes 0-3, B's
+    in 4-7) computed in registers, and ``_combine`` sums them into one vector
+    [r0 A, r1 A, r2 A, r3 A, r0 B, ... r3 B], so one conversion and scaling serves the 4 rows."""
     k, groups = layout.k, layout.groups
-    most = len(batch) if isinstance(batch, list) else batch[1]
     nibble_mask = bcast(const(0x0F0F0F0F, "uint32"), LANES)
     q6_k = layout.fmt.name == "q6_k"
-    dots = T.decl_buffer((ROWS * most * LANES,), "int32")  # dots[(r * most + slot) * LANES]
     with T.serial(0, k // SPAN) as span:
-        scales, minimums = [], []
+        scales, minimums, rows = [], [], []
         for r in range(ROWS):
             row = first_row + r
             _prefetch_ahead(layout, weights, row, span * LANES, span * 2)
@@ -234,35 +233,31 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
             # Bound once: the loop over activation rows reuses them from registers.
             if q6_k:
                 low, high = _q6_k_highs(layout, weights, row, span, low, high)
-                unpacked = [T.bind(v) for v in _q6_k_unpacked(layout, bits, weights, row, span, low, high)]
+                rows.append([T.bind(v) for v in _q6_k_unpacked(layout, bits, weights, row, span, low, high)])
             elif bits == 8:
-                unpacked = [T.bind(tirx.reinterpret("int8x32", v)) for v in (low, high)]
+                rows.append([T.bind(tirx.reinterpret("int8x32", v)) for v in (low, high)])
             else:
-                unpacked = [T.bind(_widen_nibbles(v, upper)) for v in (low, high) for upper in (False, True)]
-
+                rows.append([T.bind(_widen_nibbles(v, upper)) for v in (low, high) for upper in (False, True)])
             scales.append(layout.pair_scales(weights, row, span * 2))
             if layout.fmt.asymmetric and not q6_k:
                 minimums.append(layout.pair_minimums(weights, row, span * 2))
-
-            def row_dots(slot, i, r=r, unpacked=unpacked):
-                at = i * k + span * SPAN
-                if bits == 8:
-                    evens, odds = vload(xq, at, lanes=BYTES), vload(xq, at + BYTES, lanes=BYTES)
-                    pairs = _pmaddubsw(unpacked[0], evens) + _pmaddubsw(unpacked[1], odds)
-                    if q6_k:  # less the same products of 32, then times the sub-block scales
-                        thirty_two = bcast(const(32, "int8"), BYTES)
-                        offsets = _pmaddubsw(thirty_two, evens) + _pmaddubsw(thirty_two, odds)
-                        value = _pmaddwd(pairs - offsets, unpacked[2])
-                    else:
-                        value = _pmaddwd(pairs, bcast(const(1, "int16"), 16))
-                else:
-                    value = tree_sum([_pmaddwd(w, vload(xq, at + 16 * n, lanes=16)) for n, w in enumerate(unpacked)])
-                T.buffer_store(dots, value, vstore_index((r * most + slot) * LANES, lanes=LANES))
-            _each(batch, row_dots)
         scale, minimum = _bind_by_row(scales, minimums)
 
         def apply(slot, i):
-            summed = _summed(dots, most, slot, in_float=q6_k and bits == 16)
+            at = i * k + span * SPAN
+            if bits == 8:
+                evens, odds = T.bind(vload(xq, at, lanes=BYTES)), T.bind(vload(xq, at + BYTES, lanes=BYTES))
+                if q6_k:  # less the same products of 32, then times the sub-block scales
+                    thirty_two = bcast(const(32, "int8"), BYTES)
+                    offsets = T.bind(_pmaddubsw(thirty_two, evens) + _pmaddubsw(thirty_two, odds))
+                    per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds) - offsets, u[2]) for u in rows]
+                else:
+                    ones = bcast(const(1, "int16"), 16)
+                    per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds), ones) for u in rows]
+            else:
+                x = [T.bind(vload(xq, at + 16 * n, lanes=16)) for n in range(4)]
+                per_row = [tree_sum([_pmaddwd(w, x[n]) for n, w in enumerate(u)]) for u in rows]
+            summed = _summed(per_row, in_float=q6_k and bits == 16)
             pair = (i * groups + span * 2) * (LANES // 2)
             # xs holds a quarter of each group's sum (one per lane it used to scale); now a lane
             # holds the whole group: times 4, exact in float.
@@ -282,36 +277,32 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
     rows' dots share one conversion and scaling as in ``_int4_rows`` (here a row's sum is split
     over lanes r and 4 + r)."""
     k, groups = layout.k, layout.groups
-    most = len(batch) if isinstance(batch, list) else batch[1]
-    dots = T.decl_buffer((ROWS * most * LANES,), "int32")  # dots[(r * most + slot) * LANES]
     with T.serial(0, groups) as g:
-        scales, minimums = [], []
+        scales, minimums, rows = [], [], []
         for r in range(ROWS):
             row = first_row + r
             _prefetch_ahead(layout, weights, row, g * GROUP_SIZE, g)
             w = T.bind(vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES))
             if bits == 16:
-                halves = [T.bind(tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))))
-                          for h in range(2)]
+                rows.append([T.bind(tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))))
+                             for h in range(2)])
+            else:
+                rows.append(w)
             scales.append(bcast(layout.group_scale(weights, row, g), LANES))
             if layout.fmt.asymmetric:
                 minimums.append(bcast(layout.group_minimum(weights, row, g), LANES))
-
-            def row_dots(slot, i, r=r, w=w, halves=halves if bits == 16 else None):
-                at = i * k + g * GROUP_SIZE
-                if bits == 8:
-                    signs, magnitudes = vload(xq, at, lanes=BYTES), vload(xa, at, lanes=BYTES)
-                    value = _pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), bcast(const(1, "int16"), 16))
-                else:
-                    value = (_pmaddwd(halves[0], vload(xq, at, lanes=16))
-                             + _pmaddwd(halves[1], vload(xq, at + 16, lanes=16)))
-                T.buffer_store(dots, value, vstore_index((r * most + slot) * LANES, lanes=LANES))
-            _each(batch, row_dots)
         w_scale, w_min = _bind_by_row(scales, minimums)
 
         def apply(slot, i):
-            summed = _summed(dots, most, slot, in_float=False)
-            term = summed * (w_scale * vload(xd, (i * groups + g) * LANES, lanes=LANES))
+            at = i * k + g * GROUP_SIZE
+            if bits == 8:
+                signs, magnitudes = T.bind(vload(xq, at, lanes=BYTES)), T.bind(vload(xa, at, lanes=BYTES))
+                ones = bcast(const(1, "int16"), 16)
+                per_row = [_pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), ones) for w in rows]
+            else:
+                x = [T.bind(vload(xq, at + 16 * h, lanes=16)) for h in range(2)]
+                per_row = [_pmaddwd(halves[0], x[0]) + _pmaddwd(halves[1], x[1]) for halves in rows]
+            term = _summed(per_row, in_float=False) * (w_scale * vload(xd, (i * groups + g) * LANES, lanes=LANES))
             if w_min is not None:  # q8_m: + minimum * the group's sum; xs holds an eighth, a lane here half
                 term = term + w_min * (vload(xs, (i * groups + g) * LANES, lanes=LANES) * bcast(const(4.0), LANES))
             T.buffer_store(acc, vload(acc, slot * LANES, lanes=LANES) + term, vstore_index(slot * LANES, lanes=LANES))
@@ -403,11 +394,10 @@ def _combine(per_row, dtype: str = "int32x8", intrinsic: str = "llvm.x86.avx2.ph
     return hadd(hadd(per_row[0], per_row[1]), hadd(per_row[2], per_row[3]))
 
 
-def _summed(dots, most: int, slot, in_float: bool) -> tirx.PrimExpr:
-    """The 4 rows' dots of activation row ``slot`` (``dots[(r * most + slot) * LANES]``) combined, as
-    float. ``in_float``: converted first and summed in float, where a group's integer sum can pass
-    int32 (q6_k with int16 activations: 32 * 4096 * 32767 = 2**32; a lane's 8 products fit)."""
-    per_row = [vload(dots, (r * most + slot) * LANES, lanes=LANES) for r in range(ROWS)]
+def _summed(per_row, in_float: bool) -> tirx.PrimExpr:
+    """The 4 rows' int32x8 dots of one activation row combined, as float. ``in_float``: converted
+    first and summed in float, where a group's integer sum can pass int32 (q6_k with int16
+    activations: 32 * 4096 * 32767 = 2**32; a lane's 8 products fit)."""
     if in_float:
         return _combine([to_f32(v, LANES) for v in per_row], "float32x8", "llvm.x86.avx.hadd.ps.256")
     return to_f32(_combine(per_row), LANES)
