@@ -92,7 +92,7 @@ def decoder(bits: int):
         xq = T.decl_buffer((m * k,), f"int{bits}")  # rounded activations (int4: in nibble order)
         # int4: [scale A x4, scale B x4] per span; int8: the group's scale x8 (one vector load each)
         xd = T.decl_buffer((m * groups * (LANES // 2 if int4 else LANES),), "float32")
-        # int4: paired quarter group sums; q8_m: an eighth of the group's sum x8
+        # int4: the group sums, paired as the scales; q8_m: half the group's sum x8 (row r's lanes: r, 4 + r)
         xs = (T.decl_buffer((m * groups * LANES // 2,), "float32") if int4
               else T.decl_buffer((m * groups * LANES,), "float32") if layout.fmt.asymmetric else None)
         xa = T.decl_buffer((m * k,), "int8") if (bits, layout.fmt.bits) == (8, 8) else None  # |xq|
@@ -184,12 +184,12 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
             inv = tirx.Select(peak > const(0.0), top / peak, const(0.0))
             if int4:  # lanes 0-3 of the span's vector for group A, 4-7 for B
                 T.buffer_store(xd, bcast(peak / top, half), vstore_index((i * groups + g) * half, lanes=half))
-                T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES) * const(0.25), half),
+                T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES), half),
                                vstore_index((i * groups + g) * half, lanes=half))
             else:
                 T.buffer_store(xd, bcast(peak / top, LANES), vstore_index((i * groups + g) * LANES, lanes=LANES))
-                if xs is not None:  # q8_m: its minimum times the group's sum, an eighth in each lane
-                    T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES) * const(0.125), LANES),
+                if xs is not None:  # q8_m: its minimum times the group's sum, half in each of a row's 2 lanes
+                    T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES) * const(0.5), LANES),
                                    vstore_index((i * groups + g) * LANES, lanes=LANES))
             for w, a in enumerate(v):
                 q = tirx.Cast(f"int{bits}x{LANES}", tirx.round(a * bcast(inv, LANES)))
@@ -259,16 +259,14 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
                 per_row = [tree_sum([_pmaddwd(w, x[n]) for n, w in enumerate(u)]) for u in rows]
             summed = _summed(per_row, in_float=q6_k and bits == 16)
             pair = (i * groups + span * 2) * (LANES // 2)
-            # xs holds a quarter of each group's sum (one per lane it used to scale); now a lane
-            # holds the whole group: times 4, exact in float.
-            x_scale, x_sum = vload(xd, pair, lanes=LANES), vload(xs, pair, lanes=LANES) * bcast(const(4.0), LANES)
+            x_scale, x_sum = vload(xd, pair, lanes=LANES), vload(xs, pair, lanes=LANES)
             if q6_k:  # W = d * (sc * (q - 32)), the bracket in the integer dots
                 term = summed * (scale * x_scale)
             elif layout.fmt.asymmetric:  # W = scale*q + minimum
                 term = summed * (scale * x_scale) + minimum * x_sum
             else:  # W = scale*(q - 8), or (q - 16) for q5_0
                 term = (summed * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
-            T.buffer_store(acc, vload(acc, slot * LANES, lanes=LANES) + term, vstore_index(slot * LANES, lanes=LANES))
+            _accumulate(acc, slot, term)
         _each(batch, apply)
 
 
@@ -303,10 +301,15 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
                 x = [T.bind(vload(xq, at + 16 * h, lanes=16)) for h in range(2)]
                 per_row = [_pmaddwd(halves[0], x[0]) + _pmaddwd(halves[1], x[1]) for halves in rows]
             term = _summed(per_row, in_float=False) * (w_scale * vload(xd, (i * groups + g) * LANES, lanes=LANES))
-            if w_min is not None:  # q8_m: + minimum * the group's sum; xs holds an eighth, a lane here half
-                term = term + w_min * (vload(xs, (i * groups + g) * LANES, lanes=LANES) * bcast(const(4.0), LANES))
-            T.buffer_store(acc, vload(acc, slot * LANES, lanes=LANES) + term, vstore_index(slot * LANES, lanes=LANES))
+            if w_min is not None:  # q8_m: + minimum * the group's sum
+                term = term + w_min * vload(xs, (i * groups + g) * LANES, lanes=LANES)
+            _accumulate(acc, slot, term)
         _each(batch, apply)
+
+
+def _accumulate(acc, slot, term) -> None:
+    """Add ``term`` (the 4 weight rows' float sums of one span or group) to activation row ``slot``'s."""
+    T.buffer_store(acc, vload(acc, slot * LANES, lanes=LANES) + term, vstore_index(slot * LANES, lanes=LANES))
 
 
 def _q6_k_highs(layout: WeightLayout, weights, row, span, low, high):
