@@ -73,7 +73,7 @@ class Slots:
         seq_id = next(self._ids)
         self._make_room(PAGE_TOKENS, spare)
         self.runner.fork(match.seq_id, seq_id, match.tokens)
-        return seq_id, match.tokens, match.logits
+        return seq_id, match.tokens, None  # a fork prefills at least the prompt's last token
 
     def _take_over(self, match: Match) -> tuple[int, int, np.ndarray | None]:
         """Hand a kept sequence to the request, cut back to the tokens it shares with its prompt."""

@@ -110,9 +110,8 @@ class PrefixCache:
         return next((s for s in self._entries if s != spare), None)
 
     def status(self) -> dict:
-        logits = {id(a): a.nbytes for e in self._entries.values() for a in e.ends.values()}  # shared ones once
         return {"sequences": len(self), "tokens": self.tokens, "hits": self.hits, "hit_tokens": self.hit_tokens,
-                "logits_bytes": sum(logits.values())}
+                "logits_bytes": sum(a.nbytes for e in self._entries.values() for a in e.ends.values())}
 
 
 def _recent(ends: Ends) -> Ends:
