@@ -110,10 +110,7 @@ class AgentDoor:
         if not _answerable(msg):
             return
         if msg.retained:  # replayed at every connection: a stale goal must never drive an actuator
-            self._send(msg.response_topic, schema.error(
-                "retained_request", "an agent request must not be retained (the broker replays it at every "
-                "connection); publish it with retain off, and clear this one with an empty retained payload"),
-                msg.correlation)
+            self._send(msg.response_topic, schema.error("retained_request", schema.RETAINED_REQUEST), msg.correlation)
             return
         if not msg.correlation:
             self._send(msg.response_topic, schema.error(

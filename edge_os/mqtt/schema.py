@@ -207,6 +207,11 @@ def error(code: str, message: str) -> bytes:
     return _dump({"type": "error", "code": code, "message": message})
 
 
+# A request published retained: the broker replays it at every connection, so it is refused.
+RETAINED_REQUEST = ("a request must not be retained (the broker replays it at every connection); publish it with "
+                    "retain off, and clear this one with an empty retained payload")
+
+
 def parse_answer(payload: bytes) -> dict[str, Any]:
     """Decode an answer (``delta``/``final``/``error``) from a cloud worker; raise ``InputError``."""
     try:

@@ -126,13 +126,8 @@ class RequestServer:
             return
         if msg.retained:  # replayed at every connection: it would run again once its record is pruned
             self.stats.rejected += 1
-            self._answers.unrecorded_error(
-                msg.response_topic,
-                msg.correlation,
-                "retained_request",
-                "a request must not be retained (the broker replays it at every connection); publish it with "
-                "retain off, and clear this one with an empty retained payload",
-            )
+            self._answers.unrecorded_error(msg.response_topic, msg.correlation, "retained_request",
+                                           schema.RETAINED_REQUEST)
             return
         if not msg.correlation:
             self.stats.rejected += 1
