@@ -1,6 +1,6 @@
 """The HTTP API's refusals and cancellation on a real `edge-os serve --http` process.
 
-A wider random model (8 layers of 256) decodes slowly enough that a 2,000-token request is still
+A wider random model (32 layers of 256) decodes slowly enough that a 2,000-token request is still
 running when the test acts on it.
 """
 
@@ -18,7 +18,7 @@ from tests.waiting import wait_until
 
 @pytest.fixture(scope="module")
 def slow_package(tiny_package_factory):
-    return tiny_package_factory("q4f32", hidden_size=256, intermediate_size=1024, num_hidden_layers=8,
+    return tiny_package_factory("q4f32", hidden_size=256, intermediate_size=1024, num_hidden_layers=32,
                                 max_position_embeddings=4096)
 
 
