@@ -33,6 +33,14 @@ products instead of m of both; q8 needs no unpacking and runs the one-row body p
 a block of weights that stays in L1. A row's arithmetic is the same in every case, so its result
 does not depend on the batch it came in.
 
+AVX-512BW targets (``wide``; Zen 4 and 5, Intel Xeon since Skylake-SP) with int16 activations: int4
+weights take two spans per 512-bit register (a 64-byte load widens to both spans' values side by
+side, since the unpacks work within 128-bit lanes; the 4 rows' sums are combined by shuffles, as
+AVX-512 has no horizontal add) and q8 one group per ``vpmaddwd``, so a span costs half the dot
+product instructions; the activations' layout is the same. With VNNI, LLVM fuses each
+``vpmaddwd`` and the addition after it into ``vpdpwssd``. Results equal the 256-bit path's to
+float rounding (the two spans' terms are added before the accumulator, not after).
+
 The error against float activations is at most half a rounding step of each activation,
 max|x_g| / (2**bits - 2) * sum|W_g| per group.
 """
@@ -72,7 +80,7 @@ def supports(layout: WeightLayout) -> bool:
     return layout.fmt.bits == 8
 
 
-def decoder(bits: int):
+def decoder(bits: int, wide: bool = False):
     """The decode path (arguments of ``matmul_fp32.decode_fp32``) for ``bits``-bit activations.
 
     Each task owns ``ROWS`` weight rows. One activation row (single-stream decode) keeps its
@@ -80,6 +88,8 @@ def decoder(bits: int):
     weights is loaded and unpacked once into registers, and a loop over the activation rows applies
     it to each of them, their accumulators in a small stack array (L1). Every row goes through the
     same arithmetic in both, so a row's result does not depend on the batch it came in.
+    ``wide``: the target has AVX-512BW; with int16 activations, int4 weights then take two spans
+    per 512-bit register (``_spans``) and q8 a group per ``vpmaddwd`` (``_int8_rows``).
     """
     if bits not in (8, 16):
         raise ValueError(f"activations of {bits} bits")
@@ -99,12 +109,12 @@ def decoder(bits: int):
         _quantize_activations(layout, bits, x, m, xq, xd, xs, xa)
         with T.If(m == 1):
             with T.Then():
-                _batch(layout, bits, weights, y, None, xq, xd, xs, xa)
+                _batch(layout, bits, weights, y, None, xq, xd, xs, xa, wide)
             with T.Else():
                 if int4:  # unpacking dominates: once per block for all rows
-                    _batch(layout, bits, weights, y, (m, tiling.gemm_from - 1), xq, xd, xs, xa)
+                    _batch(layout, bits, weights, y, (m, tiling.gemm_from - 1), xq, xd, xs, xa, wide)
                 else:  # bytes need no unpacking: the m=1 body per row, the block's weights from L1
-                    _batch(layout, bits, weights, y, m, xq, xd, xs, xa)
+                    _batch(layout, bits, weights, y, m, xq, xd, xs, xa, wide)
 
     return decode
 
@@ -115,7 +125,7 @@ def decoder(bits: int):
 ROWS = 4
 
 
-def _batch(layout, bits, weights, y, batch, xq, xd, xs, xa) -> None:
+def _batch(layout, bits, weights, y, batch, xq, xd, xs, xa, wide: bool) -> None:
     """``y = x @ W.T`` with ``ROWS`` weight rows per task, for the activation rows ``batch``:
 
     - ``None``: row 0 alone, the accumulators in registers;
@@ -125,21 +135,21 @@ def _batch(layout, bits, weights, y, batch, xq, xd, xs, xa) -> None:
     """
     with T.parallel(0, layout.n // ROWS) as block:
         if batch is None or isinstance(batch, tuple):
-            _block(layout, bits, weights, y, block * ROWS, [0] if batch is None else batch, xq, xd, xs, xa)
+            _block(layout, bits, weights, y, block * ROWS, [0] if batch is None else batch, xq, xd, xs, xa, wide)
         else:
             with T.serial(0, batch) as i:
-                _block(layout, bits, weights, y, block * ROWS, [i], xq, xd, xs, xa)
+                _block(layout, bits, weights, y, block * ROWS, [i], xq, xd, xs, xa, wide)
 
 
-def _block(layout, bits, weights, y, first_row, batch, xq, xd, xs, xa) -> None:
+def _block(layout, bits, weights, y, first_row, batch, xq, xd, xs, xa, wide: bool) -> None:
     most = len(batch) if isinstance(batch, list) else batch[1]
     # acc[slot * LANES]: the 4 weight rows' sums for activation row ``slot``, row r's in lanes r and 4 + r
     acc = T.decl_buffer((most * LANES,), "float32")
     _each(batch, lambda slot, i: T.buffer_store(acc, bcast(const(0.0), LANES), vstore_index(slot * LANES, lanes=LANES)))
     if layout.fmt.bits != 8:
-        _int4_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs)
+        _int4_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs, wide)
     else:
-        _int8_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs, xa)
+        _int8_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs, xa, wide)
 
     def store(slot, i):
         for r in range(ROWS):
@@ -204,76 +214,104 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
                         T.buffer_store(xa, tirx.Cast(f"int8x{LANES}", tirx.abs(q)), vstore_index(at, lanes=LANES))
 
 
-def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs) -> None:
-    """Each span of the ``ROWS`` (4) weight rows unpacked once, applied to every activation row.
+def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, wide: bool) -> None:
+    """Each span of the ``ROWS`` (4) weight rows unpacked once, applied to every activation row;
+    ``wide`` (int4 with int16 activations on AVX-512): two spans at a time in 512-bit registers,
+    an odd last span alone (see ``_spans``)."""
+    spans = layout.k // SPAN
+    if wide and layout.fmt.bits == 4 and bits == 16:
+        with T.serial(0, spans // 2) as pair:
+            _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [pair * 2, pair * 2 + 1])
+        if spans % 2:
+            _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [spans - 1])
+    else:
+        with T.serial(0, spans) as span:
+            _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [span])
+
+
+def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, spans: list) -> None:
+    """One span (or two consecutive ones in 512-bit registers) of the 4 weight rows.
 
     The 4 rows' unpacked values are bound first; then, per activation row, its activations are
-    loaded once, each weight row's integer dots of the span (int32x8: group A's in lanes 0-3, B's
+    loaded once, each weight row's integer dots of a span (int32x8: group A's in lanes 0-3, B's
     in 4-7) computed in registers, and ``_combine`` sums them into one vector
-    [r0 A, r1 A, r2 A, r3 A, r0 B, ... r3 B], so one conversion and scaling serves the 4 rows."""
+    [r0 A, r1 A, r2 A, r3 A, r0 B, ... r3 B], so one conversion and scaling serves the 4 rows.
+    Two spans: a 64-byte load widens to the two spans' int16 values side by side (the unpacks work
+    within 128-bit lanes), each ``vpmaddwd`` (``vpdpwssd`` with VNNI) covers both, and the
+    512-bit dots split into the two spans' halves before ``_combine``.
+    """
     k, groups = layout.k, layout.groups
-    nibble_mask = bcast(const(0x0F0F0F0F, "uint32"), LANES)
+    count = len(spans)
+    lanes = LANES * count
+    nibble_mask = bcast(const(0x0F0F0F0F, "uint32"), lanes)
     q6_k = layout.fmt.name == "q6_k"
-    with T.serial(0, k // SPAN) as span:
-        scales, minimums, rows = [], [], []
-        for r in range(ROWS):
-            row = first_row + r
+    scales, minimums, rows = [[] for _ in spans], [[] for _ in spans], []
+    for r in range(ROWS):
+        row = first_row + r
+        for span in spans:
             _prefetch_ahead(layout, weights, row, span * LANES, span * 2)
-            words = vload(weights[0], row, span * LANES, lanes=LANES)  # 64 nibbles
-            low = tirx.bitwise_and(words, nibble_mask)
-            high = tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), LANES)), nibble_mask)
-            if layout.fmt.bits == 5:  # OR in the fifth bits: evens' of both groups, then odds'
-                a = load(layout.buffer(weights, "qhigh"), row, span * 2)
-                c = load(layout.buffer(weights, "qhigh"), row, span * 2 + 1)
-                half = const(0xFFFF, "uint32")
-                low = tirx.bitwise_or(low, _bit_bytes(tirx.bitwise_or(tirx.bitwise_and(a, half),
-                                                                      tirx.shift_left(c, const(16, "uint32")))))
-                high = tirx.bitwise_or(high, _bit_bytes(tirx.bitwise_or(
-                    tirx.shift_right(a, const(16, "uint32")), tirx.bitwise_and(c, const(0xFFFF0000, "uint32")))))
-            # Bound once: the loop over activation rows reuses them from registers.
-            if q6_k:
-                low, high = _q6_k_highs(layout, weights, row, span, low, high)
-                rows.append([T.bind(v) for v in _q6_k_unpacked(layout, bits, weights, row, span, low, high)])
-            elif bits == 8:
-                rows.append([T.bind(tirx.reinterpret("int8x32", v)) for v in (low, high)])
-            else:
-                rows.append([T.bind(_widen_nibbles(v, upper)) for v in (low, high) for upper in (False, True)])
-            scales.append(layout.pair_scales(weights, row, span * 2))
+        words = vload(weights[0], row, spans[0] * LANES, lanes=lanes)  # 64 nibbles a span
+        low = tirx.bitwise_and(words, nibble_mask)
+        high = tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), lanes)), nibble_mask)
+        span = spans[0]
+        if layout.fmt.bits == 5:  # OR in the fifth bits: evens' of both groups, then odds'
+            a = load(layout.buffer(weights, "qhigh"), row, span * 2)
+            c = load(layout.buffer(weights, "qhigh"), row, span * 2 + 1)
+            half = const(0xFFFF, "uint32")
+            low = tirx.bitwise_or(low, _bit_bytes(tirx.bitwise_or(tirx.bitwise_and(a, half),
+                                                                  tirx.shift_left(c, const(16, "uint32")))))
+            high = tirx.bitwise_or(high, _bit_bytes(tirx.bitwise_or(
+                tirx.shift_right(a, const(16, "uint32")), tirx.bitwise_and(c, const(0xFFFF0000, "uint32")))))
+        # Bound once: the loop over activation rows reuses them from registers.
+        if q6_k:
+            low, high = _q6_k_highs(layout, weights, row, span, low, high)
+            rows.append([T.bind(v) for v in _q6_k_unpacked(layout, bits, weights, row, span, low, high)])
+        elif bits == 8:
+            rows.append([T.bind(tirx.reinterpret("int8x32", v)) for v in (low, high)])
+        else:
+            rows.append([T.bind(_widen_nibbles(v, upper)) for v in (low, high) for upper in (False, True)])
+        for j, span in enumerate(spans):
+            scales[j].append(layout.pair_scales(weights, row, span * 2))
             if layout.fmt.asymmetric and not q6_k:
-                minimums.append(layout.pair_minimums(weights, row, span * 2))
-        scale, minimum = _bind_by_row(scales, minimums)
+                minimums[j].append(layout.pair_minimums(weights, row, span * 2))
+    # scales (and minimums) of the spans side by side, in the lanes of ``_combine``
+    scale = T.bind(_concat([_by_row(scales[j]) for j in range(count)]))
+    minimum = T.bind(_concat([_by_row(minimums[j]) for j in range(count)])) if minimums[0] else None
 
-        def apply(slot, i):
-            at = i * k + span * SPAN
-            if bits == 8:
-                evens, odds = T.bind(vload(xq, at, lanes=BYTES)), T.bind(vload(xq, at + BYTES, lanes=BYTES))
-                if q6_k:  # less the same products of 32, then times the sub-block scales
-                    thirty_two = bcast(const(32, "int8"), BYTES)
-                    offsets = T.bind(_pmaddubsw(thirty_two, evens) + _pmaddubsw(thirty_two, odds))
-                    per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds) - offsets, u[2]) for u in rows]
-                else:
-                    ones = bcast(const(1, "int16"), 16)
-                    per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds), ones) for u in rows]
+    def apply(slot, i):
+        at = i * k + spans[0] * SPAN
+        if bits == 8:
+            evens, odds = T.bind(vload(xq, at, lanes=BYTES)), T.bind(vload(xq, at + BYTES, lanes=BYTES))
+            if q6_k:  # less the same products of 32, then times the sub-block scales
+                thirty_two = bcast(const(32, "int8"), BYTES)
+                offsets = T.bind(_pmaddubsw(thirty_two, evens) + _pmaddubsw(thirty_two, odds))
+                per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds) - offsets, u[2]) for u in rows]
             else:
-                x = [T.bind(vload(xq, at + 16 * n, lanes=16)) for n in range(4)]
-                per_row = [tree_sum([_pmaddwd(w, x[n]) for n, w in enumerate(u)]) for u in rows]
-            summed = _summed(per_row, in_float=q6_k and bits == 16)
-            pair = (i * groups + span * 2) * (LANES // 2)
-            x_scale, x_sum = vload(xd, pair, lanes=LANES), vload(xs, pair, lanes=LANES)
-            if q6_k:  # W = d * (sc * (q - 32)), the bracket in the integer dots
-                term = summed * (scale * x_scale)
-            elif layout.fmt.asymmetric:  # W = scale*q + minimum
-                term = summed * (scale * x_scale) + minimum * x_sum
-            else:  # W = scale*(q - 8), or (q - 16) for q5_0
-                term = (summed * x_scale - x_sum * bcast(const(layout.zero_point), LANES)) * scale
-            _accumulate(acc, slot, term)
-        _each(batch, apply)
+                ones = bcast(const(1, "int16"), 16)
+                per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds), ones) for u in rows]
+        else:  # chunk n of each span side by side: the order of the widened nibbles
+            x = [T.bind(_concat([vload(xq, at + j * SPAN + 16 * n, lanes=16) for j in range(count)]))
+                 for n in range(4)]
+            per_row = [tree_sum([_pmaddwd(w, x[n]) for n, w in enumerate(u)]) for u in rows]
+        summed = _summed(per_row, in_float=q6_k and bits == 16)
+        pair = (i * groups + spans[0] * 2) * (LANES // 2)  # the spans' activation scales and sums are adjacent
+        x_scale, x_sum = vload(xd, pair, lanes=lanes), vload(xs, pair, lanes=lanes)
+        if q6_k:  # W = d * (sc * (q - 32)), the bracket in the integer dots
+            term = summed * (scale * x_scale)
+        elif layout.fmt.asymmetric:  # W = scale*q + minimum
+            term = summed * (scale * x_scale) + minimum * x_sum
+        else:  # W = scale*(q - 8), or (q - 16) for q5_0
+            term = (summed * x_scale - x_sum * bcast(const(layout.zero_point), lanes)) * scale
+        _accumulate(acc, slot, _halves_added(term) if count > 1 else term)
+    _each(batch, apply)
 
 
-def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, xa) -> None:
+def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, xa, wide: bool) -> None:
     """Each group of the ``ROWS`` (4) weight rows loaded once, applied to every activation row; the 4
     rows' dots share one conversion and scaling as in ``_int4_rows`` (here a row's sum is split
-    over lanes r and 4 + r)."""
+    over lanes r and 4 + r). ``wide`` with int16 activations: a group's 32 products in one 512-bit
+    ``vpmaddwd``, its halves added before ``_combine``."""
+    wide = wide and bits == 16
     k, groups = layout.k, layout.groups
     with T.serial(0, groups) as g:
         scales, minimums, rows = [], [], []
@@ -281,7 +319,9 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
             row = first_row + r
             _prefetch_ahead(layout, weights, row, g * GROUP_SIZE, g)
             w = T.bind(vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES))
-            if bits == 16:
+            if wide:
+                rows.append(T.bind(tirx.Cast("int16x32", w)))
+            elif bits == 16:
                 rows.append([T.bind(tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))))
                              for h in range(2)])
             else:
@@ -297,6 +337,9 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
                 signs, magnitudes = T.bind(vload(xq, at, lanes=BYTES)), T.bind(vload(xa, at, lanes=BYTES))
                 ones = bcast(const(1, "int16"), 16)
                 per_row = [_pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), ones) for w in rows]
+            elif wide:
+                x = T.bind(vload(xq, at, lanes=2 * 16))
+                per_row = [_halves_added(_pmaddwd(w, x)) for w in rows]
             else:
                 x = [T.bind(vload(xq, at + 16 * h, lanes=16)) for h in range(2)]
                 per_row = [_pmaddwd(halves[0], x[0]) + _pmaddwd(halves[1], x[1]) for halves in rows]
@@ -354,16 +397,25 @@ def _q6_k_unpacked(layout: WeightLayout, bits: int, weights, row, span, low, hig
 
 
 def _widen_nibbles(nibbles, upper: bool):
-    """int16x16 from bytes 0-7 and 16-23 (or 8-15 and 24-31) of a 32-byte vector of nibbles:
-    ``vpunpcklbw`` / ``vpunpckhbw`` against zero, which work within each 128-bit half."""
-    data = tirx.reinterpret("uint8x32", nibbles)
-    zero = bcast(const(0, "uint8"), BYTES)
+    """int16 values from bytes 0-7 (or 8-15) of each 128-bit lane of a vector of nibbles
+    (32 bytes: bytes 0-7 and 16-23 into int16x16; 64 bytes: also 32-39 and 48-55 into int16x32):
+    ``vpunpcklbw`` / ``vpunpckhbw`` against zero, which work within each 128-bit lane."""
+    size = _lanes(nibbles) * 4
+    data = tirx.reinterpret(f"uint8x{size}", nibbles)
+    zero = bcast(const(0, "uint8"), size)
     first = 8 if upper else 0
     order = []
-    for k in range(16):
+    for k in range(size // 2):
         byte = 16 * (k // 8) + first + k % 8
-        order += [byte, BYTES + byte]
-    return tirx.reinterpret("int16x16", tirx.Shuffle([data, zero], order))
+        order += [byte, size + byte]
+    return tirx.reinterpret(f"int16x{size // 2}", tirx.Shuffle([data, zero], order))
+
+
+def _concat(vectors):
+    """One vector of the given ones end to end (a single one as it is)."""
+    if len(vectors) == 1:
+        return vectors[0]
+    return tirx.Shuffle(vectors, list(range(sum(_lanes(v) for v in vectors))))
 
 
 def _bit_bytes(word):
@@ -382,6 +434,10 @@ def _pmaddubsw(unsigned, signed):
 
 
 def _pmaddwd(a, b):
+    """``vpmaddwd`` of int16x16 (AVX2) or int16x32 (AVX-512BW) vectors; with VNNI, LLVM fuses it
+    with the addition that follows into ``vpdpwssd``."""
+    if _lanes(a) == 32:
+        return tirx.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.pmaddw.d.512", a, b)
     return tirx.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", a, b)
 
 
@@ -391,8 +447,13 @@ def _psignb(values, signs):
 
 def _combine(per_row, dtype: str = "int32x8", intrinsic: str = "llvm.x86.avx2.phadd.d"):
     """[A, A, A, A, B, B, B, B] partial sums of 4 rows -> [r0 A, r1 A, r2 A, r3 A, r0 B .. r3 B]
-    (``vphaddd`` / ``vhaddps`` add neighbouring lanes within each 128-bit half)."""
+    (``vphaddd`` / ``vhaddps`` add neighbouring lanes within each 128-bit lane). 16 lanes (two
+    spans, AVX-512 has no horizontal add): the same within each of the four 128-bit lanes, from
+    the even and odd lanes' shuffles."""
     def hadd(a, b):
+        if _lanes(a) == 2 * LANES:
+            evens = [4 * (j // 4) + 2 * (j % 2) + 2 * LANES * ((j // 2) % 2) for j in range(2 * LANES)]
+            return tirx.Shuffle([a, b], evens) + tirx.Shuffle([a, b], [e + 1 for e in evens])
         return tirx.call_llvm_pure_intrin(dtype, intrinsic, a, b)
     return hadd(hadd(per_row[0], per_row[1]), hadd(per_row[2], per_row[3]))
 
@@ -402,8 +463,8 @@ def _summed(per_row, in_float: bool) -> tirx.PrimExpr:
     first and summed in float, where a group's integer sum can pass int32 (q6_k with int16
     activations: 32 * 4096 * 32767 = 2**32; a lane's 8 products fit)."""
     if in_float:
-        return _combine([to_f32(v, LANES) for v in per_row], "float32x8", "llvm.x86.avx.hadd.ps.256")
-    return to_f32(_combine(per_row), LANES)
+        return _combine([to_f32(v, _lanes(v)) for v in per_row], "float32x8", "llvm.x86.avx.hadd.ps.256")
+    return to_f32(_combine(per_row), _lanes(per_row[0]))
 
 
 def _bind_by_row(scales, minimums):
@@ -425,3 +486,12 @@ def _prefetch_ahead(layout: WeightLayout, weights, row, column, group) -> None:
         per_group = int(extra.shape[1]) // layout.groups  # q6_k: 2 per group; K-quant super-block ones are few
         if per_group:
             T.evaluate(prefetch(extra, row + ahead, group * per_group))
+
+
+def _halves_added(vector):
+    """int32x8: lanes 0-7 plus lanes 8-15 of an int32x16."""
+    return (tirx.Shuffle([vector], list(range(LANES))) + tirx.Shuffle([vector], list(range(LANES, 2 * LANES))))
+
+
+def _lanes(vector) -> int:
+    return vector.ty.dtype.lanes

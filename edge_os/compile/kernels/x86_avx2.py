@@ -4,7 +4,8 @@ Prefill uses the FP32 path of ``matmul_fp32``; decode the integer dot products o
 with the activations rounded to int16 or int8 (``activations``), or FP32 when asked for.
 16 vector registers: the decode path keeps 4 row accumulators and 4 shared activation vectors
 live; the prefill micro-kernel 6 x 2 accumulators, 2 weight vectors and a broadcast. The integer
-decode path takes up to 8 rows (``ROUNDED_TILING``), the FP32 one up to 7.
+decode path takes up to 8 rows (``ROUNDED_TILING``), the FP32 one up to 7. With AVX-512BW the
+integer decode path uses 512-bit registers for int16 activations (``avx2_dot``'s ``wide``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def build(info: dict, target: tvm.target.Target):
     bits = ACTIVATION_BITS.get(info.get("activations", "float32"))
     if bits is None or not avx2_dot.supports(layout):
         return build_matmul(layout, TILING)
-    func = build_matmul(layout, ROUNDED_TILING, avx2_dot.decoder(bits))
+    func = build_matmul(layout, ROUNDED_TILING, avx2_dot.decoder(bits, wide=has(target, "avx512bw")))
     return func.with_attrs({ROUNDED_ROWS_ATTR: ROUNDED_TILING.gemm_from, ROUNDED_BITS_ATTR: bits})
 
 

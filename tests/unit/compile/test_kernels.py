@@ -32,9 +32,9 @@ def _host_builders():
     return builders
 
 
-def _build(builder, fmt: str, scale_dtype: str, activations: str):
+def _build(builder, fmt: str, scale_dtype: str, activations: str, k: int = K):
     """The compiled kernel, the row count below which it rounds activations, and to how many bits."""
-    info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": scale_dtype, "activations": activations}
+    info = {"op": "matmul", "format": fmt, "n": N, "k": k, "scale_dtype": scale_dtype, "activations": activations}
     func = builder(info, HOST)
     assert func is not None
     rows, bits = int(func.attrs.get(ROUNDED_ROWS_ATTR, 0)), int(func.attrs.get(ROUNDED_BITS_ATTR, 0))
@@ -47,7 +47,7 @@ def _bound(x: np.ndarray, dense: np.ndarray, rounded_bits: int) -> np.ndarray:
     each activation (max|x_g| / (2**bits - 2)) times the group's |W| sum."""
     bound = 1e-5 * (np.abs(x) @ np.abs(dense).T) + 1e-6
     if rounded_bits:
-        m, groups = x.shape[0], K // 32
+        m, groups = x.shape[0], x.shape[1] // 32
         x_step = np.abs(x).reshape(m, groups, 32).max(-1) / (2**rounded_bits - 2)
         bound += x_step @ np.abs(dense).reshape(N, groups, 32).sum(-1).T
     return bound
@@ -95,6 +95,39 @@ def test_each_row_of_a_batch_gets_the_result_it_gets_alone(fmt, activations):
             y = tvm.runtime.tensor(np.zeros((m, N), np.float32))
             kernel(tvm.runtime.tensor(x[:m]), *arrays, y)
             np.testing.assert_array_equal(y.numpy(), np.stack(alone[:m]), err_msg=f"{family} {fmt} m={m}")
+
+
+@pytest.mark.parametrize("fmt", ["q4", "q4_1", "q5_0", "q5_1", "q8"])
+def test_an_odd_number_of_spans_ends_on_a_span_alone(fmt):
+    """k = 192: three 64-value spans; with AVX-512 the int4 decode path takes two spans per register
+    and the third alone, which k = 256 never reaches."""
+    rng = np.random.default_rng(5)
+    k = 192
+    weight = crafted_weight(fmt, N, k, rng, "float16")
+    dense = weight.dequantize().astype(np.float64)
+    arrays = [tvm.runtime.tensor(a) for a in weight.arrays.values()]
+    for family, builder in _host_builders():
+        kernel, rounded_rows, bits = _build(builder, fmt, "float16", "int16", k)
+        for m in (1, 4):
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            y = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
+            kernel(tvm.runtime.tensor(x), *arrays, y)
+            bound = _bound(x, dense, bits if m < rounded_rows else 0)
+            assert np.all(np.abs(y.numpy() - x.astype(np.float64) @ dense.T) <= bound), f"{family} {fmt} m={m}"
+
+
+def test_avx512_targets_get_the_wide_int4_decode_path():
+    """Built (not run) for Zen 4 and Haswell: only the AVX-512 one multiplies in 512-bit registers
+    (``vpdpwssd`` on zmm, VNNI fusing ``vpmaddwd`` with its addition)."""
+    from edge_os.compile.kernels import x86_avx2
+
+    info = {"op": "matmul", "format": "q4_1", "n": N, "k": 192, "scale_dtype": "float32", "activations": "int16"}
+    for mcpu, wide in (("znver4", True), ("haswell", False)):
+        target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu})
+        func = x86_avx2.build(info, target).with_attr("global_symbol", "main")
+        asm = tvm.compile(tvm.IRModule({"main": func}), target=target).mod.inspect_source("asm")
+        assert ("vpdpwssd\t%zmm" in asm) == wide, mcpu
+        assert ("vpmaddwd" in asm or "vpdpwssd" in asm), mcpu
 
 
 def test_the_pipeline_swaps_tagged_kernels_for_fast_ones():
