@@ -25,11 +25,11 @@ zero point (q4 / q5_0) multiplies the group's exact float activation sum.
 q8 (and q8_m, with a minimum): one group per load, natural order; the 4 rows are summed the same
 way, row r's total then in lanes r and 4 + r.
 
-Batches (calls of 2 to ``gemm_from - 1`` rows: a decode step of several sequences, a prefill of
-a few tokens): 4-, 5- and 6-bit formats unpack each span of the 4 weight rows once into registers
-and apply them to every activation row in a loop (its activations loaded once for the 4 rows, their
-dots combined in registers, the accumulators in L1), so a batch of m costs one unpacking plus m dot
-products instead of m of both; q8 needs no unpacking and runs the one-row body per row over
+Batches (calls of 2 to ``gemm_from - 1`` rows: a decode step of several sequences, a prefill
+chunk): 4-, 5- and 6-bit formats unpack each span of the 4 weight rows into registers once per
+part of ``PART_ROWS`` activation rows and apply them to every row of the part in a loop (its
+activations loaded once for the 4 rows, their dots combined in registers, the accumulators in L1),
+so a part of m rows costs one unpacking plus m dot products instead of m of both; q8 needs no unpacking and runs the one-row body per row over
 a block of weights that stays in L1. A row's arithmetic is the same in every case, so its result
 does not depend on the batch it came in.
 
@@ -46,6 +46,8 @@ max|x_g| / (2**bits - 2) * sum|W_g| per group.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from tvm import tirx
 from tvm.script.ir_builder import tirx as T
@@ -112,7 +114,7 @@ def decoder(bits: int, wide: bool = False):
                 _batch(layout, bits, weights, y, None, xq, xd, xs, xa, wide)
             with T.Else():
                 if int4:  # unpacking dominates: once per block for all rows
-                    _batch(layout, bits, weights, y, (m, tiling.gemm_from - 1), xq, xd, xs, xa, wide)
+                    _batch(layout, bits, weights, y, (m, PART_ROWS), xq, xd, xs, xa, wide)
                 else:  # bytes need no unpacking: the m=1 body per row, the block's weights from L1
                     _batch(layout, bits, weights, y, m, xq, xd, xs, xa, wide)
 
@@ -123,6 +125,9 @@ def decoder(bits: int, wide: bool = False):
 # activation rows, a row's unpacked weights stay in registers during the loop over them; measured
 # before the combined sums: 4 and 2 rows alike, 1 slower.)
 ROWS = 4
+# Activation rows per part of a batch (``_batch``): their accumulators and, per span, their
+# activations stay in L1 while a block's unpacked weights are applied to them.
+PART_ROWS = 16
 
 
 def _batch(layout, bits, weights, y, batch, xq, xd, xs, xa, wide: bool) -> None:
@@ -130,19 +135,25 @@ def _batch(layout, bits, weights, y, batch, xq, xd, xs, xa, wide: bool) -> None:
 
     - ``None``: row 0 alone, the accumulators in registers;
     - ``m``: rows 0..m-1 one after the other, each like row 0 alone (the block's weights stay in L1);
-    - ``(m, most)``: rows 0..m-1 (m <= most) in a loop inside each block of weights, their
-      accumulators in a stack array (L1).
+    - ``(m, most)``: rows 0..m-1 in parts of up to ``most``, each part in a loop inside each block
+      of weights, their accumulators in a stack array (L1); the block's weights are unpacked
+      again for each part, from L1.
     """
     with T.parallel(0, layout.n // ROWS) as block:
-        if batch is None or isinstance(batch, tuple):
-            _block(layout, bits, weights, y, block * ROWS, [0] if batch is None else batch, xq, xd, xs, xa, wide)
+        if batch is None:
+            _block(layout, bits, weights, y, block * ROWS, [0], xq, xd, xs, xa, wide)
+        elif isinstance(batch, tuple):
+            m, most = batch
+            with T.serial(0, (m + most - 1) // most) as part:
+                rows = _Rows(part * most, tirx.min(most, m - part * most), most)
+                _block(layout, bits, weights, y, block * ROWS, rows, xq, xd, xs, xa, wide)
         else:
             with T.serial(0, batch) as i:
                 _block(layout, bits, weights, y, block * ROWS, [i], xq, xd, xs, xa, wide)
 
 
 def _block(layout, bits, weights, y, first_row, batch, xq, xd, xs, xa, wide: bool) -> None:
-    most = len(batch) if isinstance(batch, list) else batch[1]
+    most = len(batch) if isinstance(batch, list) else batch.most
     # acc[slot * LANES]: the 4 weight rows' sums for activation row ``slot``, row r's in lanes r and 4 + r
     acc = T.decl_buffer((most * LANES,), "float32")
     _each(batch, lambda slot, i: T.buffer_store(acc, bcast(const(0.0), LANES), vstore_index(slot * LANES, lanes=LANES)))
@@ -157,15 +168,24 @@ def _block(layout, bits, weights, y, first_row, batch, xq, xd, xs, xa, wide: boo
     _each(batch, store)
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Activation rows ``first .. first + count - 1``, ``count`` at most ``most``."""
+
+    first: tirx.PrimExpr
+    count: tirx.PrimExpr
+    most: int
+
+
 def _each(batch, body) -> None:
     """``body(slot, i)`` for each activation row i: unrolled over a list of rows (slot = its
-    position), or a loop over ``(m, most)`` rows (slot = i)."""
+    position), or a loop over ``_Rows`` (slot = i - first)."""
     if isinstance(batch, list):
         for slot, i in enumerate(batch):
             body(slot, i)
     else:
-        with T.serial(0, batch[0]) as i:
-            body(i, i)
+        with T.serial(0, batch.count) as slot:
+            body(slot, batch.first + slot)
 
 
 def _even_slot(bits: int, half, vector: int):

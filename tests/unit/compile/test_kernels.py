@@ -1,8 +1,9 @@
 """Fast kernels against the numpy oracle (``edge_os.quantize.reference``), on tiny shapes.
 
 Every kernel family that accepts this machine's CPU is checked for every weight format and scale
-dtype, for one activation row (decode), every batch of 2 to 9 rows (batched decode, whose
-integer kernels unpack each block of weights once for all rows) and 64 (the prefill path).
+dtype, for one activation row (decode), batches of 2 to 9, 17 and 64 rows (batched decode and
+prefill chunks, whose integer kernels unpack each block of weights once per part of 16 rows) and
+300 (past the largest call the integer kernels take: the FP32 prefill path).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def test_matmul_matches_the_numpy_oracle(fmt, scale_dtype, activations):
     for family, builder in _host_builders():
         kernel, rounded_rows, bits = _build(builder, fmt, scale_dtype, activations)
         assert bits in ({0} if activations == "float32" else {0, int(activations[3:])})
-        for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 64):
+        for m in (1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 64, 300):
             x = rng.standard_normal((m, K)).astype(np.float32)
             y = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
             kernel(tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in weight.arrays.values()], y)
