@@ -29,9 +29,9 @@ Batches (calls of 2 to ``gemm_from - 1`` rows: a decode step of several sequence
 chunk): 4-, 5- and 6-bit formats unpack each span of the 4 weight rows into registers once per
 part of ``PART_ROWS`` activation rows and apply them to every row of the part in a loop (its
 activations loaded once for the 4 rows, their dots combined in registers, the accumulators in L1),
-so a part of m rows costs one unpacking plus m dot products instead of m of both; q8 needs no unpacking and runs the one-row body per row over
-a block of weights that stays in L1. A row's arithmetic is the same in every case, so its result
-does not depend on the batch it came in.
+so a part of m rows costs one unpacking plus m dot products instead of m of both; q8 needs no
+unpacking and runs the one-row body per row over a block of weights that stays in L1. A row's
+arithmetic is the same in every case, so its result does not depend on the batch it came in.
 
 AVX-512BW targets (``wide``; Zen 4 and 5, Intel Xeon since Skylake-SP) with int16 activations: int4
 weights take two spans per 512-bit register (a 64-byte load widens to both spans' values side by
