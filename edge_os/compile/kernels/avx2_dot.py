@@ -265,7 +265,7 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
     lanes = LANES * count
     nibble_mask = bcast(const(0x0F0F0F0F, "uint32"), lanes)
     q6_k = layout.fmt.name == "q6_k"
-    scales, minimums, rows = [[] for _ in spans], [[] for _ in spans], []
+    scales, minimums, rows = [], [], []
     for r in range(ROWS):
         row = first_row + r
         for span in spans:
@@ -290,13 +290,10 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
             rows.append([T.bind(tirx.reinterpret("int8x32", v)) for v in (low, high)])
         else:
             rows.append([T.bind(_widen_nibbles(v, upper)) for v in (low, high) for upper in (False, True)])
-        for j, span in enumerate(spans):
-            scales[j].append(layout.pair_scales(weights, row, span * 2))
-            if layout.fmt.asymmetric and not q6_k:
-                minimums[j].append(layout.pair_minimums(weights, row, span * 2))
-    # scales (and minimums) of the spans side by side, in the lanes of ``_combine``
-    scale = T.bind(_concat([_by_row(scales[j]) for j in range(count)]))
-    minimum = T.bind(_concat([_by_row(minimums[j]) for j in range(count)])) if minimums[0] else None
+        scales.append(layout.group_scales(weights, row, spans[0] * 2, 2 * count))
+        if layout.fmt.asymmetric and not q6_k:
+            minimums.append(layout.group_minimums(weights, row, spans[0] * 2, 2 * count))
+    scale, minimum = _bind_by_row(scales, minimums, 2 * count)
 
     def apply(slot, i):
         at = i * k + spans[0] * SPAN
@@ -346,10 +343,10 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
                              for h in range(2)])
             else:
                 rows.append(w)
-            scales.append(bcast(layout.group_scale(weights, row, g), LANES))
+            scales.append(bcast(layout.group_scale(weights, row, g), 2))  # row r's sum: lanes r and 4 + r
             if layout.fmt.asymmetric:
-                minimums.append(bcast(layout.group_minimum(weights, row, g), LANES))
-        w_scale, w_min = _bind_by_row(scales, minimums)
+                minimums.append(bcast(layout.group_minimum(weights, row, g), 2))
+        w_scale, w_min = _bind_by_row(scales, minimums, 2)
 
         def apply(slot, i):
             at = i * k + g * GROUP_SIZE
@@ -487,15 +484,15 @@ def _summed(per_row, in_float: bool) -> tirx.PrimExpr:
     return to_f32(_combine(per_row), _lanes(per_row[0]))
 
 
-def _bind_by_row(scales, minimums):
+def _bind_by_row(scales, minimums, groups: int):
     """The 4 rows' scales (and minimums, if any) in the lanes of ``_combine``, bound once."""
-    return T.bind(_by_row(scales)), (T.bind(_by_row(minimums)) if minimums else None)
+    return T.bind(_by_row(scales, groups)), (T.bind(_by_row(minimums, groups)) if minimums else None)
 
 
-def _by_row(per_row):
-    """float32x8 [a, a, a, a, b, b, b, b] of 4 rows -> [r0 a, r1 a, r2 a, r3 a, r0 b .. r3 b], the
-    lanes of ``_combine`` (a broadcast per row gives [r0, r1, r2, r3, r0, r1, r2, r3])."""
-    return tirx.Shuffle(per_row, [0, 8, 16, 24, 4, 12, 20, 28])
+def _by_row(per_row, groups: int):
+    """4 rows' vectors of ``groups`` values [a, b, ..] -> [r0 a, r1 a, r2 a, r3 a, r0 b .. r3 b],
+    the lanes of ``_combine`` (two spans: 4 groups, 16 lanes)."""
+    return tirx.Shuffle(per_row, [r * groups + g for g in range(groups) for r in range(ROWS)])
 
 
 def _prefetch_ahead(layout: WeightLayout, weights, row, column, group) -> None:

@@ -111,24 +111,27 @@ class WeightLayout:
                 to_f32(load(self.buffer(bufs, "mn"), row, group)))
         return to_f32(load(self.buffer(bufs, "minimum"), row, group))
 
-    def pair_scales(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
-        """float32x8 of the scales of groups ``group`` (even) and ``group + 1``, 4 lanes each.
-        K-quants: their two sub-block scales converted as one vector and multiplied by the one
-        super-block ``d`` (the same products as ``group_scale``'s)."""
+    def group_scales(self, bufs: list[tirx.Buffer], row, group, count: int) -> tirx.PrimExpr:
+        """float32 vector of the scales of groups ``group .. group + count - 1``, which lie in one
+        K-quant super-block (``group`` a multiple of ``count``, ``count`` dividing 8): one vector
+        load and conversion. K-quants: their sub-block scales times the super-block's ``d`` (the
+        same products as ``group_scale``'s); q6_k: ``d``."""
         if self.fmt.name in ("q4_k", "q5_k"):
-            return self._k_pair(bufs, row, group, "d", "sc")
-        return _pair(self.group_scale(bufs, row, group), self.group_scale(bufs, row, group + 1))
+            return self._k_groups(bufs, row, group, count, "d", "sc")
+        if self.fmt.name == "q6_k":
+            return bcast(self.group_scale(bufs, row, group), count)
+        return tirx.Cast(f"float32x{count}", vload(self.buffer(bufs, "scale"), row, group, lanes=count))
 
-    def pair_minimums(self, bufs: list[tirx.Buffer], row, group) -> tirx.PrimExpr:
-        """``pair_scales`` for ``group_minimum``."""
+    def group_minimums(self, bufs: list[tirx.Buffer], row, group, count: int) -> tirx.PrimExpr:
+        """``group_scales`` for ``group_minimum``."""
         if self.fmt.name in ("q4_k", "q5_k"):
-            return bcast(const(0.0), 8) - self._k_pair(bufs, row, group, "dmin", "mn")
-        return _pair(self.group_minimum(bufs, row, group), self.group_minimum(bufs, row, group + 1))
+            return bcast(const(0.0), count) - self._k_groups(bufs, row, group, count, "dmin", "mn")
+        return tirx.Cast(f"float32x{count}", vload(self.buffer(bufs, "minimum"), row, group, lanes=count))
 
-    def _k_pair(self, bufs, row, group, super_name: str, sub_name: str) -> tirx.PrimExpr:
+    def _k_groups(self, bufs, row, group, count: int, super_name: str, sub_name: str) -> tirx.PrimExpr:
         whole = to_f32(load(self.buffer(bufs, super_name), row, group // (SUPER_BLOCK // GROUP_SIZE)))
-        subs = tirx.Cast("float32x2", vload(self.buffer(bufs, sub_name), row, group, lanes=2))
-        return bcast(whole, 8) * tirx.Shuffle([subs, subs, subs, subs], [0, 0, 0, 0, 1, 1, 1, 1])
+        return bcast(whole, count) * tirx.Cast(f"float32x{count}", vload(self.buffer(bufs, sub_name), row, group,
+                                                                         lanes=count))
 
     def scale_group(self, bufs: list[tirx.Buffer], row, group, part, group_sum, lanes: int) -> tirx.PrimExpr:
         """A group's contribution from ``part`` (lane sums of raw*x) and ``group_sum`` (of x)."""
@@ -146,7 +149,3 @@ class WeightLayout:
         by_name = dict(zip(self.names(), bufs, strict=True))
         return dequantized_value(self.fmt, lambda name, r, c: load(by_name[name], r, c), row, col)
 
-
-def _pair(a, b) -> tirx.PrimExpr:
-    """[a, a, a, a, b, b, b, b]: one value per group for the lanes that group's sums occupy."""
-    return tirx.Shuffle([bcast(a, 4), bcast(b, 4)], list(range(8)))
