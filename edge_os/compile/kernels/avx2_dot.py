@@ -26,12 +26,12 @@ q8 (and q8_m, with a minimum): one group per load, natural order; the 4 rows are
 way, row r's total then in lanes r and 4 + r.
 
 Batches (calls of 2 to ``gemm_from - 1`` rows: a decode step of several sequences, a prefill
-chunk): 4-, 5- and 6-bit formats unpack each span of the 4 weight rows into registers once per
-part of ``PART_ROWS`` activation rows and apply them to every row of the part in a loop (its
-activations loaded once for the 4 rows, their dots combined in registers, the accumulators in L1),
-so a part of m rows costs one unpacking plus m dot products instead of m of both; q8 needs no
-unpacking and runs the one-row body per row over a block of weights that stays in L1. A row's
-arithmetic is the same in every case, so its result does not depend on the batch it came in.
+chunk): each span (q8: group) of the 4 weight rows is unpacked (q8: widened to int16) into
+registers once per part of ``PART_ROWS`` activation rows and applied to every row of the part in
+a loop (its activations loaded once for the 4 rows, their dots combined in registers, the
+accumulators in L1), so a part of m rows costs one unpacking plus m dot products instead of m of
+both. A row's arithmetic is the same in every case, so its result does not depend on the batch
+it came in.
 
 AVX-512BW targets (``wide``; Zen 4 and 5, Intel Xeon since Skylake-SP) with int16 activations: int4
 weights take two spans per 512-bit register (a 64-byte load widens to both spans' values side by
@@ -86,9 +86,9 @@ def decoder(bits: int, wide: bool = False):
     """The decode path (arguments of ``matmul_fp32.decode_fp32``) for ``bits``-bit activations.
 
     Each task owns ``ROWS`` weight rows. One activation row (single-stream decode) keeps its
-    accumulator in registers. Several rows (batched decode, prefill of a few tokens): each block of
-    weights is loaded and unpacked once into registers, and a loop over the activation rows applies
-    it to each of them, their accumulators in a small stack array (L1). Every row goes through the
+    accumulator in registers. Several rows (batched decode, prefill chunks): each block of weights is
+    loaded and unpacked into registers once per part of ``PART_ROWS`` rows, and a loop over the
+    part's rows applies it to each, their accumulators in a small stack array (L1). Every row goes through the
     same arithmetic in both, so a row's result does not depend on the batch it came in.
     ``wide``: the target has AVX-512BW; with int16 activations, int4 weights then take two spans
     per 512-bit register (``_spans``) and q8 a group per ``vpmaddwd`` (``_int8_rows``).
@@ -113,10 +113,7 @@ def decoder(bits: int, wide: bool = False):
             with T.Then():
                 _batch(layout, bits, weights, y, None, xq, xd, xs, xa, wide)
             with T.Else():
-                if int4:  # unpacking dominates: once per block for all rows
-                    _batch(layout, bits, weights, y, (m, PART_ROWS), xq, xd, xs, xa, wide)
-                else:  # bytes need no unpacking: the m=1 body per row, the block's weights from L1
-                    _batch(layout, bits, weights, y, m, xq, xd, xs, xa, wide)
+                _batch(layout, bits, weights, y, (m, PART_ROWS), xq, xd, xs, xa, wide)
 
     return decode
 
@@ -134,7 +131,6 @@ def _batch(layout, bits, weights, y, batch, xq, xd, xs, xa, wide: bool) -> None:
     """``y = x @ W.T`` with ``ROWS`` weight rows per task, for the activation rows ``batch``:
 
     - ``None``: row 0 alone, the accumulators in registers;
-    - ``m``: rows 0..m-1 one after the other, each like row 0 alone (the block's weights stay in L1);
     - ``(m, most)``: rows 0..m-1 in parts of up to ``most``, each part in a loop inside each block
       of weights, their accumulators in a stack array (L1); the block's weights are unpacked
       again for each part, from L1.
@@ -142,14 +138,11 @@ def _batch(layout, bits, weights, y, batch, xq, xd, xs, xa, wide: bool) -> None:
     with T.parallel(0, layout.n // ROWS) as block:
         if batch is None:
             _block(layout, bits, weights, y, block * ROWS, [0], xq, xd, xs, xa, wide)
-        elif isinstance(batch, tuple):
+        else:
             m, most = batch
             with T.serial(0, (m + most - 1) // most) as part:
                 rows = _Rows(part * most, tirx.min(most, m - part * most), most)
                 _block(layout, bits, weights, y, block * ROWS, rows, xq, xd, xs, xa, wide)
-        else:
-            with T.serial(0, batch) as i:
-                _block(layout, bits, weights, y, block * ROWS, [i], xq, xd, xs, xa, wide)
 
 
 def _block(layout, bits, weights, y, first_row, batch, xq, xd, xs, xa, wide: bool) -> None:
