@@ -4,9 +4,10 @@
 Runs a package's ``decode`` with a VM instrument that timestamps each call instruction (kernels,
 KV-cache builtins, reshapes, allocations), and reports per function symbol: calls per step, total
 microseconds per step and share. The instrument costs a few microseconds per call itself; the
-un-instrumented step time is printed first for reference.
+un-instrumented step time is printed first for reference. ``--batch N`` decodes N sequences in
+each step (batched decode, as the scheduler runs N streams).
 
-    .venv/bin/python tools/profile_step.py PACKAGE [--context 512] [--threads 2] [--prefill 128]
+    .venv/bin/python tools/profile_step.py PACKAGE [--context 512] [--threads 2] [--prefill 128] [--batch 4]
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def main() -> int:
     parser.add_argument("--prefill", type=int, default=0, help="profile a prefill of this many tokens instead")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=1, help="sequences decoded in each step")
     args = parser.parse_args()
+    if args.batch > 1 and args.prefill:
+        parser.error("--batch profiles decode steps; leave out --prefill")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import numpy as np
 
@@ -37,19 +41,22 @@ def main() -> int:
 
     manifest = open_package(args.package)
     runner = ModelRunner(args.package / manifest.library, read_params(args.package, manifest),
-                         CacheShape(max_batch_size=1, max_total_tokens=4096), args.threads)
+                         CacheShape(max_batch_size=args.batch, max_total_tokens=4096 * args.batch), args.threads)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 1000, args.context).tolist()
-    runner.add_sequence(0)
-    runner.prefill(0, ids)
+    sequences = list(range(args.batch))
+    for seq in sequences:
+        runner.add_sequence(seq)
+        runner.prefill(seq, ids)
 
     def step():
         if args.prefill:
             runner.truncate(0, args.prefill) if runner.sequence_length(0) > args.context else None
             runner.prefill(0, ids[:1] * args.prefill)
         else:
-            runner.decode([0], [int(ids[-1])])
-            runner.truncate(0, 1)
+            runner.decode(sequences, [int(ids[-1])] * args.batch)
+            for seq in sequences:
+                runner.truncate(seq, 1)
 
     for _ in range(3):
         step()
@@ -73,7 +80,7 @@ def main() -> int:
     for _ in range(args.steps):
         step()
     runner.vm["set_instrument"](None)
-    kind = f"prefill of {args.prefill}" if args.prefill else "decode"
+    kind = f"prefill of {args.prefill}" if args.prefill else f"decode of {args.batch}" if args.batch > 1 else "decode"
     total = sum(spent.values()) / args.steps * 1e6
     print(f"{kind} step at {args.context} tokens of context, {args.threads} threads: "
           f"{step_ms:.2f} ms un-instrumented; {total / 1e3:.2f} ms inside VM calls "
