@@ -95,6 +95,7 @@ def decoder(bits: int, wide: bool = False):
     """
     if bits not in (8, 16):
         raise ValueError(f"activations of {bits} bits")
+    wide = wide and bits == 16  # the int8 path keeps 256-bit registers
 
     def decode(layout: WeightLayout, tiling, x, weights, y, m) -> None:
         if tiling.rows != ROWS:
@@ -232,7 +233,7 @@ def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
     ``wide`` (int4 with int16 activations on AVX-512): two spans at a time in 512-bit registers,
     an odd last span alone (see ``_spans``)."""
     spans = layout.k // SPAN
-    if wide and layout.fmt.bits == 4 and bits == 16:
+    if wide and layout.fmt.bits == 4:
         with T.serial(0, spans // 2) as pair:
             _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [pair * 2, pair * 2 + 1])
         if spans % 2:
@@ -266,7 +267,7 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
         words = vload(weights[0], row, spans[0] * LANES, lanes=lanes)  # 64 nibbles a span
         low = tirx.bitwise_and(words, nibble_mask)
         high = tirx.bitwise_and(tirx.shift_right(words, bcast(const(4, "uint32"), lanes)), nibble_mask)
-        span = spans[0]
+        span = spans[0]  # 5- and 6-bit formats: one span at a time
         if layout.fmt.bits == 5:  # OR in the fifth bits: evens' of both groups, then odds'
             a = load(layout.buffer(weights, "qhigh"), row, span * 2)
             c = load(layout.buffer(weights, "qhigh"), row, span * 2 + 1)
@@ -321,7 +322,6 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
     rows' dots share one conversion and scaling as in ``_int4_rows`` (here a row's sum is split
     over lanes r and 4 + r). ``wide`` with int16 activations: a group's 32 products in one 512-bit
     ``vpmaddwd``, its halves added before ``_combine``."""
-    wide = wide and bits == 16
     k, groups = layout.k, layout.groups
     with T.serial(0, groups) as g:
         scales, minimums, rows = [], [], []
