@@ -31,6 +31,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=1, help="sequences decoded in each step")
     args = parser.parse_args()
+    if args.batch < 1:
+        parser.error("--batch must be 1 or more sequences")
     if args.batch > 1 and args.prefill:
         parser.error("--batch profiles decode steps; leave out --prefill")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
