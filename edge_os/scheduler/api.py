@@ -6,7 +6,7 @@ more ``TextDelta``, then exactly one ``Finished`` or ``Refused``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from edge_os.runtime.request import Event, GenerationRequest
@@ -20,6 +20,10 @@ class RequestHandle(Protocol):
 
         Raises ``TimeoutError`` if no event arrives within ``timeout`` seconds.
         """
+
+    def listen(self, listener: Callable[[Event], None]) -> None:
+        """Hand the events to ``listener`` (on the producer's thread, quick, never blocking) as
+        they come, instead of to ``events()``."""
 
     def cancel(self) -> None:
         """Stop the request and free its KV pages at once; it finishes with reason ``cancelled``."""

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Callable, Iterator
 
 from edge_os.runtime.request import Event, Finished, InferenceResult, Refused
 
 
 class Handle:
-    """Events of one request, fed by the scheduler loop and read by the front door's thread."""
+    """Events of one request, fed by the scheduler loop and read by the front door: with
+    ``events()`` on a thread of its own, or handed to a ``listen`` callback as they come."""
 
     def __init__(self, request_id: str, on_cancel: Callable[[str], None]):
         self.request_id = request_id
         self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._on_cancel = on_cancel
+        self._lock = threading.Lock()  # between put() and listen(): no event lost or reordered
+        self._listener: Callable[[Event], None] | None = None
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Yield events as they come; the last one is ``Finished``, ``InferenceResult`` or ``Refused``.
@@ -34,6 +38,23 @@ class Handle:
         """Stop the request and free its KV pages at once; it finishes with reason ``cancelled``."""
         self._on_cancel(self.request_id)
 
+    def listen(self, listener: Callable[[Event], None]) -> None:
+        """Hand every event to ``listener`` instead of queueing it for ``events()``: those already
+        queued at once, the later ones on the producer's thread as they come (no thread of the
+        reader's waits for them). ``listener`` must return quickly and never block: the scheduler
+        loop calls it between steps (an event loop's ``call_soon_threadsafe`` is the usual one)."""
+        with self._lock:
+            while True:
+                try:
+                    listener(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            self._listener = listener
+
     def put(self, event: Event) -> None:
         """Called by the producer only: the scheduler loop, or a ``ThreadedHandle``'s thread."""
-        self._events.put(event)
+        with self._lock:
+            if self._listener is None:
+                self._events.put(event)
+            else:
+                self._listener(event)

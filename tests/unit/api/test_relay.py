@@ -44,3 +44,35 @@ def test_a_silent_scheduler_ends_the_request_with_a_timeout_and_cancels_it():
     event, done = asyncio.run(read())
     assert isinstance(event, Refused) and event.code == "timeout" and done
     assert cancelled == ["r2"]
+
+
+def test_a_scheduler_that_keeps_sending_is_not_timed_out_and_late_events_after_a_timeout_are_dropped():
+    """The timeout counts from the last event, not from the start: events 1.2 s apart under a 2 s
+    timeout run 2.4 s in all and arrive whole."""
+    handle = Handle("r3", lambda _rid: None)
+
+    def produce() -> None:
+        for event in (TextDelta("a", (1,)), DONE):
+            threading.Event().wait(1.2)  # the slow scheduler this test plays
+            handle.put(event)
+
+    async def read() -> list:
+        stream = EventStream(handle, 2.0, lambda _e: None)
+        producer = threading.Thread(target=produce)
+        producer.start()
+        events = [await stream.next(), await stream.next()]
+        await asyncio.to_thread(producer.join)
+        return events
+
+    assert asyncio.run(read())[1] is DONE
+
+    late = Handle("r4", lambda _rid: None)
+
+    async def time_out_then_hear() -> bool:
+        stream = EventStream(late, 0.1, lambda _e: None)
+        assert (await stream.next()).code == "timeout"
+        late.put(DONE)  # after the timeout: dropped, never read as a second last event
+        await asyncio.sleep(0)
+        return stream._queue.empty()
+
+    assert asyncio.run(time_out_then_hear())
