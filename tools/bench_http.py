@@ -4,7 +4,7 @@
 1. Direct: the engine in this process, greedy, streaming events: time to first token and decode
    tok/s (tokens after the first over the time after the first).
 2. HTTP: `edge-os serve --http` in a child process with the same threads, the same request
-   streamed with httpx: time to the first content chunk and decode tok/s between the first and
+   streamed with http.client: time to the first content chunk and decode tok/s between the first and
    the last chunk. The difference is the scheduler + HTTP + SSE path.
 3. Grammar: decode tok/s of a json_object-constrained request against the same request
    unconstrained, and the mask's own cost (fill + unpack + accept) per token, timed alone.

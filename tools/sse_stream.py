@@ -25,15 +25,28 @@ def stream_chat(url: str, body: dict, stamps: list[float], timeout: float = 900)
     arrives (another thread may watch it grow), and returns the completion tokens the final usage
     chunk reports (0 when the server sent none: ask with ``stream_options.include_usage``).
     """
-    import httpx
+    import http.client
+    from urllib.parse import urlsplit
 
+    # The standard library's client, not httpx: on a 2-core machine the load generator shares the
+    # CPUs with the server it measures, and httpx took ~0.3 ms of CPU per streamed token (1.3 ms
+    # per step of 4 streams) where this takes a fraction of it; both servers are read the same way.
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     tokens = 0
-    with httpx.stream("POST", url + "/v1/chat/completions", json={**body, "stream": True}, timeout=timeout) as r:
-        r.raise_for_status()
-        for chunk in sse_chunks(r.iter_lines()):
+    try:
+        connection.request("POST", parts.path.rstrip("/") + "/v1/chat/completions",
+                           json.dumps({**body, "stream": True}), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status}: {response.read(500)!r}")
+        lines = (raw.decode().rstrip("\r\n") for raw in iter(response.readline, b""))
+        for chunk in sse_chunks(lines):
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
             choices = chunk.get("choices")
             if choices and choices[0].get("delta", {}).get("content"):
                 stamps.append(time.perf_counter())
+    finally:
+        connection.close()
     return tokens
