@@ -37,7 +37,8 @@ AVX-512BW targets (``wide``; Zen 4 and 5, Intel Xeon since Skylake-SP) with int1
 weights take two spans per 512-bit register (a 64-byte load widens to both spans' values side by
 side, since the unpacks work within 128-bit lanes; the 4 rows' sums are combined by shuffles, as
 AVX-512 has no horizontal add) and q8 one group per ``vpmaddwd``, so a span costs half the dot
-product instructions; the activations' layout is the same. With VNNI, LLVM fuses each
+product instructions; the prologue interleaves the two spans' activations by 16-value chunk, so
+one 512-bit load holds what one ``vpmaddwd`` needs. With VNNI, LLVM fuses each
 ``vpmaddwd`` and the addition after it into ``vpdpwssd``. Results equal the 256-bit path's to
 float rounding (the two spans' terms are added before the accumulator, not after).
 
@@ -109,7 +110,7 @@ def decoder(bits: int, wide: bool = False):
         xs = (T.decl_buffer((m * groups * LANES // 2,), "float32") if int4
               else T.decl_buffer((m * groups * LANES,), "float32") if layout.fmt.asymmetric else None)
         xa = T.decl_buffer((m * k,), "int8") if (bits, layout.fmt.bits) == (8, 8) else None  # |xq|
-        _quantize_activations(layout, bits, x, m, xq, xd, xs, xa)
+        _quantize_activations(layout, bits, x, m, xq, xd, xs, xa, _paired_spans(layout, wide))
         with T.If(m == 1):
             with T.Then():
                 _batch(layout, bits, weights, y, None, xq, xd, xs, xa, wide)
@@ -196,7 +197,25 @@ def _even_slot(bits: int, half, vector: int):
     return (vector // 2) * 16 + half * 8 + (vector % 2) * 4
 
 
-def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa) -> None:
+def _paired_spans(layout: WeightLayout, wide: bool) -> int:
+    """How many leading spans ``_int4_rows`` takes two at a time (0 unless ``wide`` with 4-bit weights)."""
+    if not wide or layout.fmt.bits != 4:
+        return 0
+    return layout.k // SPAN // 2 * 2
+
+
+def _chunk_positions(span, paired_spans: int):
+    """Where 16-value chunk 0 of ``span``'s activations starts in its row, and how far apart its
+    4 chunks are (int16 activations). Spans taken in pairs (``_paired_spans``) have their chunks
+    interleaved, [a0 b0 a1 b1 ..], so one 512-bit load holds chunk n of both; the others are whole."""
+    if not paired_spans:
+        return span * SPAN, 16
+    inside = span < paired_spans
+    return (tirx.Select(inside, (span // 2) * (2 * SPAN) + (span % 2) * 16, span * SPAN),
+            tirx.Select(inside, 32, 16))
+
+
+def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa, paired_spans: int) -> None:
     k, groups = layout.k, layout.groups
     int4 = layout.fmt.bits != 8
     top = const(float(2 ** (bits - 1) - 1))
@@ -217,7 +236,13 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa)
                                    vstore_index((i * groups + g) * LANES, lanes=LANES))
             for w, a in enumerate(v):
                 q = tirx.Cast(f"int{bits}x{LANES}", tirx.round(a * bcast(inv, LANES)))
-                if int4:  # 4-, 5- and 6-bit values: in nibble order
+                if int4 and bits == 16:  # chunk n of the evens, n + 2 of the odds (see _even_slot)
+                    start, step = _chunk_positions(g // 2, paired_spans)
+                    slot = _even_slot(bits, g % 2, w)  # < 32: chunk slot // 16, offset slot % 16
+                    base = i * k + start + (w // 2) * step + (slot - (w // 2) * 16)
+                    T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
+                    T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + 2 * step, lanes=4))
+                elif int4:  # 4-, 5- and 6-bit values: in nibble order
                     base = i * k + (g // 2) * SPAN + _even_slot(bits, g % 2, w)
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + GROUP_SIZE, lanes=4))
@@ -251,7 +276,8 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
     in 4-7) computed in registers, and ``_combine`` sums them into one vector
     [r0 A, r1 A, r2 A, r3 A, r0 B, ... r3 B], so one conversion and scaling serves the 4 rows.
     Two spans: a 64-byte load widens to the two spans' int16 values side by side (the unpacks work
-    within 128-bit lanes), each ``vpmaddwd`` (``vpdpwssd`` with VNNI) covers both, and the
+    within 128-bit lanes), their activations are side by side in memory too (``_chunk_positions``),
+    each ``vpmaddwd`` (``vpdpwssd`` with VNNI) covers both, and the
     512-bit dots split into the two spans' halves before ``_combine``.
     """
     k, groups = layout.k, layout.groups
@@ -300,9 +326,8 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
             else:
                 ones = bcast(const(1, "int16"), 16)
                 per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds), ones) for u in rows]
-        else:  # chunk n of each span side by side: the order of the widened nibbles
-            x = [T.bind(_concat([vload(xq, at + j * SPAN + 16 * n, lanes=16) for j in range(count)]))
-                 for n in range(4)]
+        else:  # chunk n (of both spans, interleaved: _chunk_positions): the order of the widened nibbles
+            x = [T.bind(vload(xq, at + 16 * count * n, lanes=16 * count)) for n in range(4)]
             per_row = [tree_sum([_pmaddwd(w, x[n]) for n, w in enumerate(u)]) for u in rows]
         summed = _summed(per_row, in_float=q6_k and bits == 16)
         pair = (i * groups + spans[0] * 2) * (LANES // 2)  # the spans' activation scales and sums are adjacent
@@ -419,13 +444,6 @@ def _widen_nibbles(nibbles, upper: bool):
         byte = 16 * (k // 8) + first + k % 8
         order += [byte, size + byte]
     return tirx.reinterpret(f"int16x{size // 2}", tirx.Shuffle([data, zero], order))
-
-
-def _concat(vectors):
-    """One vector of the given ones end to end (a single one as it is)."""
-    if len(vectors) == 1:
-        return vectors[0]
-    return tirx.Shuffle(vectors, list(range(sum(_lanes(v) for v in vectors))))
 
 
 def _bit_bytes(word):
