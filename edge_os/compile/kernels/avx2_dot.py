@@ -242,7 +242,7 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa,
                     base = i * k + start + (w // 2) * step + (slot - (w // 2) * 16)
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + 2 * step, lanes=4))
-                elif int4:  # 4-, 5- and 6-bit values: in nibble order
+                elif int4:  # int8 activations of 4-, 5- and 6-bit weights: evens, then odds of the span
                     base = i * k + (g // 2) * SPAN + _even_slot(bits, g % 2, w)
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + GROUP_SIZE, lanes=4))
