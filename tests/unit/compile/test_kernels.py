@@ -2,8 +2,9 @@
 
 Every kernel family that accepts this machine's CPU is checked for every weight format and scale
 dtype, for one activation row (decode), batches of 2 to 9, 17 and 64 rows (batched decode and
-prefill chunks, whose integer kernels unpack each block of weights once per part of 16 rows) and
-300 (past the largest call the integer kernels take: the FP32 prefill path).
+prefill chunks, whose integer kernels unpack each block of weights once per part of the rows) and
+300 (past the largest call the integer kernels take: the FP32 prefill path). On an AVX-512 machine
+the AVX2 build runs too: its batches take the other way through the parts (a loop, not unrolled).
 """
 
 from __future__ import annotations
@@ -115,6 +116,37 @@ def test_an_odd_number_of_spans_ends_on_a_span_alone(fmt):
             kernel(tvm.runtime.tensor(x), *arrays, y)
             bound = _bound(x, dense, bits if m < rounded_rows else 0)
             assert np.all(np.abs(y.numpy() - x.astype(np.float64) @ dense.T) <= bound), f"{family} {fmt} m={m}"
+
+
+@pytest.mark.parametrize("activations", ["int16", "int8"])
+@pytest.mark.parametrize("fmt", ["q4_1", "q5_0", "q6_k", "q8"])
+def test_the_avx2_build_runs_here_and_batches_like_one_row(fmt, activations):
+    """The kernels built for AVX2 alone (16 vector registers: a batch's parts are a loop over up
+    to 16 rows), run on this CPU: within the oracle's bound, and each row of a batch as alone."""
+    from edge_os.compile.kernels import x86_avx2
+
+    if not has(HOST, "avx2", "fma"):
+        pytest.skip(f"this CPU ({HOST}) cannot run AVX2 code")
+    haswell = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})
+    info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": "float16", "activations": activations}
+    func = x86_avx2.build(info, haswell).with_attr("global_symbol", "main")
+    kernel = tvm.compile(tvm.IRModule({"main": func}), target=haswell)["main"]
+    bits = int(func.attrs[ROUNDED_BITS_ATTR])
+    rng = np.random.default_rng(3)
+    weight = _weight(fmt, "float16", rng)
+    dense = weight.dequantize().astype(np.float64)
+    arrays = [tvm.runtime.tensor(a) for a in weight.arrays.values()]
+    x = rng.standard_normal((33, K)).astype(np.float32)
+    alone = []
+    for row in x:
+        y = tvm.runtime.tensor(np.zeros((1, N), np.float32))
+        kernel(tvm.runtime.tensor(row[None]), *arrays, y)
+        alone.append(y.numpy()[0])
+    for m in (2, 5, 16, 17, 33):
+        y = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
+        kernel(tvm.runtime.tensor(x[:m]), *arrays, y)
+        assert np.all(np.abs(y.numpy() - x[:m].astype(np.float64) @ dense.T) <= _bound(x[:m], dense, bits)), m
+        np.testing.assert_array_equal(y.numpy(), np.stack(alone[:m]), err_msg=f"{fmt} m={m}")
 
 
 def test_avx512_targets_get_the_wide_int4_decode_path():
