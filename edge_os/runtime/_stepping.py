@@ -111,9 +111,8 @@ class Stepping:
 
     def _accept(self, seq: Sequence, logits: np.ndarray, out: list[Event]) -> None:
         """Sample the next token and decide whether the sequence goes on."""
-        seen = np.asarray(seq.prompt_ids + seq.generated, dtype=np.int64)
         allowed = seq.mask.allowed() if seq.mask is not None else None
-        token = seq.sampler.sample(logits, seen, allowed)
+        token = seq.sampler.sample(logits, seq.prompt_ids + seq.generated, allowed)
         if seq.mask is not None and not seq.mask.accept(token):
             log.warning("request %s: the output grammar refused token %d; ending it", seq.request.request_id, token)
             self._finish(seq, FinishReason.STOP, out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from edge_os.runtime.request import SamplingParams
@@ -14,18 +16,19 @@ class Sampler:
         self.params = params
         self.rng = np.random.default_rng(params.seed)
 
-    def apply_penalty(self, logits: np.ndarray, seen: np.ndarray) -> np.ndarray:
-        """llama.cpp's rule: positive logits of seen tokens are divided, negative multiplied."""
+    def apply_penalty(self, logits: np.ndarray, seen: Sequence[int] | np.ndarray) -> np.ndarray:
+        """llama.cpp's rule: positive logits of seen tokens are divided, negative multiplied.
+        ``seen`` becomes an array only when there is a penalty (a long prompt's ids cost ~20 us)."""
         penalty = self.params.repetition_penalty
-        if penalty == 1.0 or seen.size == 0:
+        if penalty == 1.0 or len(seen) == 0:
             return logits
         logits = logits.copy()
-        ids = np.unique(seen)
+        ids = np.unique(np.asarray(seen, dtype=np.int64))
         vals = logits[ids]
         logits[ids] = np.where(vals > 0, vals / penalty, vals * penalty)
         return logits
 
-    def sample(self, logits: np.ndarray, seen: np.ndarray, allowed: np.ndarray | None = None) -> int:
+    def sample(self, logits: np.ndarray, seen: Sequence[int] | np.ndarray, allowed: np.ndarray | None = None) -> int:
         """The next token; ``allowed`` (booleans over the vocabulary) masks out the rest."""
         logits = self.apply_penalty(np.asarray(logits, dtype=np.float32), seen)
         if allowed is not None:

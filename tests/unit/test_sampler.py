@@ -37,6 +37,7 @@ def test_repetition_penalty_pushes_seen_tokens_down():
     assert s.sample(LOGITS, np.array([1], np.int64)) == 2  # 3.0/2 = 1.5 < 2.0
     penalized = s.apply_penalty(LOGITS, np.array([3], np.int64))
     assert penalized[3] == -2.0  # negative logits are multiplied
+    assert s.sample(LOGITS, [0, 1, 1]) == 2  # the ids as the scheduler passes them: a list, repeats allowed
 
 
 @pytest.mark.parametrize("kwargs,match", [
