@@ -5,7 +5,9 @@
    each (greedy, ignore_eos): all completion tokens over the wall time from sending the N requests
    to the last token. edge-os through `edge-os serve --http`; llama.cpp's `llama-server` (given
    with ``--llama-server``, continuous batching, ``-np 8`` slots) on the same GGUF with the same
-   threads. The two servers take turns at each N.
+   threads. ``--reps`` rounds, each of every N in turn, the two servers in turn at each N; the
+   N=4 / N=1 ratio is taken within each round (seconds apart), so a host whose speed drifts moves
+   both of its terms.
 2. Time to first token of a request whose ~400-token system prompt another request used just
    before (its KV pages come from the prefix cache; the question is another, so the request is not
    a whole-prompt repeat, which would be answered from the kept logits alone), against the same
@@ -37,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/sse_stream.py
 
+CONCURRENCY = (1, 2, 4, 8)  # streams at once, part 1
 QUESTION = "Write a long story about a gardener who grows basil on a windowsill."
 SYSTEM = ("You are the assistant of a smart home hub number {n}. You answer questions about the sensors, the "
           "lights, the doors and the heating of the house in one or two short sentences. You never invent a "
@@ -189,15 +192,19 @@ def throughput_and_ttft(args, package: Path, model: str) -> None:
         if llama_url:
             concurrent(llama_url, "x", 1, 8)
         rows = {}
-        for n in (1, 2, 4, 8):
-            for _ in range(args.reps):  # interleaved: each server in turn at each N
+        for rep in range(args.reps):  # interleaved: each N in turn, each server in turn at each N
+            for n in CONCURRENCY:
                 rows.setdefault(("edge-os", n), []).append(concurrent(edge_url, model, n, args.tokens))
                 if llama_url:
                     rows.setdefault(("llama-server", n), []).append(concurrent(llama_url, "x", n, args.tokens))
+            print(f"round {rep + 1} of {args.reps} done   (load {load()})", flush=True)
+        for n in CONCURRENCY:
             print(f"N={n}: " + "  ".join(f"{who} {statistics.median(v):.1f} tok/s [{min(v):.1f}-{max(v):.1f}]"
-                                         for (who, m), v in rows.items() if m == n) + f"   (load {load()})")
-        single = statistics.median(rows[("edge-os", 1)])
-        print(f"edge-os N=4 / N=1: {statistics.median(rows[('edge-os', 4)]) / single:.2f}x")
+                                         for (who, m), v in rows.items() if m == n))
+        # Each round's N=4 over the same round's N=1, taken seconds apart: a drifting host moves both.
+        ratios = [four / one for four, one in zip(rows[("edge-os", 4)], rows[("edge-os", 1)], strict=True)]
+        print(f"edge-os N=4 / N=1, per round: median {statistics.median(ratios):.2f}x "
+              f"[{min(ratios):.2f}-{max(ratios):.2f}]")
         if args.throughput_only:
             return
 
