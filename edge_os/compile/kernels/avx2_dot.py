@@ -131,7 +131,7 @@ ROWS = 4
 # span, their activations stay in L1 while a block's unpacked weights are applied to them.
 PART_ROWS = 16
 # Activation rows per unrolled part (AVX-512). On Zen 5, 121 matmuls of SmolLM2-135M with int16
-# activations, against parts of 16 in a loop: 4 rows 4.8 ms (was 5.8), 8 rows 8.5 (9.7), 64 rows
+# activations, against parts of 16 in a loop: 4 rows 4.3 ms (was 5.2), 8 rows 8.5 (9.7), 64 rows
 # 66 (73); parts of 8 were no faster. Compiled for AVX2 (16 registers), 4 rows were no faster and
 # 64 rows 7% slower, so AVX2 keeps the loop.
 UNROLLED_ROWS = 4
