@@ -21,6 +21,7 @@ The host's load average is printed with the figures: on a shared machine they mo
     .venv/bin/python tools/bench_serve_many.py --threads 2
     .venv/bin/python tools/bench_serve_many.py --threads 2 --llama-server /path/to/llama-server
     .venv/bin/python tools/bench_serve_many.py --threads 2 --reps 2 --throughput-only   # part 1 only
+    .venv/bin/python tools/bench_serve_many.py --threads 2 --throughput-only --temperature 1   # sampled
 """
 
 from __future__ import annotations
@@ -46,22 +47,25 @@ SYSTEM = ("You are the assistant of a smart home hub number {n}. You answer ques
           "reading you were not given, and you say so when a sensor does not answer. ")
 
 
-def stream(url: str, model: str, messages: list[dict], max_tokens: int, stamps: list[float]) -> int:
-    """Send one streamed chat request; appends the time of every content chunk; returns tokens."""
+def stream(url: str, model: str, messages: list[dict], max_tokens: int, stamps: list[float],
+           temperature: float = 0.0) -> int:
+    """Send one streamed chat request (greedy unless ``temperature``; no other sampling field, as
+    an OpenAI client sends it); appends the time of every content chunk; returns tokens."""
     from sse_stream import stream_chat
 
-    body = {"model": model, "messages": messages, "temperature": 0, "max_tokens": max_tokens, "ignore_eos": True,
-            "stream_options": {"include_usage": True}}
+    body = {"model": model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens,
+            "ignore_eos": True, "stream_options": {"include_usage": True}}
     return stream_chat(url, body, stamps)
 
 
-def concurrent(url: str, model: str, n: int, max_tokens: int) -> float:
+def concurrent(url: str, model: str, n: int, max_tokens: int, temperature: float = 0.0) -> float:
     """Aggregate tok/s of ``n`` concurrent requests: all their tokens over the wall time."""
     results = [0] * n
     stamps: list[list[float]] = [[] for _ in range(n)]
 
     def one(i: int) -> None:
-        results[i] = stream(url, model, [{"role": "user", "content": f"{i}. {QUESTION}"}], max_tokens, stamps[i])
+        results[i] = stream(url, model, [{"role": "user", "content": f"{i}. {QUESTION}"}], max_tokens, stamps[i],
+                            temperature)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     started = time.perf_counter()
@@ -163,6 +167,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="part 1: sampled requests at this temperature, no other sampling field (an OpenAI "
+                             "client's defaults; each server applies its own defaults for top-k and top-p); "
+                             "default 0, greedy")
     parser.add_argument("--latency-only", action="store_true", help="only part 3 (inter-token latency)")
     parser.add_argument("--throughput-only", action="store_true", help="only part 1 (aggregate tok/s)")
     parser.add_argument("--llama-server", help="a llama-server binary to compare with (same GGUF, same threads)")
@@ -194,9 +202,11 @@ def throughput_and_ttft(args, package: Path, model: str) -> None:
         rows = {}
         for rep in range(args.reps):  # interleaved: each N in turn, each server in turn at each N
             for n in CONCURRENCY:
-                rows.setdefault(("edge-os", n), []).append(concurrent(edge_url, model, n, args.tokens))
+                rows.setdefault(("edge-os", n), []).append(
+                    concurrent(edge_url, model, n, args.tokens, args.temperature))
                 if llama_url:
-                    rows.setdefault(("llama-server", n), []).append(concurrent(llama_url, "x", n, args.tokens))
+                    rows.setdefault(("llama-server", n), []).append(
+                        concurrent(llama_url, "x", n, args.tokens, args.temperature))
             print(f"round {rep + 1} of {args.reps} done   (load {load()})", flush=True)
         for n in CONCURRENCY:
             print(f"N={n}: " + "  ".join(f"{who} {statistics.median(v):.1f} tok/s [{min(v):.1f}-{max(v):.1f}]"
