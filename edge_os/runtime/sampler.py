@@ -53,7 +53,7 @@ class Sampler:
             logits = logits[ids]
         top = logits.max()
         if not np.isfinite(top):
-            raise ValueError("no token can be sampled: every logit is -inf or NaN")
+            raise ValueError("no token can be sampled: the logits are all -inf (masked out) or NaN")
         # Relative to the top token's: in [0, 1], the top one's exactly 1; masked ones 0.
         weights = np.exp((logits - top) / np.float32(p.temperature)).astype(np.float64)
         if p.top_p < 1.0:
