@@ -70,14 +70,19 @@ def _nucleus(weights: np.ndarray, top_p: float) -> np.ndarray:
     nucleus is a prefix of the sorted order, so a candidate set whose sum reaches the target holds it."""
     target = top_p * weights.sum()
     n = weights.size
-    for size in (*(c for c in NUCLEUS_CANDIDATES if c < n), n):
-        candidates = np.argpartition(weights, n - size)[n - size:] if size < n else np.arange(n)
-        if size < n and weights[candidates].sum() < target:
-            continue
-        candidates = candidates[np.argsort(-weights[candidates], kind="stable")]
-        keep = int(np.searchsorted(np.cumsum(weights[candidates]), target)) + 1
-        return candidates[:min(keep, size)]
-    raise AssertionError("unreachable: the last candidate set is every weight")
+    for size in NUCLEUS_CANDIDATES:
+        if size < n:
+            candidates = np.argpartition(weights, n - size)[n - size:]
+            if weights[candidates].sum() >= target:
+                return _prefix_reaching(weights, candidates, target)
+    return _prefix_reaching(weights, np.arange(n), target)
+
+
+def _prefix_reaching(weights: np.ndarray, candidates: np.ndarray, target: float) -> np.ndarray:
+    """``candidates`` by weight, largest first, up to the first whose running sum reaches ``target``."""
+    candidates = candidates[np.argsort(-weights[candidates], kind="stable")]
+    keep = int(np.searchsorted(np.cumsum(weights[candidates]), target)) + 1
+    return candidates[:keep]
 
 
 def _draw(weights: np.ndarray, r: float) -> int:
