@@ -34,13 +34,13 @@ def _host_builders():
     return builders
 
 
-def _build(builder, fmt: str, scale_dtype: str, activations: str, k: int = K):
+def _build(builder, fmt: str, scale_dtype: str, activations: str, k: int = K, target: tvm.target.Target = HOST):
     """The compiled kernel, the row count below which it rounds activations, and to how many bits."""
     info = {"op": "matmul", "format": fmt, "n": N, "k": k, "scale_dtype": scale_dtype, "activations": activations}
-    func = builder(info, HOST)
+    func = builder(info, target)
     assert func is not None
     rows, bits = int(func.attrs.get(ROUNDED_ROWS_ATTR, 0)), int(func.attrs.get(ROUNDED_BITS_ATTR, 0))
-    kernel = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST)["main"]
+    kernel = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)["main"]
     return kernel, rows, bits
 
 
@@ -128,10 +128,7 @@ def test_the_avx2_build_runs_here_and_batches_like_one_row(fmt, activations):
     if not has(HOST, "avx2", "fma"):
         pytest.skip(f"this CPU ({HOST}) cannot run AVX2 code")
     haswell = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})
-    info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": "float16", "activations": activations}
-    func = x86_avx2.build(info, haswell).with_attr("global_symbol", "main")
-    kernel = tvm.compile(tvm.IRModule({"main": func}), target=haswell)["main"]
-    bits = int(func.attrs[ROUNDED_BITS_ATTR])
+    kernel, _, bits = _build(x86_avx2.build, fmt, "float16", activations, target=haswell)
     rng = np.random.default_rng(3)
     weight = _weight(fmt, "float16", rng)
     dense = weight.dequantize().astype(np.float64)
