@@ -62,10 +62,14 @@ def concurrent(url: str, model: str, n: int, max_tokens: int, temperature: float
     """Aggregate tok/s of ``n`` concurrent requests: all their tokens over the wall time."""
     results = [0] * n
     stamps: list[list[float]] = [[] for _ in range(n)]
+    errors: list[Exception] = []
 
     def one(i: int) -> None:
-        results[i] = stream(url, model, [{"role": "user", "content": f"{i}. {QUESTION}"}], max_tokens, stamps[i],
-                            temperature)
+        try:
+            results[i] = stream(url, model, [{"role": "user", "content": f"{i}. {QUESTION}"}], max_tokens,
+                                stamps[i], temperature)
+        except Exception as exc:  # raised again on the caller's thread, where the run stops
+            errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     started = time.perf_counter()
@@ -73,6 +77,8 @@ def concurrent(url: str, model: str, n: int, max_tokens: int, temperature: float
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise errors[0]
     return sum(results) / (max(s[-1] for s in stamps) - started)
 
 
@@ -175,6 +181,8 @@ def main() -> None:
     parser.add_argument("--throughput-only", action="store_true", help="only part 1 (aggregate tok/s)")
     parser.add_argument("--llama-server", help="a llama-server binary to compare with (same GGUF, same threads)")
     args = parser.parse_args()
+    if not args.temperature >= 0:
+        parser.error(f"--temperature must be 0 (greedy) or more, not {args.temperature}")
 
     from edge_os.default_model import default_package
 
