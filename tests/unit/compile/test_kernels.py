@@ -101,8 +101,9 @@ def test_each_row_of_a_batch_gets_the_result_it_gets_alone(fmt, activations):
 
 @pytest.mark.parametrize("fmt", ["q4", "q4_1", "q5_0", "q5_1", "q8"])
 def test_an_odd_number_of_spans_ends_on_a_span_alone(fmt):
-    """k = 192: three 64-value spans; with AVX-512 the int4 decode path takes two spans per register
-    and the third alone, which k = 256 never reaches."""
+    """k = 192: three 64-value spans, six groups; with AVX-512 the int4 decode path takes two spans
+    per register and the third alone, and q8 four groups at a time and the last two alone, which
+    k = 256 never reaches."""
     rng = np.random.default_rng(5)
     k = 192
     weight = crafted_weight(fmt, N, k, rng, "float16")
