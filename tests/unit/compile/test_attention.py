@@ -51,12 +51,16 @@ def _attention(q, k, v, visible):
 
 def _paged(rng, lengths, dtype="float32"):
     """Pages of ``dtype`` holding sequences of ``lengths`` tokens in shuffled page order; the keys
-    and values per sequence as float32."""
+    and values per sequence as float32. The slots past a sequence's last token hold NaN, as a
+    reused page may hold anything: a kernel must never let them into a result."""
     counts = [-(-n // PAGE) for n in lengths]
     order = rng.permutation(sum(counts) + 2).astype(np.int32)
     pages = rng.standard_normal((len(order), 2, HKV, PAGE, D)).astype(dtype)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     last = np.array([n - (c - 1) * PAGE if c else 0 for n, c in zip(lengths, counts, strict=True)], np.int32)
+    for i, c in enumerate(counts):
+        if c:
+            pages[order[indptr[i + 1] - 1], :, :, last[i]:] = np.nan
     keys = [pages[order[indptr[i]:indptr[i + 1]], 0].transpose(0, 2, 1, 3).reshape(-1, HKV, D)[:n]
             for i, n in enumerate(lengths)]
     values = [pages[order[indptr[i]:indptr[i + 1]], 1].transpose(0, 2, 1, 3).reshape(-1, HKV, D)[:n]
@@ -74,14 +78,15 @@ def _run(kernel, *arrays, scalars):
 @pytest.mark.parametrize("tvm_kernel,dtype", [(False, "float32"), (True, "float32"), (False, "float16")])
 def test_decode_matches_numpy(tvm_kernel, dtype):
     rng = np.random.default_rng(0)
-    lengths = [37, 0, 16]
+    lengths = [37, 0, 16, 28]  # 28: a last block of 12 keys, whose second 8 are partly masked out
+    batch = len(lengths)
     pages, indptr, values, last, keys, vals = _paged(rng, lengths, dtype)
-    q = rng.standard_normal((3, H, D)).astype(dtype)
+    q = rng.standard_normal((batch, H, D)).astype(dtype)
     ref = _attention_decode_cpu(HKV, H, D, dtype, False, {})
     kernel = _compile(ref if tvm_kernel else replacement(ref, {}))
-    zeros = np.zeros(3, np.int32)
-    t = _run(kernel, q, pages, indptr, values, last, zeros, zeros, np.zeros((3, H, D), dtype),
-             np.zeros((3, H), np.float32), scalars=[0, 1.0, 1e4, SM_SCALE])
+    zeros = np.zeros(batch, np.int32)
+    t = _run(kernel, q, pages, indptr, values, last, zeros, zeros, np.zeros((batch, H, D), dtype),
+             np.zeros((batch, H), np.float32), scalars=[0, 1.0, 1e4, SM_SCALE])
     for b, n in enumerate(lengths):
         out, lse = _attention(q[b].astype(np.float32), keys[b], vals[b], n)
         np.testing.assert_allclose(t[7].numpy()[b], out, **_tolerance(dtype))
