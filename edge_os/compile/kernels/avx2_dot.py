@@ -385,7 +385,8 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
 def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, xa, wide: bool) -> None:
     """Each group of the ``ROWS`` (4) weight rows loaded once, applied to every activation row; the 4
     rows' dots share one conversion and scaling as in ``_int4_rows`` (here a row's sum is split
-    over lanes r and 4 + r). ``wide`` with int16 activations: a group's 32 products in one 512-bit
+    over lanes r and 4 + r). ``wide`` with int16 activations: symmetric q8 four groups at a time
+    (``_q8_quad``); the groups after those, and q8_m, a group's 32 products in one 512-bit
     ``vpmaddwd``, its halves added before ``_combine``."""
     k, groups = layout.k, layout.groups
     quads = _quads(layout, wide)
