@@ -262,9 +262,11 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa,
     half = LANES // 2
     with T.serial(0, m) as i:
         with T.serial(0, groups) as g:
-            v = [vload(x, i, g * GROUP_SIZE + w * LANES, lanes=LANES) for w in range(GROUP_SIZE // LANES)]
-            peak = lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), LANES)
-            inv = tirx.Select(peak > const(0.0), top / peak, const(0.0))
+            # Bound: an expression is evaluated where it is used, and the stores between its uses
+            # keep LLVM from merging them (the group's maximum was found 5 times, its inverse 4).
+            v = [T.bind(vload(x, i, g * GROUP_SIZE + w * LANES, lanes=LANES)) for w in range(GROUP_SIZE // LANES)]
+            peak = T.bind(lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), LANES))
+            inv = T.bind(tirx.Select(peak > const(0.0), top / peak, const(0.0)))
             T.buffer_store(xd, bcast(peak / top, half), vstore_index((i * groups + g) * half, lanes=half))
             if int4:  # lanes 0-3 of the span's vector for group A, 4-7 for B
                 T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES), half),

@@ -98,9 +98,10 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs) -> 
     top = const(float(2 ** (bits - 1) - 1))
     with T.serial(0, m) as i:
         with T.serial(0, groups) as g:
-            v = [vload(x, i, g * GROUP_SIZE + w * 8, lanes=8) for w in range(GROUP_SIZE // 8)]
-            peak = lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), 8)
-            inv = tirx.Select(peak > const(0.0), top / peak, const(0.0))
+            # Bound once (see avx2_dot's prologue): the stores between uses keep LLVM from merging them.
+            v = [T.bind(vload(x, i, g * GROUP_SIZE + w * 8, lanes=8)) for w in range(GROUP_SIZE // 8)]
+            peak = T.bind(lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), 8))
+            inv = T.bind(tirx.Select(peak > const(0.0), top / peak, const(0.0)))
             T.buffer_store(xd, peak / top, [i * groups + g])
             T.buffer_store(xs, lane_sum(tree_sum(v), 8) * const(0.25), [i * groups + g])
             base = i * k + g * GROUP_SIZE
