@@ -112,9 +112,9 @@ def decoder(bits: int, wide: bool = False):
         k, groups = layout.k, layout.groups
         int4 = layout.fmt.bits != 8
         xq = T.decl_buffer((m * k,), f"int{bits}")  # rounded activations (int4: in nibble order)
-        # the group's scale x4: int4's [scale A x4, scale B x4] per span and q8 quads' [g0 x4 .. g3 x4]
-        # are one vector load each
-        xd = T.decl_buffer((m * groups * (LANES // 2),), "float32")
+        # the group's scale x4 (``_group_lanes``): int4's [scale A x4, scale B x4] per span and q8
+        # quads' [g0 x4 .. g3 x4] are one vector load each
+        xd = T.decl_buffer((m * groups * GROUP_LANES,), "float32")
         # int4: the group sums, paired as the scales; q8_m: half the group's sum x8 (row r's lanes: r, 4 + r)
         xs = (T.decl_buffer((m * groups * LANES // 2,), "float32") if int4
               else T.decl_buffer((m * groups * LANES,), "float32") if layout.fmt.asymmetric else None)
@@ -143,6 +143,14 @@ PART_ROWS = 16
 UNROLLED_ROWS = 4
 # q8 groups per pass on AVX-512 (``_q8_quad``): one per 128-bit lane.
 QUAD = 4
+# Lanes per group of an activation row's scales (and int4's sums): a span's two groups, or a q8
+# quad's four, are then one vector load.
+GROUP_LANES = LANES // 2
+
+
+def _group_lanes(layout: WeightLayout, i, g):
+    """Where group ``g`` of activation row ``i`` starts in the scales (and int4's sums)."""
+    return (i * layout.groups + g) * GROUP_LANES
 
 
 def _batch(layout, bits, weights, y, m, unrolled: bool, xq, xd, xs, xa, wide: bool) -> None:
@@ -254,12 +262,19 @@ def _quad_position(quad, group: int, vector: int):
     return quad * QUAD * GROUP_SIZE + vector * QUAD * LANES + group * LANES
 
 
+# The quad's weights in the activations' order: byte p of the reordered 128 comes from _QUAD_ORDER[p].
+_QUAD_ORDER = [0] * (QUAD * GROUP_SIZE)
+for _group in range(QUAD):
+    for _vector in range(GROUP_SIZE // LANES):
+        for _e in range(LANES):
+            _QUAD_ORDER[_quad_position(0, _group, _vector) + _e] = _group * GROUP_SIZE + _vector * LANES + _e
+
+
 def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa, paired_spans: int,
                           quads: int) -> None:
     k, groups = layout.k, layout.groups
     int4 = layout.fmt.bits != 8
     top = const(float(2 ** (bits - 1) - 1))
-    half = LANES // 2
     with T.serial(0, m) as i:
         with T.serial(0, groups) as g:
             # Bound: an expression is evaluated where it is used, and the stores between its uses
@@ -267,10 +282,11 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa,
             v = [T.bind(vload(x, i, g * GROUP_SIZE + w * LANES, lanes=LANES)) for w in range(GROUP_SIZE // LANES)]
             peak = T.bind(lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), LANES))
             inv = T.bind(tirx.Select(peak > const(0.0), top / peak, const(0.0)))
-            T.buffer_store(xd, bcast(peak / top, half), vstore_index((i * groups + g) * half, lanes=half))
+            at = _group_lanes(layout, i, g)
+            T.buffer_store(xd, bcast(peak / top, GROUP_LANES), vstore_index(at, lanes=GROUP_LANES))
             if int4:  # lanes 0-3 of the span's vector for group A, 4-7 for B
-                T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES), half),
-                               vstore_index((i * groups + g) * half, lanes=half))
+                T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES), GROUP_LANES),
+                               vstore_index(at, lanes=GROUP_LANES))
             elif xs is not None:  # q8_m: its minimum times the group's sum, half in each of a row's 2 lanes
                 T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES) * const(0.5), LANES),
                                vstore_index((i * groups + g) * LANES, lanes=LANES))
@@ -322,7 +338,7 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
     each ``vpmaddwd`` (``vpdpwssd`` with VNNI) covers both, and the
     512-bit dots split into the two spans' halves before ``_combine``.
     """
-    k, groups = layout.k, layout.groups
+    k = layout.k
     count = len(spans)
     lanes = LANES * count
     nibble_mask = bcast(const(0x0F0F0F0F, "uint32"), lanes)
@@ -372,7 +388,7 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
             x = [T.bind(vload(xq, at + 16 * count * n, lanes=16 * count)) for n in range(4)]
             per_row = [tree_sum([_pmaddwd(w, x[n]) for n, w in enumerate(u)]) for u in rows]
         summed = _summed(per_row, in_float=q6_k and bits == 16)
-        pair = (i * groups + spans[0] * 2) * (LANES // 2)  # the spans' activation scales and sums are adjacent
+        pair = _group_lanes(layout, i, spans[0] * 2)  # the spans' activation scales and sums are adjacent
         x_scale, x_sum = vload(xd, pair, lanes=lanes), vload(xs, pair, lanes=lanes)
         if q6_k:  # W = d * (sc * (q - 32)), the bracket in the integer dots
             term = summed * (scale * x_scale)
@@ -425,7 +441,7 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
             else:
                 x = [T.bind(vload(xq, at + 16 * h, lanes=16)) for h in range(2)]
                 per_row = [_pmaddwd(halves[0], x[0]) + _pmaddwd(halves[1], x[1]) for halves in rows]
-            x_scale = bcast(load(xd, (i * groups + g) * (LANES // 2)), LANES)
+            x_scale = bcast(load(xd, _group_lanes(layout, i, g)), LANES)
             term = _summed(per_row, in_float=False) * (w_scale * x_scale)
             if w_min is not None:  # q8_m: + minimum * the group's sum
                 term = term + w_min * vload(xs, (i * groups + g) * LANES, lanes=LANES)
@@ -440,16 +456,13 @@ def _q8_quad(layout: WeightLayout, weights, acc, first_row, batch, xq, xd, quad)
     rows' results are then combined as two int4 spans are (``_combine``): one conversion and
     scaling per 4 groups of 4 rows, where one group at a time takes one per group and a
     16-lane reduction per row."""
-    k, groups = layout.k, layout.groups
-    g = quad * QUAD
+    k, g = layout.k, quad * QUAD
     scales, rows = [], []
     for r in range(ROWS):
         row = first_row + r
         for line in range(2):
             _prefetch_ahead(layout, weights, row, (g + 2 * line) * GROUP_SIZE, g + 2 * line)
-        raw = vload(weights[0], row, g * GROUP_SIZE, lanes=QUAD * BYTES)
-        order = [group * BYTES + n * LANES + e for n in range(QUAD) for group in range(QUAD) for e in range(LANES)]
-        chunks = tirx.Shuffle([raw], order)
+        chunks = tirx.Shuffle([vload(weights[0], row, g * GROUP_SIZE, lanes=QUAD * GROUP_SIZE)], _QUAD_ORDER)
         rows.append([T.bind(tirx.Cast("int16x32", tirx.Shuffle([chunks], list(range(n * BYTES, (n + 1) * BYTES)))))
                      for n in range(QUAD)])
         scales.append(layout.group_scales(weights, row, g, QUAD))
@@ -459,7 +472,8 @@ def _q8_quad(layout: WeightLayout, weights, acc, first_row, batch, xq, xd, quad)
         at = i * k + g * GROUP_SIZE
         x = [T.bind(vload(xq, at + n * BYTES, lanes=BYTES)) for n in range(QUAD)]
         per_row = [tree_sum([_pmaddwd(w, x[n]) for n, w in enumerate(u)]) for u in rows]
-        term = _summed(per_row, in_float=False) * (scale * vload(xd, (i * groups + g) * (LANES // 2), lanes=2 * LANES))
+        x_scale = vload(xd, _group_lanes(layout, i, g), lanes=QUAD * GROUP_LANES)
+        term = _summed(per_row, in_float=False) * (scale * x_scale)
         _accumulate(acc, slot, _halves_added(term))
     _each(batch, apply)
 
