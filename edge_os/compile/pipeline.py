@@ -16,6 +16,7 @@ import edge_os.compile.kernels.library  # noqa: F401  (registers the kernel fami
 from edge_os.compile.fast_math import fast_activations
 from edge_os.compile.kernels import select_kernels
 from edge_os.compile.schedule import schedule_cpu_functions
+from edge_os.compile.vm_reuse import reuse_shapes_and_views
 
 
 def build_pipeline(tvm_target: tvm.target.Target, activations: str = "float32"):
@@ -67,6 +68,7 @@ def build_pipeline(tvm_target: tvm.target.Target, activations: str = "float32"):
                 relax.transform.StaticPlanBlockMemory(),
                 relax.transform.LowerAllocTensor(),
                 relax.transform.LowerRuntimeBuiltin(),
+                reuse_shapes_and_views,
                 relax.transform.ComputePrimValue(),
                 relax.transform.VMShapeLower(),
                 relax.transform.AttachGlobalSymbol(),

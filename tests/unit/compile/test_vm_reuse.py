@@ -1,0 +1,83 @@
+"""Shapes, views and reshapes made once per function (``edge_os.compile.vm_reuse``): fewer VM
+instructions, the same results."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, tirx
+from tvm.script import relax as R
+
+from edge_os.compile import pipeline
+
+LAYERS = 4
+SIDE = 16  # each row a SIDE x SIDE matrix, transposed once per layer
+
+
+def layered_module() -> tvm.ir.IRModule:
+    """A function of a symbolic batch ``n`` shaped like a decoder's steps: per layer, kernels whose
+    results the planner puts in a few shared buffers, and reshapes between them."""
+    bb = relax.BlockBuilder()
+    n = tirx.Var("n", "int64")
+    x = relax.Var("x", R.Tensor((n, SIDE * SIDE), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            h = x
+            for layer in range(LAYERS):
+                a = bb.emit(relax.op.add(h, relax.const(1.0 + layer, "float32")))
+                b = bb.emit(relax.op.reshape(a, (n, SIDE, SIDE)))
+                c = bb.emit(relax.op.permute_dims(b, [0, 2, 1]))  # wrong if written over its input
+                d = bb.emit(relax.op.reshape(c, (n, SIDE * SIDE)))
+                h = bb.emit(relax.op.subtract(d, x))
+            out = bb.emit_output(h)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def compiled(monkeypatch, reuse: bool):
+    if not reuse:
+        monkeypatch.setattr(pipeline, "reuse_shapes_and_views", tvm.transform.Sequential([]))
+    target = tvm.target.Target("llvm")
+    executable = tvm.compile(layered_module(), target=target, relax_pipeline=pipeline.build_pipeline(target))
+    monkeypatch.undo()
+    return executable
+
+
+def calls(executable) -> list[str]:
+    """The call instructions of ``main``, each as its callee and arguments."""
+    text = executable.as_text().split("@main:")[1].split("\n@")[0]
+    return [line.split("dst:")[0].strip() for line in text.splitlines() if line.strip().startswith("call")]
+
+
+@pytest.fixture(scope="module")
+def both():
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return compiled(monkeypatch, reuse=False), compiled(monkeypatch, reuse=True)
+
+
+def test_each_shape_view_and_reshape_is_made_once(both):
+    plain, reused = both
+    for instruction in ("vm.builtin.make_shape", "vm.builtin.alloc_tensor", "vm.builtin.reshape"):
+        made = [c for c in calls(reused) if c.split()[1] == instruction]
+        assert made, f"no {instruction} left to check"
+        assert len(made) == len(set(made)), f"{instruction} made twice: {collections.Counter(made).most_common(1)}"
+    # without the pass each layer makes them again
+    assert len(calls(reused)) < len(calls(plain)) - 2 * LAYERS
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_results_are_bit_for_bit_those_without_it(both, rows):
+    x = np.random.default_rng(rows).standard_normal((rows, SIDE * SIDE)).astype(np.float32)
+    outputs = []
+    for executable in both:
+        vm = relax.VirtualMachine(executable, tvm.cpu())
+        outputs.append(vm["main"](tvm.runtime.tensor(x)).numpy())
+    expected = x
+    for layer in range(LAYERS):
+        square = (expected + np.float32(1.0 + layer)).reshape(rows, SIDE, SIDE)
+        expected = square.transpose(0, 2, 1).reshape(rows, SIDE * SIDE) - x
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_allclose(outputs[1], expected, rtol=1e-6)
