@@ -6,13 +6,15 @@ both the bandwidth and the step time swing from minute to minute; measured apart
 then ``profile_step.py``) their ratio mixes a quiet minute with a busy one. Here they alternate:
 each round runs ``bench_membw.py``'s TVM read test (``--reps`` passes over a buffer far larger
 than the caches, on the same TVM thread pool) and then ``--steps`` decode steps of the package at
-``--context`` tokens, and the round's share is (weight bytes per token / step time) / bandwidth.
-Reported: the median [min-max] over rounds of the share, the step time and the bandwidth.
+``--context`` tokens, and the round's share is (weight bytes per token / step time) / bandwidth. Several packages (a
+before and an after) each run their steps in every round, against the same bandwidth reading.
+Reported: the median [min-max] over rounds of the bandwidth and, per package, of the step time and
+the share.
 
 Weight bytes per token: every parameter of the package, except an untied embedding table (one of
 its rows is read per token; a tied one is the LM head and is read whole).
 
-    .venv/bin/python tools/bench_bandwidth_share.py PACKAGE [--rounds 12] [--steps 100] [--context 100]
+    .venv/bin/python tools/bench_bandwidth_share.py PACKAGE [PACKAGE ...] [--rounds 12] [--steps 100] [--context 100]
 """
 
 from __future__ import annotations
@@ -39,11 +41,36 @@ def spread(values: list[float], digits: int) -> str:
     return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
+class _Stepper:
+    """One package loaded with a sequence of ``context`` tokens, decoding and forgetting one token."""
+
+    def __init__(self, package: Path, context: int, threads: int):
+        import numpy as np
+
+        from edge_os.package.reader import open_package, read_params
+        from edge_os.runtime.runner import CacheShape, ModelRunner
+
+        manifest = open_package(package)
+        self.name = str(package)
+        self.bytes_per_token = weight_bytes_per_token(manifest)
+        self.runner = ModelRunner(package / manifest.library, read_params(package, manifest),
+                                  CacheShape(max_batch_size=1, max_total_tokens=context + 16), threads)
+        self.runner.add_sequence(0)
+        self.runner.prefill(0, np.random.default_rng(0).integers(0, 1000, context).tolist())
+
+    def step_ms(self, steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.runner.decode([0], [7])
+            self.runner.truncate(0, 1)
+        return (time.perf_counter() - start) / steps * 1e3
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("package", type=Path)
+    parser.add_argument("packages", type=Path, nargs="+", metavar="PACKAGE")
     parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=100, help="decode steps per round")
+    parser.add_argument("--steps", type=int, default=100, help="decode steps per round and package")
     parser.add_argument("--reps", type=int, default=3, help="passes of the read test per round (the fastest counts)")
     parser.add_argument("--context", type=int, default=100, help="tokens in the KV cache before each step")
     parser.add_argument("--threads", type=int, default=2)
@@ -57,15 +84,7 @@ def main() -> int:
     import tvm
     from bench_membw import tvm_sum_kernel
 
-    from edge_os.package.reader import open_package, read_params
-    from edge_os.runtime.runner import CacheShape, ModelRunner
-
-    manifest = open_package(args.package)
-    per_token = weight_bytes_per_token(manifest)
-    runner = ModelRunner(args.package / manifest.library, read_params(args.package, manifest),
-                         CacheShape(max_batch_size=1, max_total_tokens=args.context + 16), args.threads)
-    runner.add_sequence(0)
-    runner.prefill(0, np.random.default_rng(0).integers(0, 1000, args.context).tolist())
+    steppers = [_Stepper(package, args.context, args.threads) for package in args.packages]
     n = args.mib * 2**20 // 4
     read = tvm_sum_kernel(n)
     buffer = tvm.runtime.tensor(np.ones(n, np.float32))
@@ -79,28 +98,27 @@ def main() -> int:
             best = max(best, n * 4 / (time.perf_counter() - start) / 1e9)
         return best
 
-    def step_ms() -> float:
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            runner.decode([0], [7])
-            runner.truncate(0, 1)
-        return (time.perf_counter() - start) / args.steps * 1e3
-
-    bandwidth(), step_ms()  # warm both: page faults, the thread pool, the caches of the code
+    bandwidth()  # warm everything once: page faults, the thread pool, the caches of the code
+    for stepper in steppers:
+        stepper.step_ms(args.steps)
     rounds = []
     for _ in range(args.rounds):
-        gbs, ms = bandwidth(), step_ms()
-        rounds.append({"read_GBps": gbs, "step_ms": ms, "share": per_token / (ms * 1e-3) / 1e9 / gbs})
-    report = {"weight_MB_per_token": per_token / 1e6, "threads": args.threads, "context": args.context,
-              "rounds": rounds}
+        gbs = bandwidth()
+        steps = {s.name: s.step_ms(args.steps) for s in steppers}
+        rounds.append({"read_GBps": gbs, "step_ms": steps,
+                       "share": {s.name: s.bytes_per_token / (steps[s.name] * 1e-3) / 1e9 / gbs for s in steppers}})
     if args.json:
-        print(json.dumps(report, indent=1))
+        print(json.dumps({"threads": args.threads, "context": args.context,
+                          "weight_MB_per_token": {s.name: s.bytes_per_token / 1e6 for s in steppers},
+                          "rounds": rounds}, indent=1))
         return 0
-    print(f"{args.package.name}: {per_token / 1e6:.1f} MB of weights per token, {args.threads} threads, "
-          f"{args.context} tokens of context; {args.rounds} rounds, median [min-max]")
-    print(f"  read bandwidth   {spread([r['read_GBps'] for r in rounds], 1)} GB/s (fastest of {args.reps} a round)")
-    print(f"  decode step      {spread([r['step_ms'] for r in rounds], 3)} ms ({args.steps} a round)")
-    print(f"  share            {spread([100 * r['share'] for r in rounds], 1)} % of the bandwidth, per round")
+    print(f"{args.threads} threads, {args.context} tokens of context, {args.rounds} rounds of {args.steps} steps a "
+          f"package; median [min-max]")
+    print(f"  read bandwidth {spread([r['read_GBps'] for r in rounds], 1)} GB/s (fastest of {args.reps} a round)")
+    for s in steppers:
+        print(f"  {s.name} ({s.bytes_per_token / 1e6:.1f} MB of weights per token): decode step "
+              f"{spread([r['step_ms'][s.name] for r in rounds], 3)} ms, "
+              f"{spread([100 * r['share'][s.name] for r in rounds], 1)} % of the bandwidth")
     return 0
 
 
