@@ -24,6 +24,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
+from tvm_ffi import StructuralKey  # equal by structure; variables (Relax or symbolic) by identity
 
 _VIEW = "relax.vm.alloc_tensor"  # (storage, offset, shape, dtype)
 _RESHAPE = "vm.builtin.reshape"  # an extern function: (tensor, shape)
@@ -39,18 +40,12 @@ def _callee(value: relax.Expr) -> str | None:
     return str(value.op.global_symbol) if isinstance(value.op, relax.ExternFunc) else None
 
 
-def _key(expr: relax.Expr):
-    """What makes two arguments equal here: the variable itself, else the printed value (offsets
-    and dtypes are constants)."""
-    return expr if isinstance(expr, relax.Var) else str(expr)
-
-
 @mutator
 class _Reuser(PyExprMutator):
     def __init__(self, mod: tvm.ir.IRModule):
         super().__init__(mod)
-        self.shapes: dict[tuple[str, ...], relax.Var] = {}  # symbolic dims -> the variable bound to them
-        self.made: dict[tuple, relax.Var] = {}  # (callee, arguments) of a view or reshape -> its variable
+        self.shapes: dict[StructuralKey, relax.Var] = {}  # a symbolic shape -> the variable bound to it
+        self.made: dict[tuple[str, StructuralKey], relax.Var] = {}  # (callee, arguments) of a view or reshape
 
     def visit_seq_expr_(self, seq: relax.SeqExpr) -> relax.Expr:
         """A nested sequence (a branch) sees what was made before it; what it makes stays in it."""
@@ -64,7 +59,7 @@ class _Reuser(PyExprMutator):
         """A symbolic shape as the variable of its first occurrence; anything else as it is."""
         if not isinstance(arg, relax.ShapeExpr) or all(isinstance(v, tvm.tirx.IntImm) for v in arg.values):
             return arg  # constants sit in the VM's constant pool: no instruction to save
-        key = tuple(str(v) for v in arg.values)
+        key = StructuralKey(arg)
         if key not in self.shapes:
             self.shapes[key] = self.builder_.emit(arg, name_hint="shape")
         return self.shapes[key]
@@ -79,7 +74,7 @@ class _Reuser(PyExprMutator):
         if callee == _STORAGE:
             self.set_var_remap(binding.var, self.builder_.emit(call, name_hint=binding.var.name))
             return
-        key = (callee, *(_key(arg) for arg in call.args))
+        key = (callee, StructuralKey(list(call.args)))
         if key not in self.made:
             self.made[key] = self.builder_.emit(call, name_hint=binding.var.name)
         self.set_var_remap(binding.var, self.made[key])

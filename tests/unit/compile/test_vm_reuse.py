@@ -81,3 +81,23 @@ def test_results_are_bit_for_bit_those_without_it(both, rows):
         expected = square.transpose(0, 2, 1).reshape(rows, SIDE * SIDE) - x
     np.testing.assert_array_equal(outputs[0], outputs[1])
     np.testing.assert_allclose(outputs[1], expected, rtol=1e-6)
+
+
+def test_shapes_that_print_alike_but_differ_stay_apart():
+    """Two sizes both named ``n``: ``R.shape([n, 2, 4])`` twice in the text, two shapes at run time."""
+    bb = relax.BlockBuilder()
+    rows_x, rows_y = tirx.Var("n", "int64"), tirx.Var("n", "int64")
+    x = relax.Var("x", R.Tensor((rows_x, 8), "float32"))
+    y = relax.Var("y", R.Tensor((rows_y, 8), "float32"))
+    with bb.function("main", [x, y]):
+        with bb.dataflow():
+            a = bb.emit(relax.op.reshape(relax.op.add(x, x), (rows_x, 2, 4)))
+            b = bb.emit(relax.op.reshape(relax.op.add(y, y), (rows_y, 2, 4)))
+            out = bb.emit_output(relax.Tuple([a, b]))
+        bb.emit_func_output(out)
+    target = tvm.target.Target("llvm")
+    executable = tvm.compile(bb.get(), target=target, relax_pipeline=pipeline.build_pipeline(target))
+    xs, ys = np.ones((1, 8), np.float32), np.ones((3, 8), np.float32)
+    a, b = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(xs), tvm.runtime.tensor(ys))
+    assert (a.shape, b.shape) == ((1, 2, 4), (3, 2, 4))
+    np.testing.assert_array_equal(b.numpy(), np.full((3, 2, 4), 2.0, np.float32))
