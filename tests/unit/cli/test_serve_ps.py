@@ -6,6 +6,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -13,32 +14,33 @@ from edge_os.cli.main import main
 from tests.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
 
 
-def wait_for_output(stream, needle, timeout=60.0):
-    """Read the unbuffered ``stream`` until ``needle`` appears (the service logs when it is ready)."""
-    seen = b""
-    while needle.encode() not in seen:
-        ready, _, _ = select.select([stream], [], [], timeout)
-        if not ready:
-            raise AssertionError(f"no {needle!r} within {timeout} s; got: {seen.decode()}")
-        chunk = os.read(stream.fileno(), 4096)
-        if not chunk:
-            raise AssertionError(f"the service exited before {needle!r}: {seen.decode()}")
-        seen += chunk
+def wait_until_answering(proc, sock, log, capsys, deadline_s=120.0):
+    """Ask ``edge-os ps`` every 50 ms until the service answers (it is then serving), or fail with
+    its log once it exits or ``deadline_s`` has passed."""
+    start = time.monotonic()
+    while main(["ps", "--json", "--socket", str(sock)]) != 0:
+        capsys.readouterr()
+        if proc.poll() is not None or time.monotonic() - start > deadline_s:
+            raise AssertionError(f"the service did not answer `edge-os ps`; its log: {log.read_text()}")
+        select.select([], [], [], 0.05)
+    capsys.readouterr()
 
 
 def test_serve_then_ps_then_sigterm(tmp_path, capsys, tiny_package):
     device = SimulatedDevice(tmp_path / "dev", zones=(SimZone("cpu-thermal"),),
                              model=ThermalModel(temp_c=48.5), battery=(77, "Discharging"))
-    sock = tmp_path / "edge.sock"
+    sock, log = tmp_path / "edge.sock", tmp_path / "serve.log"
+    err = log.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_os.cli.main", "serve", "--models", str(tiny_package), "--memory-budget", "1G",
          "--target", "rpi5",
          "--thermal-root", str(device.thermal_dir), "--power-root", str(device.power_dir),
          "--meminfo", str(device.meminfo_path), "--socket", str(sock)],
-        stderr=subprocess.PIPE, bufsize=0, env={**os.environ, "EDGE_OS_LOG_LEVEL": "INFO"},
+        stderr=err, env={**os.environ, "EDGE_OS_LOG_LEVEL": "INFO"},
     )
+    err.close()  # the service has its own copy
     try:
-        wait_for_output(proc.stderr, "serving")
+        wait_until_answering(proc, sock, log, capsys)
         assert main(["ps", "--json", "--socket", str(sock)]) == 0
         status = json.loads(capsys.readouterr().out)
         assert status["memory"]["budget_bytes"] == 1 << 30
@@ -51,7 +53,6 @@ def test_serve_then_ps_then_sigterm(tmp_path, capsys, tiny_package):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        proc.stderr.close()
     assert not sock.exists()
 
 
@@ -80,15 +81,17 @@ def test_serve_runs_an_llm_and_a_periodic_tflite_model_and_ps_shows_both(tmp_pat
 
     kws = pack_tflite(keyword_spotting_model(), tmp_path / "kws", name="kws")
     device = SimulatedDevice(tmp_path / "dev", zones=(SimZone("cpu-thermal"),))
-    sock = tmp_path / "edge.sock"
+    sock, log = tmp_path / "edge.sock", tmp_path / "serve.log"
+    err = log.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_os.cli.main", "serve", "--models", str(tiny_package), str(kws),
          "--periodic", "kws:20", "--memory-budget", "1G", "--thermal-root", str(device.thermal_dir),
          "--power-root", str(device.power_dir), "--meminfo", str(device.meminfo_path), "--socket", str(sock)],
-        stderr=subprocess.PIPE, bufsize=0, env={**os.environ, "EDGE_OS_LOG_LEVEL": "INFO"},
+        stderr=err, env={**os.environ, "EDGE_OS_LOG_LEVEL": "INFO"},
     )
+    err.close()  # the service has its own copy
     try:
-        wait_for_output(proc.stderr, "serving")
+        wait_until_answering(proc, sock, log, capsys)
         status = {}
         for _ in range(600):  # the periodic model runs from the first tick on
             assert main(["ps", "--json", "--socket", str(sock)]) == 0
@@ -107,7 +110,6 @@ def test_serve_runs_an_llm_and_a_periodic_tflite_model_and_ps_shows_both(tmp_pat
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        proc.stderr.close()
 
 
 @pytest.mark.parametrize("periodic, message", [
