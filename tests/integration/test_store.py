@@ -14,8 +14,7 @@ import pytest
 
 from tests.integration.test_cli import EDGE_OS, assert_one_line_error
 from tests.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
-from tests.unit.cli.test_serve_ps import wait_for_output
-from tests.waiting import wait_until
+from tests.waiting import wait_for_output, wait_until
 
 
 @pytest.fixture
