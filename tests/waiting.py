@@ -28,7 +28,7 @@ def wait_for_output(stream, needle: str, timeout: float = 60.0) -> None:
     seen = b""
     while needle.encode() not in seen:
         left = deadline - time.monotonic()
-        ready = select.select([stream], [], [], max(left, 0))[0] if left > 0 else []
+        ready = select.select([stream], [], [], left)[0] if left > 0 else []
         if not ready:
             raise AssertionError(f"no {needle!r} within {timeout} s; got: {seen.decode()}")
         chunk = os.read(stream.fileno(), 4096)

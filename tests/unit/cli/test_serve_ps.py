@@ -6,24 +6,20 @@ import select
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from edge_os.cli.main import main
 from tests.simulated_sysfs import SimulatedDevice, SimZone, ThermalModel
+from tests.waiting import wait_until
 
 
-def wait_until_answering(proc, sock, log, capsys, deadline_s=120.0):
-    """Ask ``edge-os ps`` every 50 ms until the service answers (it is then serving), or fail with
-    its log once it exits or ``deadline_s`` has passed."""
-    start = time.monotonic()
-    while main(["ps", "--json", "--socket", str(sock)]) != 0:
-        capsys.readouterr()
-        if proc.poll() is not None or time.monotonic() - start > deadline_s:
-            raise AssertionError(f"the service did not answer `edge-os ps`; its log: {log.read_text()}")
-        select.select([], [], [], 0.05)
+def wait_until_answering(proc, sock, log, capsys):
+    """Until the service answers ``edge-os ps`` (it is then serving); fail with its log if it exits first."""
+    wait_until(lambda: proc.poll() is not None or main(["ps", "--json", "--socket", str(sock)]) == 0, 120,
+               what=f"the service at {sock} to answer", interval=0.05)
     capsys.readouterr()
+    assert proc.poll() is None, f"the service exited; its log: {log.read_text()}"
 
 
 def test_serve_then_ps_then_sigterm(tmp_path, capsys, tiny_package):

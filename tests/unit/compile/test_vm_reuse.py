@@ -37,13 +37,9 @@ def layered_module() -> tvm.ir.IRModule:
     return bb.get()
 
 
-def compiled(monkeypatch, reuse: bool):
-    if not reuse:
-        monkeypatch.setattr(pipeline, "reuse_shapes_and_views", tvm.transform.Sequential([]))
+def compiled(module: tvm.ir.IRModule):
     target = tvm.target.Target("llvm")
-    executable = tvm.compile(layered_module(), target=target, relax_pipeline=pipeline.build_pipeline(target))
-    monkeypatch.undo()
-    return executable
+    return tvm.compile(module, target=target, relax_pipeline=pipeline.build_pipeline(target))
 
 
 def calls(executable) -> list[str]:
@@ -54,8 +50,10 @@ def calls(executable) -> list[str]:
 
 @pytest.fixture(scope="module")
 def both():
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        return compiled(monkeypatch, reuse=False), compiled(monkeypatch, reuse=True)
+    with pytest.MonkeyPatch.context() as monkeypatch:  # the pipeline without the pass
+        monkeypatch.setattr(pipeline, "reuse_shapes_and_views", tvm.transform.Sequential([]))
+        plain = compiled(layered_module())
+    return plain, compiled(layered_module())
 
 
 def test_each_shape_view_and_reshape_is_made_once(both):
@@ -95,8 +93,7 @@ def test_shapes_that_print_alike_but_differ_stay_apart():
             b = bb.emit(relax.op.reshape(relax.op.add(y, y), (rows_y, 2, 4)))
             out = bb.emit_output(relax.Tuple([a, b]))
         bb.emit_func_output(out)
-    target = tvm.target.Target("llvm")
-    executable = tvm.compile(bb.get(), target=target, relax_pipeline=pipeline.build_pipeline(target))
+    executable = compiled(bb.get())
     xs, ys = np.ones((1, 8), np.float32), np.ones((3, 8), np.float32)
     a, b = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(xs), tvm.runtime.tensor(ys))
     assert (a.shape, b.shape) == ((1, 2, 4), (3, 2, 4))
