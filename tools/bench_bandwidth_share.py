@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def weight_bytes_per_token(manifest) -> int:
-    """Bytes of the parameters one decode step reads (an untied embedding table: one row, left out)."""
+    """The package's weight bytes, less an untied embedding table (one row of it is read a step)."""
     untied = any(p.name.startswith("lm_head.") for p in manifest.params)
-    return sum(p.nbytes for p in manifest.params if not (untied and p.name.startswith("model.embed_tokens.")))
+    table = sum(p.nbytes for p in manifest.params if p.name.startswith("model.embed_tokens.")) if untied else 0
+    return manifest.memory.weight_bytes - table
 
 
 def spread(values: list[float], digits: int) -> str:
@@ -80,23 +81,18 @@ def main() -> int:
     if min(args.rounds, args.steps, args.reps, args.context, args.threads) < 1:
         parser.error("--rounds, --steps, --reps, --context and --threads must be 1 or more")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
-    import numpy as np
-    import tvm
-    from bench_membw import tvm_sum_kernel
+    from bench_membw import tvm_reader
 
-    steppers = [_Stepper(package, args.context, args.threads) for package in args.packages]
-    n = args.mib * 2**20 // 4
-    read = tvm_sum_kernel(n)
-    buffer = tvm.runtime.tensor(np.ones(n, np.float32))
-    sums = tvm.runtime.tensor(np.zeros(64, np.float32))
+    from edge_os.errors import EdgeOSError
+
+    try:
+        steppers = [_Stepper(package, args.context, args.threads) for package in args.packages]
+    except EdgeOSError as exc:  # not a package, a damaged one, one for another CPU: one line
+        parser.error(str(exc))
+    read = tvm_reader(args.mib)
 
     def bandwidth() -> float:
-        best = 0.0
-        for _ in range(args.reps):
-            start = time.perf_counter()
-            read(buffer, sums)
-            best = max(best, n * 4 / (time.perf_counter() - start) / 1e9)
-        return best
+        return max(read() for _ in range(args.reps))
 
     bandwidth()  # warm everything once: page faults, the thread pool, the caches of the code
     for stepper in steppers:

@@ -73,7 +73,9 @@ def tvm_read(mib: int, threads: int, reps: int) -> list[float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _tvm_child(mib: int, reps: int) -> str:
+def tvm_reader(mib: int):
+    """A function that reads a ``mib`` MiB buffer once with ``tvm_sum_kernel`` on this process's
+    TVM threads and returns the speed in GB/s (the buffer and kernel are made once, here)."""
     import numpy as np
     import tvm
 
@@ -81,13 +83,19 @@ def _tvm_child(mib: int, reps: int) -> str:
     kernel = tvm_sum_kernel(n)
     a = tvm.runtime.tensor(np.ones(n, np.float32))
     out = tvm.runtime.tensor(np.zeros(64, np.float32))
-    kernel(a, out)
-    speeds = []
-    for _ in range(reps):
+
+    def read() -> float:
         start = time.perf_counter()
         kernel(a, out)
-        speeds.append(n * 4 / (time.perf_counter() - start) / 1e9)
-    return json.dumps(speeds)
+        return n * 4 / (time.perf_counter() - start) / 1e9
+
+    return read
+
+
+def _tvm_child(mib: int, reps: int) -> str:
+    read = tvm_reader(mib)
+    read()
+    return json.dumps([read() for _ in range(reps)])
 
 
 def main() -> int:
