@@ -14,6 +14,10 @@ decode speed. These kernels keep the signatures and results (output and base-2 l
   pre-scaled by ``sm_scale * log2(e)``, the block maximum rescales the running output once, and
   the probabilities of the block come from a vectorized ``exp2``;
 - causal masking is a key count per query (keys past it are never read), not a branch per key;
+- in decode each task prefetches the next block's keys and values while it works on one: between
+  two steps the weights stream through the caches and evict the KV pages, and a page table's pages
+  are scattered, so the hardware prefetcher, which follows one stream, does not see them coming
+  (SmolLM2 on Zen 5: a decode step 2-8% faster, most at 4 sequences of 500 tokens);
 - q, K/V and the output may each be float32 or float16 (TVM's cache uses one dtype for all three):
   halves are widened to float32 as they are loaded, 8 at a time (``vcvtph2ps`` on x86 with F16C,
   ``fcvtl`` on aarch64), scores, softmax and the output are accumulated in float32, and the output
@@ -40,7 +44,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from edge_os.compile.kernels import register_replacement
-from edge_os.compile.kernels.vector import bcast, const, exp2, load, to_f32, tree_sum, vload, vstore_index
+from edge_os.compile.kernels.vector import bcast, const, exp2, load, prefetch, to_f32, tree_sum, vload, vstore_index
 
 LANES = 8
 BLOCK = 16  # keys per block: one page of TVM's paged KV cache
@@ -71,6 +75,11 @@ class _Shape:
         return value if self.out_dtype == "float32" else tirx.Cast(f"{self.out_dtype}x{LANES}", value)
 
 
+def _per_line(dtype: str) -> int:
+    """Elements of ``dtype`` in a 64-byte cache line."""
+    return 64 // (tvm.DataType(dtype).bits // 8)
+
+
 def _int_buffer(handle, shape, name: str):
     """An int32 index buffer that may be a view with an element offset (as TVM passes them)."""
     return T.match_buffer(handle, shape, "int32", elem_offset=tirx.Var(f"{name}_elem_offset", "int32"),
@@ -93,7 +102,8 @@ def _rope_applied(rotary_mode):
     return T.Assert(rotary_mode == 0, "edge-os CPU attention needs RoPE applied before the KV cache")
 
 
-def _attend_rows(shape: _Shape, rows: int, q_vec, visible, key, value, store_out, store_lse) -> None:
+def _attend_rows(shape: _Shape, rows: int, q_vec, visible, key, value, store_out, store_lse,
+                 fetch_block=None) -> None:
     """Online softmax of ``rows`` query rows over the same ``visible`` keys, 16 at a time: each key
     and value vector is loaded (and widened) once for all of them, as for the query heads that
     share a KV head.
@@ -112,8 +122,15 @@ def _attend_rows(shape: _Shape, rows: int, q_vec, visible, key, value, store_out
         T.buffer_store(state, const(1.0), [4 * g + 1])
         for j in range(vectors):
             T.buffer_store(out, bcast(const(0.0), LANES), vstore_index(g * shape.dim + j * LANES, lanes=LANES))
-    with T.serial(0, tirx.indexdiv(visible + BLOCK - 1, BLOCK)) as block:
+    blocks = T.Bind(tirx.indexdiv(visible + BLOCK - 1, BLOCK))
+    if fetch_block is not None:
+        with T.If(blocks > 0), T.Then():
+            fetch_block(0)
+    with T.serial(0, blocks) as block:
         count = tirx.min(visible - block * BLOCK, BLOCK)
+        if fetch_block is not None:
+            with T.If(block + 1 < blocks), T.Then():
+                fetch_block(block + 1)
         for g in range(rows):
             T.buffer_store(state, const(EMPTY_MAX), [4 * g + 2])
         with T.serial(0, count) as t:
@@ -158,7 +175,7 @@ def _attend_rows(shape: _Shape, rows: int, q_vec, visible, key, value, store_out
         store_lse(g, load(state, 4 * g) + tirx.log2(load(state, 4 * g + 1)))
 
 
-def _attend_group(shape: _Shape, q, out, lse, row, kv_head, scale, visible, key, value) -> None:
+def _attend_group(shape: _Shape, q, out, lse, row, kv_head, scale, visible, key, value, fetch_block=None) -> None:
     """The query heads of ``row`` that share ``kv_head`` (``q``/``out`` are ``[row, head, dim]``,
     ``lse`` is ``[row, head]``), against ``visible`` keys and values of that KV head."""
     group = shape.heads // shape.kv_heads
@@ -170,7 +187,7 @@ def _attend_group(shape: _Shape, q, out, lse, row, kv_head, scale, visible, key,
         shape, group, lambda g, j: to_f32(vload(q, row, head(g), j * LANES, lanes=LANES), LANES) * scale,
         visible, key, value,
         lambda g, j, v: T.buffer_store(out, v, vstore_index(row, head(g), j * LANES, lanes=LANES)),
-        lambda g, v: T.buffer_store(lse, v, [row, head(g)]))
+        lambda g, v: T.buffer_store(lse, v, [row, head(g)]), fetch_block)
 
 
 def _visible(causal, row, kv_len, qo_len):
@@ -223,16 +240,28 @@ def build_decode(shape: _Shape, sliding: bool = False) -> tirx.PrimFunc:
                 kv_len = T.Bind(_kv_len(n_pages, info, b, sliding))
                 offset = _window_start(info, b) if sliding else 0
 
-                def key(block, t, j, half=0):
+                def slot(block, t):
+                    """(page, slot in it) of key ``t`` of a block; under a sliding window a block
+                    may end past the last page (the slots after the last key), so the page's
+                    index stays within the sequence's for the prefetches of the whole block"""
                     if not sliding:
-                        page = load(values, first + block)
-                        return to_f32(vload(pages, page, half, kv_head, t, j * LANES, lanes=LANES), LANES)
+                        return load(values, first + block), t
                     at = offset + block * BLOCK + t
-                    page = load(values, first + at // BLOCK)
-                    return to_f32(vload(pages, page, half, kv_head, at % BLOCK, j * LANES, lanes=LANES), LANES)
+                    return load(values, first + tirx.min(at // BLOCK, n_pages - 1)), at % BLOCK
+
+                def key(block, t, j, half=0):
+                    page, at = slot(block, t)
+                    return to_f32(vload(pages, page, half, kv_head, at, j * LANES, lanes=LANES), LANES)
+
+                def fetch_block(block):
+                    for t in range(BLOCK):
+                        page, at = slot(block, t)
+                        for half in range(2):
+                            for first_of_line in range(0, d, _per_line(shape.kv_dtype)):
+                                T.evaluate(prefetch(pages, page, half, kv_head, at, first_of_line))
 
                 _attend_group(shape, q, out, lse, b, kv_head, scale, kv_len,
-                              key, lambda block, t, j: key(block, t, j, half=1))
+                              key, lambda block, t, j: key(block, t, j, half=1), fetch_block)
     return ib.get()
 
 
