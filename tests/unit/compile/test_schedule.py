@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import relax
+from tvm import relax, s_tir
 
 from edge_os.compile.pipeline import build_pipeline
+from edge_os.compile.schedule import LANES
 
 HOST = tvm.target.Target({"kind": "llvm", "mcpu": tvm.get_global_func("target.llvm_get_system_cpu")()})
 HIDDEN, INTERMEDIATE = 64, 128
@@ -58,3 +59,40 @@ def test_small_operators_run_serial_and_vectorized():
     assert all("T.vectorized" in s for s in scripts)
     # no libm call per element (LLVM cannot vectorize expf/tanhf)
     assert not any("T.exp(" in s or "T.tanh(" in s for s in scripts)
+
+
+def _reductions_outside_vectors(func: tvm.tirx.PrimFunc) -> list[str]:
+    """Blocks that sum more than one vector's worth of values with no vectorized loop around them."""
+    found = []
+
+    def visit(stmt, vectorized: bool) -> None:
+        if isinstance(stmt, tvm.tirx.For):
+            visit(stmt.body, vectorized or stmt.kind == tvm.tirx.ForKind.VECTORIZED)
+        elif isinstance(stmt, s_tir.SBlockRealize):
+            block = stmt.block
+            summed = 1
+            for var in block.iter_vars:
+                if var.iter_type != 0:
+                    summed *= int(var.dom.extent)
+            if summed > LANES and not vectorized:
+                found.append(block.name_hint)
+            for child in (block.init, block.body):
+                if child is not None:
+                    visit(child, vectorized)
+        elif isinstance(stmt, tvm.tirx.SeqStmt):
+            for child in stmt:
+                visit(child, vectorized)
+        elif hasattr(stmt, "body"):
+            visit(stmt.body, vectorized)
+
+    visit(func.body, False)
+    return found
+
+
+def test_row_sums_are_vectorized():
+    # RMSNorm's sum of squares over 64 values: one chain of 64 dependent adds if left scalar
+    lowered = build_pipeline(HOST)(_block())
+    norms = [f for g, f in lowered.functions.items() if "rms_norm" in g.name_hint]
+    assert norms
+    for func in norms:
+        assert not _reductions_outside_vectors(func), func.script()
