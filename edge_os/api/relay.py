@@ -17,6 +17,7 @@ from typing import TypeVar
 from edge_os.api.errors import ApiError
 from edge_os.runtime.request import Event, Finished, Refused
 from edge_os.scheduler.api import RequestHandle
+from edge_os.scheduler.handle import wake_after_pass
 
 T = TypeVar("T")
 Receive = Callable[[], Awaitable[dict]]
@@ -43,7 +44,8 @@ def refusal_error(refused: Refused) -> ApiError:
 class Mailbox:
     """Calls posted from other threads, run on one event loop in the order posted; the loop is
     woken once for everything posted before it runs them (``call_soon_threadsafe`` alone wakes it
-    for each, and each wake-up takes the GIL from the scheduler in the middle of its step)."""
+    for each, and each wake-up takes the GIL from the scheduler in the middle of its step), and
+    on the scheduler's thread once for everything posted in its pass."""
 
     _of_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Mailbox] = weakref.WeakKeyDictionary()
 
@@ -61,12 +63,19 @@ class Mailbox:
         return cls._of_loop[loop]
 
     def post(self, call: Callable[[Event], None], event: Event) -> None:
-        """Any thread: run ``call(event)`` on the loop soon. Raises ``RuntimeError`` if the loop is closed."""
+        """Any thread: run ``call(event)`` on the loop soon (on the scheduler's thread, once its
+        pass ends: ``wake_after_pass``). Raises ``RuntimeError`` if the loop is closed."""
+        if self._loop.is_closed():
+            raise RuntimeError("the event loop is closed")
         with self._lock:
             self._calls.append((call, event))
             if self._woken:
                 return
             self._woken = True
+        if not wake_after_pass(self._wake):
+            self._wake()
+
+    def _wake(self) -> None:
         try:
             self._loop.call_soon_threadsafe(self._run)
         except RuntimeError:

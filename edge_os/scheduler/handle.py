@@ -1,12 +1,47 @@
-"""The ``RequestHandle`` a front door gets back from ``Scheduler.submit``."""
+"""The ``RequestHandle`` a front door gets back from ``Scheduler.submit``, and the wake-ups its
+listeners ask for, held until the scheduler's pass ends (``wakeups_held``)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
 
 from edge_os.runtime.request import Event, Finished, InferenceResult, Refused
+
+log = logging.getLogger(__name__)
+_held = threading.local()  # .wakeups: the wake-ups asked for during this thread's pass, or None
+
+
+@contextlib.contextmanager
+def wakeups_held() -> Iterator[None]:
+    """Around one pass of the scheduler loop: the wake-ups listeners ask for with
+    ``wake_after_pass`` run once each when the pass ends, not once per event. A step of 4 streams
+    hands an event loop 4 events; woken for each, the loop took the GIL from the scheduler 4 times
+    in the middle of the pass, and the next step started that much later."""
+    wakeups: dict[Callable[[], None], None] = {}  # ordered, each once
+    _held.wakeups = wakeups
+    try:
+        yield
+    finally:
+        _held.wakeups = None
+        for wake in wakeups:
+            try:
+                wake()
+            except Exception:  # one listener's closed loop must not keep the others asleep
+                log.debug("a held wake-up failed", exc_info=True)
+
+
+def wake_after_pass(wake: Callable[[], None]) -> bool:
+    """Inside ``wakeups_held`` on this thread: run ``wake`` (once) when the pass ends, and return
+    True. Anywhere else return False: the caller wakes its reader now."""
+    wakeups = getattr(_held, "wakeups", None)
+    if wakeups is None:
+        return False
+    wakeups[wake] = None
+    return True
 
 
 class Handle:

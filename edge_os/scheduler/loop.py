@@ -36,7 +36,7 @@ from edge_os.scheduler.catalog import Catalog, ModelEntry
 from edge_os.scheduler.config import SchedulerConfig
 from edge_os.scheduler.cpu_share import CpuShare
 from edge_os.scheduler.governor import Governor, Throttle
-from edge_os.scheduler.handle import Handle
+from edge_os.scheduler.handle import Handle, wakeups_held
 from edge_os.scheduler.periodic import PeriodicSpec, PeriodicTask
 from edge_os.scheduler.policy import keep_alive_expired
 from edge_os.scheduler.probes import CpuProbe, MemoryProbe, PowerProbe, PowerReading, ThermalProbe, ThermalReading
@@ -196,7 +196,8 @@ class Scheduler(Admission, ModelTable, Stepping, Endings, PeriodicRuns, Publishi
     def _run(self) -> None:
         while True:
             try:
-                wake = self.tick()
+                with wakeups_held():
+                    wake = self.tick()
             except Exception:  # a bug must not kill the only thread that serves requests
                 log.exception("scheduler tick failed")
                 wake = self._clock() + self.config.probe_interval_s

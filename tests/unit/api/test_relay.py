@@ -6,7 +6,7 @@ import threading
 
 from edge_os.api.relay import EventStream
 from edge_os.runtime.request import Finished, FinishReason, Refused, TextDelta, Timings, Usage
-from edge_os.scheduler.handle import Handle
+from edge_os.scheduler.handle import Handle, wakeups_held
 
 DONE = Finished("abc", (1, 2, 3), FinishReason.LENGTH, Usage(1, 3), Timings(0.0, 0.0, 0.0))
 
@@ -76,3 +76,49 @@ def test_a_scheduler_that_keeps_sending_is_not_timed_out_and_late_events_after_a
         return stream._queue.empty()
 
     assert asyncio.run(time_out_then_hear())
+
+
+class _CountingLoop(asyncio.SelectorEventLoop):
+    """A real event loop that counts the wake-ups other threads ask of it."""
+
+    wakeups = 0
+
+    def call_soon_threadsafe(self, *args, **kwargs):
+        self.wakeups += 1
+        return super().call_soon_threadsafe(*args, **kwargs)
+
+
+def test_a_scheduler_pass_wakes_the_loop_once_for_all_its_events():
+    """4 streams' events put in one pass of the scheduler: the loop is woken once, when the pass
+    ends, and every stream still reads its events in order."""
+    loop = _CountingLoop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        handles = [Handle(f"r{i}", lambda _rid: None) for i in range(4)]
+
+        async def open_streams() -> list:
+            return [EventStream(h, 60.0, lambda _e: None) for h in handles]
+
+        streams = asyncio.run_coroutine_threadsafe(open_streams(), loop).result(10)
+        loop.wakeups = 0  # run_coroutine_threadsafe woke it too
+        with wakeups_held():
+            for i, handle in enumerate(handles):
+                handle.put(TextDelta(str(i), (i,)))
+                handle.put(DONE)
+            assert loop.wakeups == 0  # held until the pass ends
+        assert loop.wakeups == 1
+
+        async def read_all() -> list:
+            return [[await s.next(), await s.next()] for s in streams]
+
+        events = asyncio.run_coroutine_threadsafe(read_all(), loop).result(10)
+        assert [[e.text for e in pair] for pair in events] == [[str(i), "abc"] for i in range(4)]
+
+        woken = loop.wakeups
+        handles[0].put(TextDelta("late", (9,)))  # outside a pass: woken at once
+        assert loop.wakeups == woken + 1
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
