@@ -110,7 +110,9 @@ def _attend_rows(shape: _Shape, rows: int, q_vec, visible, key, value, store_out
 
     ``q_vec(g, j)`` is lanes ``8j..8j+7`` of query row ``g``, scaled, as float32;
     ``key(block, t, j)`` / ``value(block, t, j)`` load lanes of key / value ``t`` of a block as
-    float32; ``store_out(g, j, vector)`` and ``store_lse(g, value)`` write row ``g``'s results.
+    float32; ``store_out(g, j, vector)`` and ``store_lse(g, value)`` write row ``g``'s results;
+    ``fetch_block(block)``, if given, prefetches a block's keys and values: it is called for the
+    first block before the loop and for the next one at the start of each block.
     """
     vectors = shape.dim // LANES
     out = T.decl_buffer((rows * shape.dim,), "float32")
