@@ -76,12 +76,9 @@ class Mailbox:
             self._wake()
 
     def _wake(self) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._run)
-        except RuntimeError:
-            with self._lock:
-                self._woken = False
-            raise
+        # A loop closed since ``post`` checked raises ``RuntimeError`` here; ``_woken`` can stay
+        # set: every later post finds the loop closed and raises before it would be read.
+        self._loop.call_soon_threadsafe(self._run)
 
     def _run(self) -> None:
         with self._lock:
