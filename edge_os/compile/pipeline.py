@@ -14,6 +14,7 @@ from tvm.s_tir import dlight as dl
 
 import edge_os.compile.kernels.library  # noqa: F401  (registers the kernel families)
 from edge_os.compile.fast_math import fast_activations
+from edge_os.compile.fuse_add_norm import fuse_add_rms_norm
 from edge_os.compile.kernels import select_kernels
 from edge_os.compile.schedule import schedule_cpu_functions
 from edge_os.compile.vm_reuse import reuse_shapes_and_views
@@ -35,10 +36,12 @@ def build_pipeline(tvm_target: tvm.target.Target, activations: str = "float32"):
             if tvm_target.kind.name == "llvm":
                 mod = fast_activations(mod)
             # 2. legalize and fuse the small operators into few kernels (chains of reshapes first
-            # collapse: each one left is a VM instruction per layer and step)
+            # collapse: each one left is a VM instruction per layer and step; a residual add and
+            # the norm of its sum become one kernel)
             mod = tvm.transform.Sequential([
                 relax.transform.RemoveRedundantReshape(),
                 relax.transform.CanonicalizeBindings(),
+                fuse_add_rms_norm,
                 relax.transform.LegalizeOps(),
                 relax.transform.AnnotateTIROpPattern(),
                 relax.transform.FoldConstant(),
@@ -66,6 +69,7 @@ def build_pipeline(tvm_target: tvm.target.Target, activations: str = "float32"):
                 relax.transform.RemovePurityChecking(),
                 relax.transform.CallTIRRewrite(),
                 relax.transform.CanonicalizeBindings(),
+                relax.transform.DeadCodeElimination(),
                 relax.transform.StaticPlanBlockMemory(),
                 relax.transform.LowerAllocTensor(),
                 relax.transform.LowerRuntimeBuiltin(),
