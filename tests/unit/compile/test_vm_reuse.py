@@ -98,3 +98,28 @@ def test_shapes_that_print_alike_but_differ_stay_apart():
     a, b = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(xs), tvm.runtime.tensor(ys))
     assert (a.shape, b.shape) == ((1, 2, 4), (3, 2, 4))
     np.testing.assert_array_equal(b.numpy(), np.full((3, 2, 4), 2.0, np.float32))
+
+
+@tvm.register_global_func("edge_os.testing.scaled", override=True)
+def _scaled(x, factor):
+    return tvm.runtime.tensor(x.numpy() * np.float32(factor))
+
+
+def test_a_float_argument_is_computed_once_per_value():
+    """A float passed to a packed function (as the KV cache's attention takes its scale, once per
+    layer) is a VM call of its own; equal ones share the first one's result."""
+    factors = [0.5, 0.5, 0.25, 0.5]
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", R.Tensor((4,), "float32"))
+    with bb.function("main", [x]):
+        h = x
+        for factor in factors:
+            h = bb.emit(relax.Call(relax.ExternFunc("edge_os.testing.scaled"), [h, relax.prim_value(factor)],
+                                   ty_args=[R.Tensor((4,), "float32")]))
+        bb.emit_func_output(h)
+    executable = compiled(bb.get())
+    computed = [c for c in calls(executable) if "compute_symbolic_expr" in c.split()[1]]
+    assert len(computed) == len(set(factors)), computed
+    x = np.arange(4, dtype=np.float32)
+    got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    np.testing.assert_array_equal(got, x * np.float32(0.5) ** 3 * np.float32(0.25))
