@@ -17,7 +17,9 @@ decode speed. These kernels keep the signatures and results (output and base-2 l
 - in decode each task prefetches the next block's keys and values while it works on one: between
   two steps the weights stream through the caches and evict the KV pages, and a page table's pages
   are scattered, so the hardware prefetcher, which follows one stream, does not see them coming
-  (SmolLM2 on Zen 5: a decode step 2-8% faster, most at 4 sequences of 500 tokens);
+  (SmolLM2 on Zen 5: a decode step 2-8% faster, most at 4 sequences of 500 tokens). Into L2, as
+  the weights are (``avx2_dot.PREFETCH_BYTES``): on a 2.2 GHz Zen 4 a step at 500 tokens 7-8%
+  faster than into L1 (1 and 4 sequences), on Zen 5 0-0.05 ms slower;
 - q, K/V and the output may each be float32 or float16 (TVM's cache uses one dtype for all three):
   halves are widened to float32 as they are loaded, 8 at a time (``vcvtph2ps`` on x86 with F16C,
   ``fcvtl`` on aarch64), scores, softmax and the output are accumulated in float32, and the output
@@ -260,7 +262,7 @@ def build_decode(shape: _Shape, sliding: bool = False) -> tirx.PrimFunc:
                         page, at = slot(block, t)
                         for half in range(2):
                             for first_of_line in range(0, d, _per_line(shape.kv_dtype)):
-                                T.evaluate(prefetch(pages, page, half, kv_head, at, first_of_line))
+                                T.evaluate(prefetch(pages, page, half, kv_head, at, first_of_line, l1=False))
 
                 _attend_group(shape, q, out, lse, b, kv_head, scale, kv_len,
                               key, lambda block, t, j: key(block, t, j, half=1), fetch_block)
