@@ -87,7 +87,8 @@ class _Reuser(PyExprMutator):
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
         callee = _callee(binding.value)
         if callee not in (_VIEW, _RESHAPE, _STORAGE):
-            if callee is None or not any(_computed_scalar(arg) for arg in binding.value.args):
+            value = binding.value
+            if not isinstance(value, relax.Call) or not any(_computed_scalar(arg) for arg in value.args):
                 super().visit_var_binding_(binding)
                 return
             call = self.visit_expr(binding.value)
