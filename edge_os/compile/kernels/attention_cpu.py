@@ -262,7 +262,7 @@ def build_decode(shape: _Shape, sliding: bool = False) -> tirx.PrimFunc:
                         page, at = slot(block, t)
                         for half in range(2):
                             for first_of_line in range(0, d, _per_line(shape.kv_dtype)):
-                                T.evaluate(prefetch(pages, page, half, kv_head, at, first_of_line, l1=False))
+                                T.evaluate(prefetch(pages, page, half, kv_head, at, first_of_line))
 
                 _attend_group(shape, q, out, lse, b, kv_head, scale, kv_len,
                               key, lambda block, t, j: key(block, t, j, half=1), fetch_block)

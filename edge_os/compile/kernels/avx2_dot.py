@@ -607,11 +607,11 @@ def _prefetch_ahead(layout: WeightLayout, weights, row, column, group) -> None:
     """Prefetch the same columns ``PREFETCH_BYTES`` further down the weight stream, into L2 (see
     ``PREFETCH_BYTES``)."""
     ahead = max(1, PREFETCH_BYTES // layout.row_bytes())
-    T.evaluate(prefetch(weights[0], row + ahead, column, l1=False))
+    T.evaluate(prefetch(weights[0], row + ahead, column))
     for extra in weights[1:]:
         per_group = int(extra.shape[1]) // layout.groups  # q6_k: 2 per group; K-quant super-block ones are few
         if per_group:
-            T.evaluate(prefetch(extra, row + ahead, group * per_group, l1=False))
+            T.evaluate(prefetch(extra, row + ahead, group * per_group))
 
 
 def _halves_added(vector):

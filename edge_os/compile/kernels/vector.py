@@ -60,13 +60,14 @@ def tree_sum(values: list[tirx.PrimExpr]) -> tirx.PrimExpr:
     return values[0]
 
 
-def prefetch(buf: tirx.Buffer, *index, l1: bool = True) -> tirx.PrimExpr:
-    """Hint the CPU to bring the cache line of ``buf[index]`` in for reading: into every level
-    (x86 ``prefetcht0``), or with ``l1=False`` into L2 and below (``prefetcht1``), where the
-    request does not hold one of the core's few L1 miss buffers until its line arrives."""
+def prefetch(buf: tirx.Buffer, *index) -> tirx.PrimExpr:
+    """Hint the CPU to bring the cache line of ``buf[index]`` into L2 for reading (x86
+    ``prefetcht1``). Not into L1 (``prefetcht0``): such a request holds one of the core's few L1
+    miss buffers until its line arrives from DRAM, and those capped a Zen 4 core's weight stream
+    at ~9 GB/s (``avx2_dot.PREFETCH_BYTES``)."""
     address = tirx.address_of(tirx.BufferLoad(buf, list(index)))
     i32 = lambda v: tirx.const(v, "int32")  # noqa: E731
-    return tirx.call_llvm_intrin("void", "llvm.prefetch.p0", address, i32(0), i32(3 if l1 else 2), i32(1))
+    return tirx.call_llvm_intrin("void", "llvm.prefetch.p0", address, i32(0), i32(2), i32(1))
 
 
 def exp2(x: tirx.PrimExpr, lanes: int) -> tirx.PrimExpr:
