@@ -16,6 +16,8 @@ import tvm
 from tvm import relax, te, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edge_os.compile.relax_rewrite import rewrite_relax_functions
+
 
 def _x_sigmoid(x: te.Tensor, z: te.Tensor, name: str) -> te.Tensor:
     """``x * sigmoid(z)`` elementwise, as ``x / (1 + exp(-z))`` (``fast_exp`` clamps its input,
@@ -52,8 +54,4 @@ class _Rewriter(PyExprMutator):
 @tvm.transform.module_pass(opt_level=0, name="edge_os.FastActivations")
 def fast_activations(mod: tvm.ir.IRModule, _ctx: tvm.transform.PassContext) -> tvm.ir.IRModule:
     """Replace every ``relax.nn.silu`` and ``relax.nn.gelu_tanh`` with the fast-exp formulation."""
-    rewriter = _Rewriter(mod)
-    for gvar, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-    return rewriter.builder_.get()
+    return rewrite_relax_functions(mod, _Rewriter)

@@ -22,6 +22,8 @@ import tvm_ffi
 from tvm import relax, te, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from edge_os.compile.relax_rewrite import rewrite_relax_functions
+
 
 def _add_rms_norm(a: te.Tensor, b: te.Tensor, weight: te.Tensor, axis, epsilon: float):
     total = te.compute(a.shape, lambda *i: a(*i) + b(*i), name="residual")
@@ -89,8 +91,4 @@ class _Fuser(PyExprMutator):
 @tvm.transform.module_pass(opt_level=0, name="edge_os.FuseAddRMSNorm")
 def fuse_add_rms_norm(mod: tvm.ir.IRModule, _ctx: tvm.transform.PassContext) -> tvm.ir.IRModule:
     """Replace each ``relax.add`` + ``relax.nn.rms_norm`` of the sum by one two-output kernel."""
-    fuser = _Fuser(mod)
-    for gvar, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            fuser.builder_.update_func(gvar, fuser.visit_expr(func))
-    return fuser.builder_.get()
+    return rewrite_relax_functions(mod, _Fuser)
