@@ -28,6 +28,8 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 from tvm_ffi import StructuralKey  # equal by structure; variables (Relax or symbolic) by identity
 
+from edge_os.compile.relax_rewrite import rewrite_relax_functions
+
 _VIEW = "relax.vm.alloc_tensor"  # (storage, offset, shape, dtype)
 _RESHAPE = "vm.builtin.reshape"  # an extern function: (tensor, shape)
 _STORAGE = "relax.vm.alloc_storage"  # (size, ...): its shape is shared, each storage stays its own
@@ -49,55 +51,49 @@ def _computed_scalar(arg: relax.Expr) -> bool:
             and not isinstance(arg, tvm.tirx.IntImm))
 
 
+def _passes_computed_scalars(value: relax.Expr) -> bool:
+    return isinstance(value, relax.Call) and any(_computed_scalar(arg) for arg in value.args)
+
+
+def _symbolic_shape(arg: relax.Expr) -> bool:
+    """A shape the VM makes with a ``make_shape`` call (constant ones sit in its constant pool)."""
+    return isinstance(arg, relax.ShapeExpr) and not all(isinstance(v, tvm.tirx.IntImm) for v in arg.values)
+
+
 @mutator
 class _Reuser(PyExprMutator):
     def __init__(self, mod: tvm.ir.IRModule):
         super().__init__(mod)
-        self.shapes: dict[StructuralKey, relax.Var] = {}  # a symbolic shape -> the variable bound to it
+        # a symbolic shape or computed scalar -> the variable bound to it
+        self.bound: dict[StructuralKey, relax.Var] = {}
         self.made: dict[tuple[str, StructuralKey], relax.Var] = {}  # (callee, arguments) of a view or reshape
-        self.values: dict[StructuralKey, relax.Var] = {}  # a computed scalar argument -> its variable
 
     def visit_seq_expr_(self, seq: relax.SeqExpr) -> relax.Expr:
         """A nested sequence (a branch) sees what was made before it; what it makes stays in it."""
-        outer = dict(self.shapes), dict(self.made), dict(self.values)
+        outer = dict(self.bound), dict(self.made)
         try:
             return super().visit_seq_expr_(seq)
         finally:
-            self.shapes, self.made, self.values = outer
+            self.bound, self.made = outer
 
     def _shared(self, arg: relax.Expr) -> relax.Expr:
-        """A symbolic shape as the variable of its first occurrence; anything else as it is."""
-        if not isinstance(arg, relax.ShapeExpr) or all(isinstance(v, tvm.tirx.IntImm) for v in arg.values):
-            return arg  # constants sit in the VM's constant pool: no instruction to save
-        key = StructuralKey(arg)
-        if key not in self.shapes:
-            self.shapes[key] = self.builder_.emit(arg, name_hint="shape")
-        return self.shapes[key]
-
-    def _shared_value(self, arg: relax.Expr) -> relax.Expr:
-        """A computed scalar (a float, or an expression of symbolic sizes) as the variable of its
-        first occurrence; anything else as it is."""
-        if not _computed_scalar(arg):
+        """A symbolic shape or computed scalar as the variable of its first occurrence; anything
+        else as it is."""
+        if not (_symbolic_shape(arg) or _computed_scalar(arg)):
             return arg
         key = StructuralKey(arg)
-        if key not in self.values:
-            self.values[key] = self.builder_.emit(arg, name_hint="value")
-        return self.values[key]
+        if key not in self.bound:
+            self.bound[key] = self.builder_.emit(arg, name_hint="shape" if _symbolic_shape(arg) else "value")
+        return self.bound[key]
 
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
         callee = _callee(binding.value)
-        if callee not in (_VIEW, _RESHAPE, _STORAGE):
-            value = binding.value
-            if not isinstance(value, relax.Call) or not any(_computed_scalar(arg) for arg in value.args):
-                super().visit_var_binding_(binding)
-                return
-            call = self.visit_expr(binding.value)
-            call = relax.Call(call.op, [self._shared_value(arg) for arg in call.args], call.attrs, call.ty_args)
-            self.set_var_remap(binding.var, self.builder_.emit(call, name_hint=binding.var.name))
+        if callee not in (_VIEW, _RESHAPE, _STORAGE) and not _passes_computed_scalars(binding.value):
+            super().visit_var_binding_(binding)
             return
         call = self.visit_expr(binding.value)
         call = relax.Call(call.op, [self._shared(arg) for arg in call.args], call.attrs, call.ty_args)
-        if callee == _STORAGE:
+        if callee not in (_VIEW, _RESHAPE):  # a storage stays its own, as does any other call
             self.set_var_remap(binding.var, self.builder_.emit(call, name_hint=binding.var.name))
             return
         key = (callee, StructuralKey(list(call.args)))
@@ -109,8 +105,4 @@ class _Reuser(PyExprMutator):
 @tvm.transform.module_pass(opt_level=0, name="edge_os.ReuseShapesAndViews")
 def reuse_shapes_and_views(mod: tvm.ir.IRModule, _ctx: tvm.transform.PassContext) -> tvm.ir.IRModule:
     """Make each symbolic shape, planned tensor view and reshape once per function (module docstring)."""
-    reuser = _Reuser(mod)
-    for gvar, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            reuser.builder_.update_func(gvar, reuser.visit_expr(func))
-    return reuser.builder_.get()
+    return rewrite_relax_functions(mod, _Reuser)
