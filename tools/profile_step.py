@@ -38,12 +38,16 @@ def main() -> int:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import numpy as np
 
+    from edge_os.errors import EdgeOSError
     from edge_os.package.reader import open_package, read_params
     from edge_os.runtime.runner import CacheShape, ModelRunner
 
-    manifest = open_package(args.package)
-    runner = ModelRunner(args.package / manifest.library, read_params(args.package, manifest),
-                         CacheShape(max_batch_size=args.batch, max_total_tokens=4096 * args.batch), args.threads)
+    try:
+        manifest = open_package(args.package)
+        runner = ModelRunner(args.package / manifest.library, read_params(args.package, manifest),
+                             CacheShape(max_batch_size=args.batch, max_total_tokens=4096 * args.batch), args.threads)
+    except EdgeOSError as exc:  # not a package, a damaged one, one for another CPU: one line
+        parser.error(str(exc))
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 1000, args.context).tolist()
     sequences = list(range(args.batch))
