@@ -8,8 +8,9 @@ rounded once per call, per group of 32, to signed integers of ``bits`` bits (sca
 - ``bits=16`` (near-exact, error ~1.5e-5 of the group maximum): nibbles or bytes are widened to
   int16 (``vpunpck*bw`` / ``vpmovsxbw``) and ``vpmaddwd`` multiplies and adds pairs to int32.
 - ``bits=8`` (llama.cpp's method, error ~0.4% of the group maximum): ``vpmaddubsw`` multiplies
-  unsigned weights by signed activations into int16 pairs and ``vpmaddwd`` by ones widens them;
-  for q8 weights ``vpsignb`` moves the activation's sign onto the weight.
+  unsigned weights by signed activations into int16 pairs and ``vpmaddwd`` by ones widens them
+  (with VNNI one ``vpdpbusd`` does both, to the same integers); for q8 weights ``vpsignb`` moves
+  the activation's sign onto the weight.
 
 int4 (q4, q4_1, q4_k), 5-bit (q5_0, q5_1, q5_k: the fifth bits ORed into the nibbles' bytes as
 0x10) and q6_k (its top two bits ORed in as bits 4-5, its int8 sub-block scales applied in integers,
@@ -93,7 +94,7 @@ def supports(layout: WeightLayout) -> bool:
     return layout.fmt.bits == 8
 
 
-def decoder(bits: int, wide: bool = False):
+def decoder(bits: int, wide: bool = False, vnni: bool = False):
     """The decode path (arguments of ``matmul_fp32.decode_fp32``) for ``bits``-bit activations.
 
     Each task owns ``ROWS`` weight rows. One activation row (single-stream decode) keeps its
@@ -104,6 +105,8 @@ def decoder(bits: int, wide: bool = False):
     ``wide``: the target has AVX-512BW; with int16 activations, int4 weights then take two spans
     per 512-bit register (``_spans``) and q8 a group per ``vpmaddwd`` (``_int8_rows``); with either
     activations, a batch's parts are unrolled (32 vector registers hold their accumulators).
+    ``vnni``: the target has ``vpdpbusd`` (AVX512-VNNI with VL, or AVX-VNNI); int8 activations'
+    products and their sums into int32 are then one instruction per 32 bytes (``_int8_dots``).
     """
     if bits not in (8, 16):
         raise ValueError(f"activations of {bits} bits")
@@ -126,9 +129,9 @@ def decoder(bits: int, wide: bool = False):
         _quantize_activations(layout, bits, x, m, xq, xd, xs, xa, _paired_spans(layout, wide), _quads(layout, wide))
         with T.If(m == 1):
             with T.Then():
-                _batch(layout, bits, weights, y, None, False, xq, xd, xs, xa, wide)
+                _batch(layout, bits, weights, y, None, False, xq, xd, xs, xa, wide, vnni)
             with T.Else():
-                _batch(layout, bits, weights, y, m, unrolled, xq, xd, xs, xa, wide)
+                _batch(layout, bits, weights, y, m, unrolled, xq, xd, xs, xa, wide, vnni)
 
     return decode
 
@@ -157,7 +160,7 @@ def _group_lanes(layout: WeightLayout, i, g):
     return (i * layout.groups + g) * GROUP_LANES
 
 
-def _batch(layout, bits, weights, y, m, unrolled: bool, xq, xd, xs, xa, wide: bool) -> None:
+def _batch(layout, bits, weights, y, m, unrolled: bool, xq, xd, xs, xa, wide: bool, vnni: bool) -> None:
     """``y = x @ W.T`` with ``ROWS`` weight rows per task, for activation rows 0..m-1 (``m``
     None: row 0 alone, its accumulators in registers). The block's weights are unpacked again for
     each part of the rows, from L1:
@@ -168,7 +171,7 @@ def _batch(layout, bits, weights, y, m, unrolled: bool, xq, xd, xs, xa, wide: bo
     """
     with T.parallel(0, layout.n // ROWS) as block:
         def part(rows) -> None:
-            _block(layout, bits, weights, y, block * ROWS, rows, xq, xd, xs, xa, wide)
+            _block(layout, bits, weights, y, block * ROWS, rows, xq, xd, xs, xa, wide, vnni)
 
         if m is None:
             part([0])
@@ -184,15 +187,15 @@ def _batch(layout, bits, weights, y, m, unrolled: bool, xq, xd, xs, xa, wide: bo
                 part(_Rows(looped * PART_ROWS, tirx.min(PART_ROWS, m - looped * PART_ROWS), PART_ROWS))
 
 
-def _block(layout, bits, weights, y, first_row, batch, xq, xd, xs, xa, wide: bool) -> None:
+def _block(layout, bits, weights, y, first_row, batch, xq, xd, xs, xa, wide: bool, vnni: bool) -> None:
     most = len(batch) if isinstance(batch, list) else batch.most
     # acc[slot * LANES]: the 4 weight rows' sums for activation row ``slot``, row r's in lanes r and 4 + r
     acc = T.decl_buffer((most * LANES,), "float32")
     _each(batch, lambda slot, i: T.buffer_store(acc, bcast(const(0.0), LANES), vstore_index(slot * LANES, lanes=LANES)))
     if layout.fmt.bits != 8:
-        _int4_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs, wide)
+        _int4_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs, wide, vnni)
     else:
-        _int8_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs, xa, wide)
+        _int8_rows(layout, bits, weights, acc, first_row, batch, xq, xd, xs, xa, wide, vnni)
 
     def store(slot, i):
         for r in range(ROWS):
@@ -315,22 +318,24 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa,
                         T.buffer_store(xa, tirx.Cast(f"int8x{LANES}", tirx.abs(q)), vstore_index(at, lanes=LANES))
 
 
-def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, wide: bool) -> None:
+def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, wide: bool,
+               vnni: bool) -> None:
     """Each span of the ``ROWS`` (4) weight rows unpacked once, applied to every activation row;
     ``wide`` (int4 with int16 activations on AVX-512): two spans at a time in 512-bit registers,
     an odd last span alone (see ``_spans``)."""
     spans = layout.k // SPAN
     if wide and layout.fmt.bits == 4:
         with T.serial(0, spans // 2) as pair:
-            _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [pair * 2, pair * 2 + 1])
+            _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [pair * 2, pair * 2 + 1], vnni)
         if spans % 2:
-            _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [spans - 1])
+            _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [spans - 1], vnni)
     else:
         with T.serial(0, spans) as span:
-            _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [span])
+            _spans(layout, bits, weights, acc, first_row, batch, xq, xd, xs, [span], vnni)
 
 
-def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, spans: list) -> None:
+def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, spans: list,
+           vnni: bool) -> None:
     """One span (or two consecutive ones in 512-bit registers) of the 4 weight rows.
 
     The 4 rows' unpacked values are bound first; then, per activation row, its activations are
@@ -386,8 +391,7 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
                 offsets = T.bind(_pmaddubsw(thirty_two, evens) + _pmaddubsw(thirty_two, odds))
                 per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds) - offsets, u[2]) for u in rows]
             else:
-                ones = bcast(const(1, "int16"), 16)
-                per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds), ones) for u in rows]
+                per_row = [_int8_dots([(u[0], evens), (u[1], odds)], vnni) for u in rows]
         else:  # chunk n (of both spans, interleaved: _chunk_positions): the order of the widened nibbles
             x = [T.bind(vload(xq, at + 16 * count * n, lanes=16 * count)) for n in range(4)]
             per_row = [tree_sum([_pmaddwd(w, x[n]) for n, w in enumerate(u)]) for u in rows]
@@ -404,7 +408,8 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
     _each(batch, apply)
 
 
-def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, xa, wide: bool) -> None:
+def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, xa, wide: bool,
+               vnni: bool) -> None:
     """Each group of the ``ROWS`` (4) weight rows loaded once, applied to every activation row; the 4
     rows' dots share one conversion and scaling as in ``_int4_rows`` (here a row's sum is split
     over lanes r and 4 + r). ``wide`` with int16 activations: symmetric q8 four groups at a time
@@ -437,8 +442,7 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
             at = i * k + g * GROUP_SIZE
             if bits == 8:
                 signs, magnitudes = T.bind(vload(xq, at, lanes=BYTES)), T.bind(vload(xa, at, lanes=BYTES))
-                ones = bcast(const(1, "int16"), 16)
-                per_row = [_pmaddwd(_pmaddubsw(magnitudes, _psignb(w, signs)), ones) for w in rows]
+                per_row = [_int8_dots([(magnitudes, _psignb(w, signs))], vnni) for w in rows]
             elif wide:
                 x = T.bind(vload(xq, at, lanes=2 * 16))
                 per_row = [_halves_added(_pmaddwd(w, x)) for w in rows]
@@ -564,6 +568,21 @@ def _pmaddwd(a, b):
     if _lanes(a) == 32:
         return tirx.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.pmaddw.d.512", a, b)
     return tirx.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", a, b)
+
+
+def _int8_dots(pairs, vnni: bool):
+    """int32x8 sums of 4 neighbouring products of unsigned by signed bytes, over the (unsigned,
+    signed) int8x32 ``pairs``: ``vpmaddubsw`` into int16 pairs, added, widened by ``vpmaddwd`` of
+    ones; or with ``vnni`` one ``vpdpbusd`` per pair. The same integers either way: here no int16
+    sum saturates (unsigned values <= 31 against activations in [-127, 127], two pairs added:
+    <= 15,748; q8's |activation| against its weight with the activation's sign: <= 32,512)."""
+    if vnni:
+        total = bcast(const(0, "int32"), LANES)
+        for unsigned, signed in pairs:
+            total = tirx.call_llvm_pure_intrin("int32x8", "llvm.x86.avx512.vpdpbusd.256", total, unsigned, signed)
+        return total
+    return _pmaddwd(tree_sum([_pmaddubsw(unsigned, signed) for unsigned, signed in pairs]),
+                    bcast(const(1, "int16"), 16))
 
 
 def _psignb(values, signs):

@@ -47,7 +47,8 @@ def build(info: dict, target: tvm.target.Target):
     bits = ACTIVATION_BITS.get(info.get("activations", "float32"))
     if bits is None or not avx2_dot.supports(layout):
         return build_matmul(layout, TILING)
-    func = build_matmul(layout, ROUNDED_TILING, avx2_dot.decoder(bits, wide=has(target, "avx512bw")))
+    vnni = has(target, "avx512vnni", "avx512vl") or has(target, "avxvnni")
+    func = build_matmul(layout, ROUNDED_TILING, avx2_dot.decoder(bits, wide=has(target, "avx512bw"), vnni=vnni))
     return func.with_attrs({ROUNDED_ROWS_ATTR: ROUNDED_TILING.gemm_from, ROUNDED_BITS_ATTR: bits})
 
 

@@ -222,3 +222,33 @@ def test_the_largest_q6_k_products_do_not_overflow_the_integer_sums(activations)
         y = tvm.runtime.tensor(np.zeros((1, N), np.float32))
         kernel(tvm.runtime.tensor(x), *[tvm.runtime.tensor(a) for a in weight.arrays.values()], y)
         np.testing.assert_allclose(y.numpy(), x @ dense.T, rtol=1e-5, err_msg=family)
+
+
+@pytest.mark.parametrize("fmt", ["q4_1", "q5_0", "q8"])
+def test_int8_activations_take_vnni_dot_products_with_the_same_results(fmt):
+    """Where the target has VNNI, int8 activations' byte products and their sums into int32 are
+    one ``vpdpbusd`` (was ``vpmaddubsw`` + ``vpmaddwd``); no int16 sum saturated before, so every
+    result is the same to the bit. The build for this CPU is compared with Haswell's (no VNNI) at
+    1 and 4 rows; on a CPU without VNNI both builds take the old instructions."""
+    from edge_os.compile.kernels import x86_avx2
+
+    info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": "float16", "activations": "int8"}
+    zen4 = tvm.target.Target({"kind": "llvm", "mcpu": "znver4"})
+    asm = tvm.compile(tvm.IRModule({"main": x86_avx2.build(info, zen4).with_attr("global_symbol", "main")}),
+                      target=zen4).mod.inspect_source("asm")
+    assert "vpdpbusd" in asm and "vpmaddubsw" not in asm
+    if not has(HOST, "avx2", "fma"):
+        pytest.skip(f"this CPU ({HOST}) cannot run AVX2 code")
+    haswell = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})
+    here, _, _ = _build(x86_avx2.build, fmt, "float16", "int8")
+    old, _, _ = _build(x86_avx2.build, fmt, "float16", "int8", target=haswell)
+    rng = np.random.default_rng(13)
+    arrays = [tvm.runtime.tensor(a) for a in _weight(fmt, "float16", rng).arrays.values()]
+    for m in (1, 4):
+        x = tvm.runtime.tensor(rng.standard_normal((m, K)).astype(np.float32))
+        results = []
+        for kernel in (here, old):
+            y = tvm.runtime.tensor(np.full((m, N), np.nan, np.float32))
+            kernel(x, *arrays, y)
+            results.append(y.numpy())
+        np.testing.assert_array_equal(results[0], results[1], err_msg=f"{fmt} m={m}")
