@@ -46,8 +46,10 @@ activations stored in that order, so the 4 rows' sums of 4 groups share one conv
 scaling (one group per ``vpmaddwd`` needed a 16-lane reduction per group and row: the LM head of
 SmolLM2 at 4 rows 1.27 -> 0.80 ms on Zen 5); the groups past the last four, and q8_m, go one at a
 time. With VNNI, LLVM fuses each ``vpmaddwd`` and the addition after it into ``vpdpwssd``.
-Results equal the 256-bit path's to float rounding (the two spans' or the four groups' terms are
-added before the accumulator, not after).
+With int8 activations and AVX512-VNNI, int4 spans go two at a time too: a 64-byte load's low and
+high nibbles against the two spans' even and odd activations (stored [evens of both | odds of
+both]), one 512-bit ``vpdpbusd`` each. Results equal the 256-bit path's to float rounding (the two
+spans' or the four groups' terms are added before the accumulator, not after).
 
 The error against float activations is at most half a rounding step of each activation,
 max|x_g| / (2**bits - 2) * sum|W_g| per group.
@@ -106,12 +108,13 @@ def decoder(bits: int, wide: bool = False, vnni: bool = False):
     per 512-bit register (``_spans``) and q8 a group per ``vpmaddwd`` (``_int8_rows``); with either
     activations, a batch's parts are unrolled (32 vector registers hold their accumulators).
     ``vnni``: the target has ``vpdpbusd`` (AVX512-VNNI with VL, or AVX-VNNI); int8 activations'
-    products and their sums into int32 are then one instruction per 32 bytes (``_int8_dots``).
+    products and their sums into int32 are then one instruction per 32 bytes (``_int8_dots``), and
+    with ``wide`` (AVX512-VNNI) int4 weights take two spans per 512-bit register as with int16.
     """
     if bits not in (8, 16):
         raise ValueError(f"activations of {bits} bits")
     unrolled = wide
-    wide = wide and bits == 16  # the int8 path keeps 256-bit registers
+    wide = wide and (bits == 16 or vnni)  # int8 in 512-bit registers needs 512-bit vpdpbusd
 
     def decode(layout: WeightLayout, tiling, x, weights, y, m) -> None:
         if tiling.rows != ROWS:
@@ -126,7 +129,8 @@ def decoder(bits: int, wide: bool = False, vnni: bool = False):
         xs = (T.decl_buffer((m * groups * LANES // 2,), "float32") if int4
               else T.decl_buffer((m * groups * LANES,), "float32") if layout.fmt.asymmetric else None)
         xa = T.decl_buffer((m * k,), "int8") if (bits, layout.fmt.bits) == (8, 8) else None  # |xq|
-        _quantize_activations(layout, bits, x, m, xq, xd, xs, xa, _paired_spans(layout, wide), _quads(layout, wide))
+        _quantize_activations(layout, bits, x, m, xq, xd, xs, xa, _paired_spans(layout, wide),
+                              _quads(layout, wide and bits == 16))
         with T.If(m == 1):
             with T.Then():
                 _batch(layout, bits, weights, y, None, False, xq, xd, xs, xa, wide, vnni)
@@ -255,6 +259,18 @@ def _chunk_positions(span, paired_spans: int):
             tirx.Select(inside, 32, 16))
 
 
+def _byte_positions(span, paired_spans: int):
+    """Where ``span``'s 32 even activations start in its row, and how far after them its 32 odd
+    ones are (int8 activations). Spans taken in pairs (``_paired_spans``) are stored [evens of
+    both | odds of both], so one 512-bit load holds what one ``vpdpbusd`` needs; the others
+    [evens | odds]."""
+    if not paired_spans:
+        return span * SPAN, GROUP_SIZE
+    inside = span < paired_spans
+    return (tirx.Select(inside, (span // 2) * (2 * SPAN) + (span % 2) * GROUP_SIZE, span * SPAN),
+            tirx.Select(inside, 2 * GROUP_SIZE, GROUP_SIZE))
+
+
 def _quads(layout: WeightLayout, wide: bool) -> int:
     """How many leading groups ``_int8_rows`` takes four at a time (0 unless ``wide`` with symmetric q8)."""
     if not wide or layout.fmt.bits != 8 or layout.fmt.asymmetric:
@@ -306,9 +322,10 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa,
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + 2 * step, lanes=4))
                 elif int4:  # int8 activations of 4-, 5- and 6-bit weights: evens, then odds of the span
-                    base = i * k + (g // 2) * SPAN + _even_slot(bits, g % 2, w)
+                    start, odds = _byte_positions(g // 2, paired_spans)
+                    base = i * k + start + _even_slot(bits, g % 2, w)
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
-                    T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + GROUP_SIZE, lanes=4))
+                    T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + odds, lanes=4))
                 else:
                     at = i * k + g * GROUP_SIZE + w * LANES
                     if quads:
@@ -321,8 +338,8 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa,
 def _int4_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, xd, xs, wide: bool,
                vnni: bool) -> None:
     """Each span of the ``ROWS`` (4) weight rows unpacked once, applied to every activation row;
-    ``wide`` (int4 with int16 activations on AVX-512): two spans at a time in 512-bit registers,
-    an odd last span alone (see ``_spans``)."""
+    ``wide`` (int4 on AVX-512, with int16 activations, or int8 ones and VNNI): two spans at a time
+    in 512-bit registers, an odd last span alone (see ``_spans``)."""
     spans = layout.k // SPAN
     if wide and layout.fmt.bits == 4:
         with T.serial(0, spans // 2) as pair:
@@ -374,7 +391,7 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
             low, high = _q6_k_highs(layout, weights, row, span, low, high)
             rows.append([T.bind(v) for v in _q6_k_unpacked(layout, bits, weights, row, span, low, high)])
         elif bits == 8:
-            rows.append([T.bind(tirx.reinterpret("int8x32", v)) for v in (low, high)])
+            rows.append([T.bind(tirx.reinterpret(f"int8x{BYTES * count}", v)) for v in (low, high)])
         else:
             rows.append([T.bind(_widen_nibbles(v, upper)) for v in (low, high) for upper in (False, True)])
         scales.append(layout.group_scales(weights, row, spans[0] * 2, 2 * count))
@@ -385,7 +402,8 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
     def apply(slot, i):
         at = i * k + spans[0] * SPAN
         if bits == 8:
-            evens, odds = T.bind(vload(xq, at, lanes=BYTES)), T.bind(vload(xq, at + BYTES, lanes=BYTES))
+            width = BYTES * count  # two spans: [evens of both | odds of both] (``_byte_positions``)
+            evens, odds = T.bind(vload(xq, at, lanes=width)), T.bind(vload(xq, at + width, lanes=width))
             if q6_k:  # less the same products of 32, then times the sub-block scales
                 thirty_two = bcast(const(32, "int8"), BYTES)
                 offsets = T.bind(_pmaddubsw(thirty_two, evens) + _pmaddubsw(thirty_two, odds))
@@ -416,7 +434,7 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
     (``_q8_quad``); the groups after those, and q8_m, a group's 32 products in one 512-bit
     ``vpmaddwd``, its halves added before ``_combine``."""
     k, groups = layout.k, layout.groups
-    quads = _quads(layout, wide)
+    quads = _quads(layout, wide and bits == 16)
     if quads:
         with T.serial(0, quads // QUAD) as quad:
             _q8_quad(layout, weights, acc, first_row, batch, xq, xd, quad)
@@ -426,13 +444,13 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
             row = first_row + r
             _prefetch_ahead(layout, weights, row, g * GROUP_SIZE, g)
             w = T.bind(vload(weights[0], row, g * GROUP_SIZE, lanes=BYTES))
-            if wide:
+            if bits == 8:
+                rows.append(w)
+            elif wide:
                 rows.append(T.bind(tirx.Cast("int16x32", w)))
-            elif bits == 16:
+            else:
                 rows.append([T.bind(tirx.Cast("int16x16", tirx.Shuffle([w], list(range(h * 16, h * 16 + 16)))))
                              for h in range(2)])
-            else:
-                rows.append(w)
             scales.append(bcast(layout.group_scale(weights, row, g), 2))  # row r's sum: lanes r and 4 + r
             if layout.fmt.asymmetric:
                 minimums.append(bcast(layout.group_minimum(weights, row, g), 2))
@@ -576,11 +594,15 @@ def _int8_dots(pairs, vnni: bool):
     ones; or with ``vnni`` one ``vpdpbusd`` per pair. The same integers either way: here no int16
     sum saturates (unsigned values <= 31 against activations in [-127, 127], two pairs added:
     <= 15,748; q8's |activation| against its weight with the activation's sign: <= 32,512)."""
+    width = _lanes(pairs[0][0])  # 32 bytes, or 64 (two spans in 512-bit registers, AVX512-VNNI)
     if vnni:
-        total = bcast(const(0, "int32"), LANES)
+        total = bcast(const(0, "int32"), width // 4)
         for unsigned, signed in pairs:
-            total = tirx.call_llvm_pure_intrin("int32x8", "llvm.x86.avx512.vpdpbusd.256", total, unsigned, signed)
+            total = tirx.call_llvm_pure_intrin(f"int32x{width // 4}", f"llvm.x86.avx512.vpdpbusd.{width * 8}", total,
+                                               unsigned, signed)
         return total
+    if width != BYTES:
+        raise ValueError("int8 products of 64 bytes need VNNI's 512-bit vpdpbusd")
     return _pmaddwd(tree_sum([_pmaddubsw(unsigned, signed) for unsigned, signed in pairs]),
                     bcast(const(1, "int16"), 16))
 
