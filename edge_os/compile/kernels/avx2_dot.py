@@ -589,9 +589,10 @@ def _pmaddwd(a, b):
 
 
 def _int8_dots(pairs, vnni: bool):
-    """int32x8 sums of 4 neighbouring products of unsigned by signed bytes, over the (unsigned,
-    signed) int8x32 ``pairs``: ``vpmaddubsw`` into int16 pairs, added, widened by ``vpmaddwd`` of
-    ones; or with ``vnni`` one ``vpdpbusd`` per pair. The same integers either way: here no int16
+    """int32 sums of 4 neighbouring products of unsigned by signed bytes, over the (unsigned,
+    signed) byte vector ``pairs`` (32 bytes -> int32x8; 64 -> int32x16, VNNI only): ``vpmaddubsw``
+    into int16 pairs, added, widened by ``vpmaddwd`` of ones; or with ``vnni`` one ``vpdpbusd``
+    per pair. The same integers either way: here no int16
     sum saturates (unsigned values <= 31 against activations in [-127, 127], two pairs added:
     <= 15,748; q8's |activation| against its weight with the activation's sign: <= 32,512)."""
     width = _lanes(pairs[0][0])  # 32 bytes, or 64 (two spans in 512-bit registers, AVX512-VNNI)

@@ -232,16 +232,18 @@ def test_int8_activations_take_vnni_dot_products_with_the_same_results(fmt):
     spans per 512-bit register. No int16 sum saturated before, so the integers are the same: the
     results equal Haswell's build (no VNNI) to the bit, and to float rounding where two spans'
     terms are added before the accumulator (int4). At 1 and 4 rows; on a CPU without VNNI both
-    builds take the old instructions."""
+    builds take the old instructions. Which CPUs get which: Zen 4 AVX512-VNNI (512-bit for int4),
+    Alder Lake AVX-VNNI (VEX-encoded, 256-bit), Skylake-SP's AVX-512 has no VNNI."""
     from edge_os.compile.kernels import x86_avx2
 
     info = {"op": "matmul", "format": fmt, "n": N, "k": K, "scale_dtype": "float16", "activations": "int8"}
-    zen4 = tvm.target.Target({"kind": "llvm", "mcpu": "znver4"})
-    asm = tvm.compile(tvm.IRModule({"main": x86_avx2.build(info, zen4).with_attr("global_symbol", "main")}),
-                      target=zen4).mod.inspect_source("asm")
-    assert "vpdpbusd" in asm and "vpmaddubsw" not in asm
     paired = FORMATS[fmt].bits == 4
-    assert ("vpdpbusd\t%zmm" in asm) == paired
+    for mcpu, vnni, wide in (("znver4", True, paired), ("alderlake", True, False), ("skylake-avx512", False, False)):
+        target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu})
+        asm = tvm.compile(tvm.IRModule({"main": x86_avx2.build(info, target).with_attr("global_symbol", "main")}),
+                          target=target).mod.inspect_source("asm")
+        assert ("vpdpbusd" in asm) == vnni and ("vpmaddubsw" in asm) != vnni, mcpu
+        assert ("vpdpbusd\t%zmm" in asm) == wide, mcpu
     if not has(HOST, "avx2", "fma"):
         pytest.skip(f"this CPU ({HOST}) cannot run AVX2 code")
     haswell = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})
