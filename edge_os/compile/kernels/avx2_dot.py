@@ -130,7 +130,7 @@ def decoder(bits: int, wide: bool = False, vnni: bool = False):
               else T.decl_buffer((m * groups * LANES,), "float32") if layout.fmt.asymmetric else None)
         xa = T.decl_buffer((m * k,), "int8") if (bits, layout.fmt.bits) == (8, 8) else None  # |xq|
         _quantize_activations(layout, bits, x, m, xq, xd, xs, xa, _paired_spans(layout, wide),
-                              _quads(layout, wide and bits == 16))
+                              _quads(layout, bits, wide))
         with T.If(m == 1):
             with T.Then():
                 _batch(layout, bits, weights, y, None, False, xq, xd, xs, xa, wide, vnni)
@@ -248,32 +248,22 @@ def _paired_spans(layout: WeightLayout, wide: bool) -> int:
     return layout.k // SPAN // 2 * 2
 
 
-def _chunk_positions(span, paired_spans: int):
-    """Where 16-value chunk 0 of ``span``'s activations starts in its row, and how far apart its
-    4 chunks are (int16 activations). Spans taken in pairs (``_paired_spans``) have their chunks
-    interleaved, [a0 b0 a1 b1 ..], so one 512-bit load holds chunk n of both; the others are whole."""
+def _part_positions(span, paired_spans: int, part: int):
+    """Where part 0 of ``span``'s activations starts in its row, and how far apart its parts of
+    ``part`` values are: int16's 16-value chunks (4 a span), int8's 32 evens then 32 odds. Spans
+    taken in pairs (``_paired_spans``) have their parts interleaved, [a0 b0 a1 b1 ..], so one
+    512-bit load holds part n of both; the others are whole."""
     if not paired_spans:
-        return span * SPAN, 16
+        return span * SPAN, part
     inside = span < paired_spans
-    return (tirx.Select(inside, (span // 2) * (2 * SPAN) + (span % 2) * 16, span * SPAN),
-            tirx.Select(inside, 32, 16))
+    return (tirx.Select(inside, (span // 2) * (2 * SPAN) + (span % 2) * part, span * SPAN),
+            tirx.Select(inside, 2 * part, part))
 
 
-def _byte_positions(span, paired_spans: int):
-    """Where ``span``'s 32 even activations start in its row, and how far after them its 32 odd
-    ones are (int8 activations). Spans taken in pairs (``_paired_spans``) are stored [evens of
-    both | odds of both], so one 512-bit load holds what one ``vpdpbusd`` needs; the others
-    [evens | odds]."""
-    if not paired_spans:
-        return span * SPAN, GROUP_SIZE
-    inside = span < paired_spans
-    return (tirx.Select(inside, (span // 2) * (2 * SPAN) + (span % 2) * GROUP_SIZE, span * SPAN),
-            tirx.Select(inside, 2 * GROUP_SIZE, GROUP_SIZE))
-
-
-def _quads(layout: WeightLayout, wide: bool) -> int:
-    """How many leading groups ``_int8_rows`` takes four at a time (0 unless ``wide`` with symmetric q8)."""
-    if not wide or layout.fmt.bits != 8 or layout.fmt.asymmetric:
+def _quads(layout: WeightLayout, bits: int, wide: bool) -> int:
+    """How many leading groups ``_int8_rows`` takes four at a time (0 unless ``wide`` with symmetric
+    q8 and int16 activations)."""
+    if not wide or bits != 16 or layout.fmt.bits != 8 or layout.fmt.asymmetric:
         return 0
     return layout.groups // QUAD * QUAD
 
@@ -316,13 +306,13 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa,
             for w, a in enumerate(v):
                 q = tirx.Cast(f"int{bits}x{LANES}", tirx.round(a * bcast(inv, LANES)))
                 if int4 and bits == 16:  # chunk n of the evens, n + 2 of the odds (see _even_slot)
-                    start, step = _chunk_positions(g // 2, paired_spans)
+                    start, step = _part_positions(g // 2, paired_spans, 16)
                     slot = _even_slot(bits, g % 2, w)  # < 32: chunk slot // 16, offset slot % 16
                     base = i * k + start + (w // 2) * step + (slot - (w // 2) * 16)
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + 2 * step, lanes=4))
                 elif int4:  # int8 activations of 4-, 5- and 6-bit weights: evens, then odds of the span
-                    start, odds = _byte_positions(g // 2, paired_spans)
+                    start, odds = _part_positions(g // 2, paired_spans, GROUP_SIZE)
                     base = i * k + start + _even_slot(bits, g % 2, w)
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + odds, lanes=4))
@@ -360,7 +350,7 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
     in 4-7) computed in registers, and ``_combine`` sums them into one vector
     [r0 A, r1 A, r2 A, r3 A, r0 B, ... r3 B], so one conversion and scaling serves the 4 rows.
     Two spans: a 64-byte load widens to the two spans' int16 values side by side (the unpacks work
-    within 128-bit lanes), their activations are side by side in memory too (``_chunk_positions``),
+    within 128-bit lanes), their activations are side by side in memory too (``_part_positions``),
     each ``vpmaddwd`` (``vpdpwssd`` with VNNI) covers both, and the
     512-bit dots split into the two spans' halves before ``_combine``.
     """
@@ -402,7 +392,7 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
     def apply(slot, i):
         at = i * k + spans[0] * SPAN
         if bits == 8:
-            width = BYTES * count  # two spans: [evens of both | odds of both] (``_byte_positions``)
+            width = BYTES * count  # two spans: [evens of both | odds of both] (``_part_positions``)
             evens, odds = T.bind(vload(xq, at, lanes=width)), T.bind(vload(xq, at + width, lanes=width))
             if q6_k:  # less the same products of 32, then times the sub-block scales
                 thirty_two = bcast(const(32, "int8"), BYTES)
@@ -410,7 +400,7 @@ def _spans(layout: WeightLayout, bits: int, weights, acc, first_row, batch, xq, 
                 per_row = [_pmaddwd(_pmaddubsw(u[0], evens) + _pmaddubsw(u[1], odds) - offsets, u[2]) for u in rows]
             else:
                 per_row = [_int8_dots([(u[0], evens), (u[1], odds)], vnni) for u in rows]
-        else:  # chunk n (of both spans, interleaved: _chunk_positions): the order of the widened nibbles
+        else:  # chunk n (of both spans, interleaved: _part_positions): the order of the widened nibbles
             x = [T.bind(vload(xq, at + 16 * count * n, lanes=16 * count)) for n in range(4)]
             per_row = [tree_sum([_pmaddwd(w, x[n]) for n, w in enumerate(u)]) for u in rows]
         summed = _summed(per_row, in_float=q6_k and bits == 16)
@@ -434,7 +424,7 @@ def _int8_rows(layout: WeightLayout, bits: int, weights, acc, first_row, batch, 
     (``_q8_quad``); the groups after those, and q8_m, a group's 32 products in one 512-bit
     ``vpmaddwd``, its halves added before ``_combine``."""
     k, groups = layout.k, layout.groups
-    quads = _quads(layout, wide and bits == 16)
+    quads = _quads(layout, bits, wide)
     if quads:
         with T.serial(0, quads // QUAD) as quad:
             _q8_quad(layout, weights, acc, first_row, batch, xq, xd, quad)
