@@ -22,7 +22,7 @@ A task owns 4 weight rows; two rounds of ``vphaddd`` sum the 4 rows' results int
 [r0 A, r1 A, r2 A, r3 A, r0 B, .., r3 B], so one conversion to float and one scaling serve 4 rows
 (each row used to convert and scale its own 8 lanes; one-row int4 matmuls are 12-15% faster for
 it on Zen 1, docs/performance.md). The group minimum (q4_1, q4_k, q5_1, q5_k) or the -8 / -16
-zero point (q4 / q5_0) multiplies the group's exact float activation sum.
+zero point (q4 / q5_0) multiplies the group's sum of rounded activations (``vector.rounded_sum``).
 q8 (and q8_m, with a minimum): one group per load, natural order; the 4 rows are summed the same
 way, row r's total then in lanes r and 4 + r.
 
@@ -66,9 +66,9 @@ from edge_os.compile.kernels.vector import (
     bcast,
     const,
     lane_max,
-    lane_sum,
     load,
     prefetch,
+    rounded_sum,
     to_f32,
     tree_max,
     tree_sum,
@@ -295,16 +295,20 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs, xa,
             v = [T.bind(vload(x, i, g * GROUP_SIZE + w * LANES, lanes=LANES)) for w in range(GROUP_SIZE // LANES)]
             peak = T.bind(lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), LANES))
             inv = T.bind(tirx.Select(peak > const(0.0), top / peak, const(0.0)))
+            rounded = [T.bind(tirx.round(a * bcast(inv, LANES))) for a in v]
             at = _group_lanes(layout, i, g)
-            T.buffer_store(xd, bcast(peak / top, GROUP_LANES), vstore_index(at, lanes=GROUP_LANES))
+            x_step = T.bind(peak / top)
+            T.buffer_store(xd, bcast(x_step, GROUP_LANES), vstore_index(at, lanes=GROUP_LANES))
+            # The sum of the rounded activations, not of x: the zero point's or minimum's term then
+            # matches the integer dot product it corrects (see vector.rounded_sum).
             if int4:  # lanes 0-3 of the span's vector for group A, 4-7 for B
-                T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES), GROUP_LANES),
+                T.buffer_store(xs, bcast(rounded_sum(rounded, x_step, LANES), GROUP_LANES),
                                vstore_index(at, lanes=GROUP_LANES))
             elif xs is not None:  # q8_m: its minimum times the group's sum, half in each of a row's 2 lanes
-                T.buffer_store(xs, bcast(lane_sum(tree_sum(v), LANES) * const(0.5), LANES),
+                T.buffer_store(xs, bcast(rounded_sum(rounded, x_step, LANES) * const(0.5), LANES),
                                vstore_index((i * groups + g) * LANES, lanes=LANES))
-            for w, a in enumerate(v):
-                q = tirx.Cast(f"int{bits}x{LANES}", tirx.round(a * bcast(inv, LANES)))
+            for w, r in enumerate(rounded):
+                q = tirx.Cast(f"int{bits}x{LANES}", r)
                 if int4 and bits == 16:  # chunk n of the evens, n + 2 of the odds (see _even_slot)
                     start, step = _part_positions(g // 2, paired_spans, 16)
                     slot = _even_slot(bits, g % 2, w)  # < 32: chunk slot // 16, offset slot % 16

@@ -16,7 +16,8 @@ a 16-byte load holds one group (32 nibbles); its low nibbles are the group's
 even elements in order and the high nibbles the odd ones, so the prologue stores each group's
 activations as [evens, odds]. Each group's products end in 4 int32 lanes, scaled once; the group
 minimum (q4_1, q4_k, q5_1, q5_k) or the -8 / -16 zero point (q4 / q5_0) multiplies the group's
-exact float activation sum (a quarter of it in each lane). q8 and q8_m: natural order, two loads per group.
+sum of rounded activations (``vector.rounded_sum``, a quarter of it in each lane). q8 and q8_m:
+natural order, two loads per group.
 
 The error against float activations is at most half a rounding step of each activation,
 max|x_g| / (2**bits - 2) * sum|W_g| per group (as for ``avx2_dot``).
@@ -31,8 +32,8 @@ from edge_os.compile.kernels.vector import (
     bcast,
     const,
     lane_max,
-    lane_sum,
     load,
+    rounded_sum,
     to_f32,
     tree_max,
     tree_sum,
@@ -102,11 +103,13 @@ def _quantize_activations(layout: WeightLayout, bits: int, x, m, xq, xd, xs) -> 
             v = [T.bind(vload(x, i, g * GROUP_SIZE + w * 8, lanes=8)) for w in range(GROUP_SIZE // 8)]
             peak = T.bind(lane_max(tree_max([tirx.max(a, const(0.0) - a) for a in v]), 8))
             inv = T.bind(tirx.Select(peak > const(0.0), top / peak, const(0.0)))
-            T.buffer_store(xd, peak / top, [i * groups + g])
-            T.buffer_store(xs, lane_sum(tree_sum(v), 8) * const(0.25), [i * groups + g])
+            rounded = [T.bind(tirx.round(a * bcast(inv, 8))) for a in v]
+            x_step = T.bind(peak / top)
+            T.buffer_store(xd, x_step, [i * groups + g])
+            T.buffer_store(xs, rounded_sum(rounded, x_step, 8) * const(0.25), [i * groups + g])
             base = i * k + g * GROUP_SIZE
-            for w, a in enumerate(v):
-                q = tirx.Cast(f"int{bits}x8", tirx.round(a * bcast(inv, 8)))
+            for w, r in enumerate(rounded):
+                q = tirx.Cast(f"int{bits}x8", r)
                 if layout.fmt.bits != 8:  # int4 and q5_0: element 8w+2j is the low nibble of byte 4w+j
                     T.buffer_store(xq, tirx.Shuffle([q], [0, 2, 4, 6]), vstore_index(base + 4 * w, lanes=4))
                     T.buffer_store(xq, tirx.Shuffle([q], [1, 3, 5, 7]), vstore_index(base + HALF + 4 * w, lanes=4))

@@ -60,6 +60,19 @@ def tree_sum(values: list[tirx.PrimExpr]) -> tirx.PrimExpr:
     return values[0]
 
 
+def rounded_sum(rounded: list[tirx.PrimExpr], step: tirx.PrimExpr, lanes: int) -> tirx.PrimExpr:
+    """A group's activation sum as an integer dot product sees it: the sum of the rounded
+    activations (float vectors of whole numbers) times their step.
+
+    A weight with a zero point or a minimum, W = d*q + m (q4_1, the K-quants; q4 and q5_0 as
+    m = -8d, -16d), is multiplied as d * (q . x_rounded) + m * sum. With this sum the result is
+    exactly W . x_rounded, whose error d * ((q + m/d) . e) sees weights centred on zero (e: each
+    activation's rounding error). The exact sum of x leaves d * (q . e) with q in 0..15, ~2x the
+    error: SmolLM2 with int8 activations lost 7% of decode perplexity to it, and 0.2% without it.
+    llama.cpp's Q8_1 blocks carry the same rounded sum."""
+    return lane_sum(tree_sum(rounded), lanes) * step
+
+
 def prefetch(buf: tirx.Buffer, *index) -> tirx.PrimExpr:
     """Hint the CPU to bring the cache line of ``buf[index]`` into L2 for reading (x86
     ``prefetcht1``). Not into L1 (``prefetcht0``): such a request holds one of the core's few L1
