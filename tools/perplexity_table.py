@@ -97,10 +97,10 @@ def edge_os_perplexity(package: Path, ctx: int, threads: int) -> tuple[float, in
     return math.exp(nll / scored), chunks
 
 
-def pack_gguf(gguf_path: Path, out: Path) -> Path:
+def pack_gguf(gguf_path: Path, out: Path, activations: str = "int16") -> Path:
     from edge_os.package.pack import PackOptions, pack
 
-    return pack(PackOptions(gguf_path, out, quant="auto", progress=False, force=True))
+    return pack(PackOptions(gguf_path, out, quant="auto", activations=activations, progress=False, force=True))
 
 
 def main() -> int:
@@ -111,6 +111,9 @@ def main() -> int:
     parser.add_argument("--bin", type=Path, default=DEFAULT_BIN, help=f"llama.cpp binaries (default {DEFAULT_BIN})")
     parser.add_argument("--work", type=Path, default=None, help="where the Q4_K_M file and packages go (default: temp)")
     parser.add_argument("--ctx", type=int, default=512)
+    parser.add_argument("--activations", default="int16", choices=["int16", "float32", "int8"],
+                        help="pack --activations (default int16); x86 rounds prefill chunks of up to 256 "
+                             "tokens too, so --ctx 256 scores the rounding, 512 the float32 prefill path")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -126,7 +129,7 @@ def main() -> int:
     rows = []
     for label, path in models:
         gguf_path = Path(path)
-        package = pack_gguf(gguf_path, work / f"pkg-{gguf_path.stem}")
+        package = pack_gguf(gguf_path, work / f"pkg-{gguf_path.stem}-{args.activations}", args.activations)
         ours, chunks = edge_os_perplexity(package, args.ctx, args.threads)
         theirs, their_chunks = llamacpp_perplexity(args.bin, gguf_path, args.ctx, args.threads)
         not_kept = json.loads((package / "manifest.json").read_text())["quantization"].get("not_kept", {})
