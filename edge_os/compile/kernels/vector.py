@@ -64,8 +64,8 @@ def rounded_sum(rounded: list[tirx.PrimExpr], step: tirx.PrimExpr, lanes: int) -
     """A group's activation sum as an integer dot product sees it: the sum of the rounded
     activations (float vectors of whole numbers) times their step.
 
-    A weight with a zero point or a minimum, W = d*q + m (q4_1, the K-quants; q4 and q5_0 as
-    m = -8d, -16d), is multiplied as d * (q . x_rounded) + m * sum. With this sum the result is
+    A weight with a zero point or a minimum, W = d*q + m (q4_1, q5_1, q4_k, q5_k, q8_m; q4 and
+    q5_0 as m = -8d, -16d), is multiplied as d * (q . x_rounded) + m * sum. With this sum the result is
     exactly W . x_rounded, whose error d * ((q + m/d) . e) sees weights centred on zero (e: each
     activation's rounding error). The exact sum of x leaves d * (q . e) with q in 0..15, ~2x the
     error: SmolLM2 with int8 activations lost 7% of decode perplexity to it, and 0.2% without it.
