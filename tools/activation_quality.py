@@ -49,25 +49,38 @@ def perplexity(logits: np.ndarray, following: np.ndarray) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("packages", nargs="+", type=Path, help="the reference package first")
-    parser.add_argument("--tokens", type=int, default=300, help="tokens of the text to decode (default 300)")
+    parser.add_argument("--tokens", type=int, default=300, help="tokens of the text to decode (default 300, >= 2)")
     parser.add_argument("--text", type=Path, default=TEXT, help="default: tests/data/declaration_of_independence.txt")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.tokens < 2:
+        parser.error("--tokens must be at least 2 (one fed, one predicted)")
+    for package in args.packages:
+        if not (package / "manifest.json").is_file():
+            parser.error(f"{package} is not a package directory (no manifest.json); make one with edge-os pack")
     sys.path.insert(0, str(ROOT))
     from tokenizers import Tokenizer
+
+    from edge_os.errors import EdgeOSError
 
     tokenizer = Tokenizer.from_file(str(args.packages[0] / "tokenizer.json"))
     ids = tokenizer.encode(args.text.read_text()).ids[: args.tokens]
     if len(ids) < 2:
-        raise SystemExit(f"{args.text} has fewer than 2 tokens")
+        raise SystemExit(f"{args.text} has fewer than 2 tokens: give a longer --text")
     following = np.array(ids[1:])
     reference = None
     print(f"{len(ids) - 1} steps of {args.text.name}, against {args.packages[0]}")
     print("| package | mean / max logit change | argmax kept | perplexity |")
     print("| --- | --- | --- | --- |")
     for package in args.packages:
-        logits = teacher_forced_logits(package, ids, args.threads)
+        try:
+            logits = teacher_forced_logits(package, ids, args.threads)
+        except EdgeOSError as exc:
+            raise SystemExit(f"{package}: {exc}") from None
         reference = logits if reference is None else reference
+        if logits.shape != reference.shape:
+            raise SystemExit(f"{package} has {logits.shape[1]} logits a token, {args.packages[0]} "
+                             f"{reference.shape[1]}: compare packages of one model")
         change = np.abs(logits - reference)
         kept = np.mean(logits.argmax(-1) == reference.argmax(-1))
         print(f"| {package} | {change.mean():.4f} / {change.max():.3f} | {kept:.1%} | "
