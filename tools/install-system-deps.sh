@@ -4,10 +4,11 @@
 # gcc-aarch64-linux-gnu links packages for aarch64 boards (pack --target rpi5); qemu-user-static
 # runs them here (edge-os emulate), which fetches arm64 .debs, so apt also learns that architecture.
 # cmake and g++ build llama.cpp's own tools (tools/build_llamacpp.sh), the reference of the K-quant test.
+# binutils' readelf and objdump name the kernels in a package's library (tools/profile_threads.py).
 set -euo pipefail
 packages=(gcc make clang gcc-arm-none-eabi gcc-avr avr-libc arduino-core-avr mosquitto mosquitto-clients
           gcc-aarch64-linux-gnu qemu-user-static openssh-server openssh-client
-          cmake g++)
+          cmake g++ binutils)
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 added_arch=0

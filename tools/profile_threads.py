@@ -156,8 +156,8 @@ class KernelNames:
         current = None
         for line in listing.splitlines():
             header = re.match(r"^([0-9a-f]+) <(.+)>:", line)
-            if header:
-                current = header.group(2).removeprefix("__tvm_ffi_")
+            if header:  # an exported kernel, or its body where TVM left it a function of its own
+                current = header.group(2).removeprefix("__tvm_ffi_").removesuffix("_compute_")
                 self.functions.append((int(header.group(1), 16), current))
                 continue
             # the parallel body's address is loaded into the first argument of the launch
