@@ -20,6 +20,10 @@ decode speed. These kernels keep the signatures and results (output and base-2 l
   (SmolLM2 on Zen 5: a decode step 2-8% faster, most at 4 sequences of 500 tokens). Into L2, as
   the weights are (``avx2_dot.PREFETCH_BYTES``): on a 2.2 GHz Zen 4 a step at 500 tokens 7-8%
   faster than into L1 (1 and 4 sequences), on Zen 5 0-0.05 ms slower;
+- in decode of a few sequences (fewer sequences x KV heads than ``SPLIT_BELOW``) of many keys
+  (``SPLIT_FROM``), each KV head's keys go in ``SPLITS`` parts, tasks of their own, merged by
+  their log-sum-exps after a barrier in the same parallel launch: one stream of a model with 3 KV
+  heads otherwise gives 2 threads 2 tasks and 1;
 - q, K/V and the output may each be float32 or float16 (TVM's cache uses one dtype for all three):
   halves are widened to float32 as they are loaded, 8 at a time (``vcvtph2ps`` on x86 with F16C,
   ``fcvtl`` on aarch64), scores, softmax and the output are accumulated in float32, and the output
@@ -38,6 +42,8 @@ length), and in prefill a query row sees the cached keys within ``window - row -
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 
 import tvm
@@ -179,10 +185,13 @@ def _attend_rows(shape: _Shape, rows: int, q_vec, visible, key, value, store_out
         store_lse(g, load(state, 4 * g) + tirx.log2(load(state, 4 * g + 1)))
 
 
-def _attend_group(shape: _Shape, q, out, lse, row, kv_head, scale, visible, key, value, fetch_block=None) -> None:
+def _attend_group(shape: _Shape, q, out, lse, row, kv_head, scale, visible, key, value, fetch_block=None,
+                  out_row=None) -> None:
     """The query heads of ``row`` that share ``kv_head`` (``q``/``out`` are ``[row, head, dim]``,
-    ``lse`` is ``[row, head]``), against ``visible`` keys and values of that KV head."""
+    ``lse`` is ``[row, head]``), against ``visible`` keys and values of that KV head; the results
+    go to row ``out_row`` of ``out`` and ``lse`` (None: row ``row``)."""
     group = shape.heads // shape.kv_heads
+    at = row if out_row is None else out_row
 
     def head(g):
         return kv_head * group + g
@@ -190,8 +199,8 @@ def _attend_group(shape: _Shape, q, out, lse, row, kv_head, scale, visible, key,
     _attend_rows(
         shape, group, lambda g, j: to_f32(vload(q, row, head(g), j * LANES, lanes=LANES), LANES) * scale,
         visible, key, value,
-        lambda g, j, v: T.buffer_store(out, v, vstore_index(row, head(g), j * LANES, lanes=LANES)),
-        lambda g, v: T.buffer_store(lse, v, [row, head(g)]), fetch_block)
+        lambda g, j, v: T.buffer_store(out, v, vstore_index(at, head(g), j * LANES, lanes=LANES)),
+        lambda g, v: T.buffer_store(lse, v, [at, head(g)]), fetch_block)
 
 
 def _visible(causal, row, kv_len, qo_len):
@@ -238,8 +247,11 @@ def build_decode(shape: _Shape, sliding: bool = False) -> tirx.PrimFunc:
             out = T.match_buffer(handles[7], (batch, h, d), shape.out_dtype)
             lse = T.match_buffer(handles[8], (batch, h), "float32")
             scale = bcast(sm_scale * const(LOG2E), LANES)
-            with _rope_applied(rotary_mode), T.parallel(0, batch * hkv) as task:
-                b, kv_head = task // hkv, task % hkv
+
+            def attend(b, kv_head, first_block=0, blocks=None, out=out, lse=lse, out_row=None, out_shape=shape):
+                """``kv_head`` of sequence ``b``, against ``blocks`` of its key blocks from
+                ``first_block`` on (all of them: ``blocks`` None), into row ``out_row`` of
+                ``out`` and ``lse`` (None: row ``b``), stored as ``out_shape`` says."""
                 first, n_pages = load(indptr, b), load(indptr, b + 1) - load(indptr, b)
                 kv_len = T.Bind(_kv_len(n_pages, info, b, sliding))
                 offset = _window_start(info, b) if sliding else 0
@@ -248,6 +260,7 @@ def build_decode(shape: _Shape, sliding: bool = False) -> tirx.PrimFunc:
                     """(page, slot in it) of key ``t`` of a block; under a sliding window a block
                     may end past the last page (the slots after the last key), so the page's
                     index stays within the sequence's for the prefetches of the whole block"""
+                    block = block + first_block
                     if not sliding:
                         return load(values, first + block), t
                     at = offset + block * BLOCK + t
@@ -264,9 +277,73 @@ def build_decode(shape: _Shape, sliding: bool = False) -> tirx.PrimFunc:
                             for first_of_line in range(0, d, _per_line(shape.kv_dtype)):
                                 T.evaluate(prefetch(pages, page, half, kv_head, at, first_of_line))
 
-                _attend_group(shape, q, out, lse, b, kv_head, scale, kv_len,
-                              key, lambda block, t, j: key(block, t, j, half=1), fetch_block)
+                visible = kv_len if blocks is None else tirx.max(
+                    tirx.min(kv_len - first_block * BLOCK, blocks * BLOCK), 0)
+                _attend_group(out_shape, q, out, lse, b, kv_head, scale, visible,
+                              key, lambda block, t, j: key(block, t, j, half=1), fetch_block, out_row)
+
+            with _rope_applied(rotary_mode):
+                if sliding:  # a window bounds its keys: no split
+                    with T.parallel(0, batch * hkv) as task:
+                        attend(task // hkv, task % hkv)
+                else:
+                    _split_or_whole(shape, batch, indptr, info, out, lse, attend)
     return ib.get()
+
+
+# Decode of a few long sequences: each KV head's keys in parts, merged after. With fewer tasks
+# (sequences x KV heads) than SPLIT_BELOW, a step of one SmolLM2 stream (3 KV heads) runs 3
+# tasks, and 2 threads take 2 and 1; with a sequence of SPLIT_FROM keys or more, each task's keys
+# go in SPLITS parts (whole blocks), so the work divides evenly, and one merge per query head
+# joins the parts' outputs by their log-sum-exps (as flash-decoding does on GPUs).
+SPLIT_BELOW = 4
+SPLIT_FROM = 384
+SPLITS = 4
+
+
+def _split_or_whole(shape: _Shape, batch, indptr, info, out, lse, attend) -> None:
+    """``attend`` (``build_decode``'s) over every (sequence, KV head) task, whole, or in
+    ``SPLITS`` parts of its key blocks merged into ``out`` and ``lse`` (see ``SPLIT_BELOW``)."""
+    h, hkv = shape.heads, shape.kv_heads
+    longest = T.decl_buffer((1,), "int32")
+    T.buffer_store(longest, 0, [0])
+    with T.serial(0, tirx.min(batch, SPLIT_BELOW)) as b:
+        n_pages = load(indptr, b + 1) - load(indptr, b)
+        T.buffer_store(longest, tirx.max(load(longest, 0), _kv_len(n_pages, info, b, False)), [0])
+    with T.If(tirx.And(batch * hkv < SPLIT_BELOW, load(longest, 0) >= SPLIT_FROM)):
+        with T.Then():
+            part_out = T.decl_buffer((SPLITS * batch, h, shape.dim), "float32")  # row: part * batch + b
+            part_lse = T.decl_buffer((SPLITS * batch, h), "float32")
+            blocks = T.Bind((load(longest, 0) + BLOCK * SPLITS - 1) // (BLOCK * SPLITS))  # per part
+            in_float = copy.copy(shape)
+            in_float.out_dtype = "float32"
+            with T.attr(0, "pragma_parallel_launch_point", 1):
+                with T.attr(0, "pragma_parallel_barrier_when_finish", 1):
+                    with T.parallel(0, SPLITS * batch * hkv) as task:
+                        part, b = task // (batch * hkv), (task // hkv) % batch
+                        attend(b, task % hkv, part * blocks, blocks, part_out, part_lse, part * batch + b, in_float)
+                with T.parallel(0, batch * h) as row:
+                    _merge(shape, part_out, part_lse, batch, row // h, row % h, out, lse)
+        with T.Else():
+            with T.parallel(0, batch * hkv) as task:
+                attend(task // hkv, task % hkv)
+
+
+def _merge(shape: _Shape, part_out, part_lse, batch, b, head, out, lse) -> None:
+    """Query head ``head`` of sequence ``b`` from its ``SPLITS`` parts: each part's output
+    weighted by 2^(its log-sum-exp - the largest). A part without keys has TVM's empty
+    log-sum-exp (-5e4) and an output of zeros, so it weighs nothing beside a part with keys; with
+    none, the row stays empty (zeros, -5e4)."""
+    lses = [T.Bind(load(part_lse, p * batch + b, head)) for p in range(SPLITS)]
+    top = T.Bind(functools.reduce(tirx.max, lses))
+    weights = [T.Bind(tirx.exp2(value - top)) for value in lses]
+    total = T.Bind(tree_sum(weights))
+    for j in range(shape.dim // LANES):
+        merged = tree_sum([vload(part_out, p * batch + b, head, j * LANES, lanes=LANES) * bcast(weight, LANES)
+                           for p, weight in enumerate(weights)])
+        T.buffer_store(out, shape.out_vector(merged * bcast(const(1.0) / total, LANES)),
+                       vstore_index(b, head, j * LANES, lanes=LANES))
+    T.buffer_store(lse, tirx.Select(top > const(EMPTY_MAX), top + tirx.log2(total), const(EMPTY_MAX)), [b, head])
 
 
 def build_prefill_ragged(shape: _Shape) -> tirx.PrimFunc:

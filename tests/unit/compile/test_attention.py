@@ -93,6 +93,32 @@ def test_decode_matches_numpy(tvm_kernel, dtype):
         np.testing.assert_allclose(t[8].numpy()[b], lse, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("lengths,split_below", [([383], 4), ([384], 4), ([385], 4), ([1000], 4),
+                                                ([400, 0, 40], 8)])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_decode_of_few_long_sequences_splits_their_keys_and_merges_them(lengths, split_below, dtype, monkeypatch):
+    """With fewer (sequence, KV head) tasks than SPLIT_BELOW and a sequence of SPLIT_FROM keys or
+    more, each task's keys go in SPLITS parts merged by their log-sum-exps: the same output and
+    log-sum-exp as one pass. 400 / 0 / 40 (under a larger SPLIT_BELOW): the shorter sequences' later
+    parts hold no keys, and the empty one stays empty (zeros, -5e4)."""
+    from edge_os.compile.kernels import attention_cpu
+
+    monkeypatch.setattr(attention_cpu, "SPLIT_BELOW", split_below)
+    assert len(lengths) * HKV < split_below and attention_cpu.SPLIT_FROM == 384  # which lengths split
+    rng = np.random.default_rng(4)
+    batch = len(lengths)
+    pages, indptr, values, last, keys, vals = _paged(rng, lengths, dtype)
+    q = rng.standard_normal((batch, H, D)).astype(dtype)
+    kernel = _compile(replacement(_attention_decode_cpu(HKV, H, D, dtype, False, {}), {}))
+    zeros = np.zeros(batch, np.int32)
+    t = _run(kernel, q, pages, indptr, values, last, zeros, zeros, np.zeros((batch, H, D), dtype),
+             np.zeros((batch, H), np.float32), scalars=[0, 1.0, 1e4, SM_SCALE])
+    for b, n in enumerate(lengths):
+        out, lse = _attention(q[b].astype(np.float32), keys[b], vals[b], n)
+        np.testing.assert_allclose(t[7].numpy()[b], out, **_tolerance(dtype))
+        np.testing.assert_allclose(t[8].numpy()[b], lse, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("causal", [0, 1])
 @pytest.mark.parametrize("tvm_kernel,dtype", [(False, "float32"), (True, "float32"), (False, "float16")])
 def test_ragged_prefill_matches_numpy(causal, tvm_kernel, dtype):
