@@ -75,15 +75,11 @@ def _run(kernel, *arrays, scalars):
     return tensors
 
 
-@pytest.mark.parametrize("tvm_kernel,dtype", [(False, "float32"), (True, "float32"), (False, "float16")])
-def test_decode_matches_numpy(tvm_kernel, dtype):
-    rng = np.random.default_rng(0)
-    lengths = [37, 0, 16, 28]  # 28: a last block of 12 keys, whose second 8 are partly masked out
+def _check_decode(kernel, rng, lengths, dtype):
+    """One decode query per sequence of ``lengths`` keys: output and log-sum-exp as numpy's."""
     batch = len(lengths)
     pages, indptr, values, last, keys, vals = _paged(rng, lengths, dtype)
     q = rng.standard_normal((batch, H, D)).astype(dtype)
-    ref = _attention_decode_cpu(HKV, H, D, dtype, False, {})
-    kernel = _compile(ref if tvm_kernel else replacement(ref, {}))
     zeros = np.zeros(batch, np.int32)
     t = _run(kernel, q, pages, indptr, values, last, zeros, zeros, np.zeros((batch, H, D), dtype),
              np.zeros((batch, H), np.float32), scalars=[0, 1.0, 1e4, SM_SCALE])
@@ -91,6 +87,14 @@ def test_decode_matches_numpy(tvm_kernel, dtype):
         out, lse = _attention(q[b].astype(np.float32), keys[b], vals[b], n)
         np.testing.assert_allclose(t[7].numpy()[b], out, **_tolerance(dtype))
         np.testing.assert_allclose(t[8].numpy()[b], lse, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("tvm_kernel,dtype", [(False, "float32"), (True, "float32"), (False, "float16")])
+def test_decode_matches_numpy(tvm_kernel, dtype):
+    ref = _attention_decode_cpu(HKV, H, D, dtype, False, {})
+    kernel = _compile(ref if tvm_kernel else replacement(ref, {}))
+    # 28: a last block of 12 keys, whose second 8 are partly masked out
+    _check_decode(kernel, np.random.default_rng(0), [37, 0, 16, 28], dtype)
 
 
 @pytest.mark.parametrize("lengths,split_below", [([383], 4), ([384], 4), ([385], 4), ([1000], 4),
@@ -105,18 +109,8 @@ def test_decode_of_few_long_sequences_splits_their_keys_and_merges_them(lengths,
 
     monkeypatch.setattr(attention_cpu, "SPLIT_BELOW", split_below)
     assert len(lengths) * HKV < split_below and attention_cpu.SPLIT_FROM == 384  # which lengths split
-    rng = np.random.default_rng(4)
-    batch = len(lengths)
-    pages, indptr, values, last, keys, vals = _paged(rng, lengths, dtype)
-    q = rng.standard_normal((batch, H, D)).astype(dtype)
     kernel = _compile(replacement(_attention_decode_cpu(HKV, H, D, dtype, False, {}), {}))
-    zeros = np.zeros(batch, np.int32)
-    t = _run(kernel, q, pages, indptr, values, last, zeros, zeros, np.zeros((batch, H, D), dtype),
-             np.zeros((batch, H), np.float32), scalars=[0, 1.0, 1e4, SM_SCALE])
-    for b, n in enumerate(lengths):
-        out, lse = _attention(q[b].astype(np.float32), keys[b], vals[b], n)
-        np.testing.assert_allclose(t[7].numpy()[b], out, **_tolerance(dtype))
-        np.testing.assert_allclose(t[8].numpy()[b], lse, rtol=1e-5, atol=1e-4)
+    _check_decode(kernel, np.random.default_rng(4), lengths, dtype)
 
 
 @pytest.mark.parametrize("causal", [0, 1])
