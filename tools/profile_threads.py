@@ -7,7 +7,9 @@ join, and TVM's worker threads are not seen at all. This samples every thread wi
 (software clock, no PMU needed) while a child process runs ``--batch`` sequences of decode steps,
 and attributes the samples in the package's ``model.so``, whose kernel bodies have no symbols, by
 function ranges (``readelf``'s ``.eh_frame``) and by which exported kernel hands each parallel
-body to ``TVMBackendParallelLaunch`` (``objdump``). Samples in the kernel's scheduler and in
+body to ``TVMBackendParallelLaunch`` (``objdump``; x86-64 code, where the body's address is
+loaded into the launch's first argument: elsewhere a body is named by the nearest symbol before
+it). Samples in the kernel's scheduler and in
 ``sched_yield`` are a thread waiting: for work (a worker while the caller runs serial code) or at a
 join (the caller while a worker finishes its share).
 
