@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import tvm
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
@@ -13,7 +14,9 @@ from tvm.script.ir_builder import tirx as T
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "profile_threads.py"
 
 
-def _tool():
+@pytest.fixture(scope="module")
+def tool():
+    """The tool, loaded once from its file (tools/ is not a package)."""
     spec = importlib.util.spec_from_file_location("profile_threads", TOOL)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -21,8 +24,11 @@ def _tool():
     return module
 
 
-def _library(path: Path) -> Path:
-    """A library of one kernel, ``scale``, whose loop runs on TVM's thread pool."""
+@pytest.fixture(scope="module")
+def names(tool, tmp_path_factory):
+    """KernelNames of a library of one kernel, ``scale``, whose loop runs on TVM's thread pool,
+    compiled once for both tests."""
+    path = tmp_path_factory.mktemp("library") / "model.so"
     with IRBuilder() as builder:
         with T.prim_func():
             T.func_name("scale")
@@ -32,14 +38,11 @@ def _library(path: Path) -> Path:
             y = T.match_buffer(y_handle, (1024,), "float32")
             with T.parallel(0, 1024) as i:
                 T.buffer_store(y, x[i] * 2.0, [i])
-    kernel = builder.get()
-    tvm.compile(tvm.IRModule({"scale": kernel}), target="llvm").export_library(str(path))
-    return path
+    tvm.compile(tvm.IRModule({"scale": builder.get()}), target="llvm").export_library(str(path))
+    return tool.KernelNames(path)
 
 
-def test_a_parallel_body_is_named_after_the_kernel_that_launches_it(tmp_path):
-    tool = _tool()
-    names = tool.KernelNames(_library(tmp_path / "model.so"))
+def test_a_parallel_body_is_named_after_the_kernel_that_launches_it(names):
     bodies = [start for start, kernel in names.bodies.items() if kernel == "scale"]
     assert len(bodies) == 1
     assert names.name(bodies[0]) == "scale*" and names.name(bodies[0] + 4) == "scale*"
@@ -47,9 +50,7 @@ def test_a_parallel_body_is_named_after_the_kernel_that_launches_it(tmp_path):
     assert names.name(exported) == "scale"
 
 
-def test_samples_are_grouped_by_thread_and_by_what_the_thread_did(tmp_path):
-    tool = _tool()
-    names = tool.KernelNames(_library(tmp_path / "model.so"))
+def test_samples_are_grouped_by_thread_and_by_what_the_thread_did(tool, names):
     body = next(start for start, kernel in names.bodies.items() if kernel == "scale")
     report = "\n".join([
         "# Overhead  Pid:Command  Shared Object  Symbol",
